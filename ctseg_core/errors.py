@@ -1,0 +1,49 @@
+"""The one error family of ctseg. Every message names the file (where there is one) and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CtsegError(Exception):
+    """Base of every error ctseg raises on purpose."""
+
+    def __init__(self, problem: str, path: str | Path | None = None):
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class LoadError(CtsegError):
+    """A file or folder could not be read as an image (no pixel data, corrupt, unknown format)."""
+
+
+class GeometryError(LoadError):
+    """The slices do not form a consistent volume (mixed orientation, gaps too large, ...)."""
+
+
+class UnsupportedTransferSyntaxError(LoadError):
+    """Pixel data is compressed in a syntax no installed plugin decodes."""
+
+
+class NotCTError(LoadError):
+    """The series is not a CT image series."""
+
+
+class LabelMismatchError(CtsegError):
+    """A label map does not belong to the scan (shape or geometry differ)."""
+
+
+class CheckpointError(CtsegError):
+    """A model checkpoint is missing, corrupt, or does not match what is asked of it."""
+
+
+class StoreError(CtsegError):
+    """The annotation workspace is damaged or used wrongly."""
+
+
+class Cancelled(CtsegError):
+    """A long operation was cancelled through its token."""
+
+    def __init__(self, problem: str = "cancelled"):
+        super().__init__(problem)

@@ -40,7 +40,7 @@ def test_image_files_round_trip(tmp_path, suffix):
 
 def test_label_file_for_another_scan_is_refused(tmp_path):
     vol = _oblique_volume()
-    other = Volume.from_array(np.zeros((5, 7, 9), np.float32), spacing=(5.0, 0.5, 0.45))
+    other = Volume.from_array(np.zeros((5, 7, 9), np.float32), spacing=(5.0, 0.5, 0.45), origin=vol.geometry.origin)
     path = tmp_path / "labels.nii.gz"
     write_labels(LabelMap(np.ones(other.shape, np.uint8), other.geometry), path)
     with pytest.raises(LabelMismatchError, match="labels.nii.gz.*direction"):

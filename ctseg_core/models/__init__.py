@@ -1,0 +1,16 @@
+"""Segmentation models: the registry and the model families (importing this package registers them)."""
+
+from ctseg_core.models.registry import (
+    count_flops,
+    count_parameters,
+    create_model,
+    default_config,
+    is_model,
+    list_models,
+    model_info,
+    register_model,
+)
+from ctseg_core.models import aa_unet as _aa_unet  # noqa: F401  (registers aa_unet, rsu*, resnet50_unet)
+
+__all__ = ["count_flops", "count_parameters", "create_model", "default_config", "is_model", "list_models",
+           "model_info", "register_model"]

@@ -1,0 +1,92 @@
+"""The model registry (timm style): ``@register_model`` on a factory, ``create_model(name, **config)``.
+
+A factory takes keyword configuration only and returns an ``nn.Module``; its defaults are the model's
+default configuration. The registry also reports parameter counts and FLOPs for ``ctseg models``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ctseg_core.errors import CheckpointError
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a model factory under its function name."""
+    name = fn.__name__
+    if name in _REGISTRY and _REGISTRY[name] is not fn:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def is_model(name: str) -> bool:
+    return name in _REGISTRY
+
+
+def create_model(name: str, **config) -> nn.Module:
+    """Build a registered model; unknown names or configuration keys raise ``CheckpointError``."""
+    if name not in _REGISTRY:
+        raise CheckpointError(f"unknown model architecture {name!r} (known: {', '.join(list_models())})")
+    fn = _REGISTRY[name]
+    accepted = inspect.signature(fn).parameters
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise CheckpointError(f"model {name!r} has no configuration key(s) {', '.join(unknown)}")
+    return fn(**config)
+
+
+def default_config(name: str) -> dict:
+    """The factory's keyword defaults (the configuration a model card records when none is given)."""
+    if name not in _REGISTRY:
+        raise CheckpointError(f"unknown model architecture {name!r}")
+    params = inspect.signature(_REGISTRY[name]).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def model_description(name: str) -> str:
+    doc = inspect.getdoc(_REGISTRY[name]) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_shape=(1, 3, 512, 512)) -> int:
+    """Floating point operations of one forward pass (``torch.utils.flop_counter``, multiply-add = 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(input_shape)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    description: str
+    parameters: int
+    flops: int | None  # per forward pass at ``input_shape``
+    input_shape: tuple[int, ...]
+
+
+def model_info(name: str, input_shape=(1, 3, 512, 512), with_flops: bool = True, **config) -> ModelInfo:
+    model = create_model(name, **config)
+    flops = count_flops(model, input_shape) if with_flops else None
+    return ModelInfo(name, model_description(name), count_parameters(model), flops, tuple(input_shape))

@@ -1,0 +1,111 @@
+"""Training losses: the paper's class-weighted focal loss, Dice, and their sum (MONAI implementations).
+
+Every loss here takes logits ``(N, C, H, W)`` and targets of class indices ``(N, H, W)`` or ``(N, 1, H, W)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctseg_core.labels import NUM_CLASSES
+
+LOSSES = ("focal", "dice", "focal_dice")
+
+
+def class_weights_from_labels(label_arrays_or_counts, num_classes: int = NUM_CLASSES, power: float = 0.5,
+                              max_ratio: float = 100.0) -> np.ndarray:
+    """Per-class weights from label frequencies: ``(1 / frequency) ** power``, scaled to mean 1
+    over the classes present.
+
+    ``label_arrays_or_counts`` is either an iterable of label arrays (any shape) or a 1-D sequence of
+    voxel counts per class. ``power`` 1 is plain inverse frequency, 0.5 its square root (the default:
+    lesions are 10^3-10^5 times rarer than background and plain inverse frequency makes training
+    unstable). Weights are capped at ``max_ratio`` times the smallest; absent classes get the cap.
+    """
+    counts = _class_counts(label_arrays_or_counts, num_classes)
+    freq = counts / max(counts.sum(), 1.0)
+    weights = np.zeros(num_classes, dtype=np.float64)
+    present = freq > 0
+    if not present.any():
+        return np.ones(num_classes, dtype=np.float32)
+    weights[present] = freq[present] ** -power
+    cap = weights[present].min() * max_ratio
+    weights = np.where(present, np.minimum(weights, cap), cap)
+    return (weights / weights[present].mean()).astype(np.float32)
+
+
+def _class_counts(label_arrays_or_counts, num_classes: int) -> np.ndarray:
+    """Voxel counts per class from a counts vector, one label array, or an iterable of label arrays.
+
+    A 1-D sequence of numbers is taken as counts unless it is uint8 (the label map type)."""
+    x = label_arrays_or_counts
+    if isinstance(x, np.ndarray) or (isinstance(x, (list, tuple)) and x and np.isscalar(x[0])):
+        arr = np.asarray(x)
+        if arr.ndim == 1 and arr.dtype != np.uint8:
+            if arr.size != num_classes:
+                raise ValueError(f"expected {num_classes} class counts, got {arr.size}")
+            return arr.astype(np.float64)
+        x = [arr]
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for arr in x:
+        arr = np.asarray(getattr(arr, "array", arr))
+        counts += np.bincount(arr.ravel().astype(np.int64), minlength=num_classes)[:num_classes]
+    return counts
+
+
+def _as_channel_target(target: torch.Tensor) -> torch.Tensor:
+    return target.unsqueeze(1) if target.ndim == 3 else target
+
+
+class FocalLoss(nn.Module):
+    """Class-weighted softmax focal loss (MONAI ``FocalLoss``)."""
+
+    def __init__(self, class_weights=None, gamma: float = 2.0):
+        super().__init__()
+        from monai.losses import FocalLoss as MonaiFocal
+
+        weight = None if class_weights is None else torch.as_tensor(np.asarray(class_weights), dtype=torch.float32)
+        self.loss = MonaiFocal(include_background=True, to_onehot_y=True, gamma=gamma, weight=weight,
+                               use_softmax=True)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits.float(), _as_channel_target(target))
+
+
+class DiceLoss(nn.Module):
+    """Soft Dice over the lesion classes, pooled over the batch (MONAI ``DiceLoss``, softmax)."""
+
+    def __init__(self):
+        super().__init__()
+        from monai.losses import DiceLoss as MonaiDice
+
+        self.loss = MonaiDice(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits.float(), _as_channel_target(target))
+
+
+class FocalDiceLoss(nn.Module):
+    """Class-weighted focal loss + Dice loss."""
+
+    def __init__(self, class_weights=None, gamma: float = 2.0, dice_weight: float = 1.0):
+        super().__init__()
+        self.focal = FocalLoss(class_weights, gamma)
+        self.dice = DiceLoss()
+        self.dice_weight = dice_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.focal(logits, target) + self.dice_weight * self.dice(logits, target)
+
+
+def create_loss(name: str = "focal_dice", class_weights=None, gamma: float = 2.0) -> nn.Module:
+    """A loss by name: ``focal``, ``dice`` or ``focal_dice``."""
+    if name == "focal":
+        return FocalLoss(class_weights, gamma)
+    if name == "dice":
+        return DiceLoss()
+    if name == "focal_dice":
+        return FocalDiceLoss(class_weights, gamma)
+    raise ValueError(f"unknown loss {name!r} (known: {', '.join(LOSSES)})")

@@ -44,7 +44,20 @@ def create_model(name: str, **config) -> nn.Module:
     unknown = sorted(set(config) - set(accepted))
     if unknown:
         raise CheckpointError(f"model {name!r} has no configuration key(s) {', '.join(unknown)}")
-    return fn(**config)
+    model = fn(**config)
+    full = default_config(name)
+    full.update(config)
+    model.ctseg_model = {"architecture": name, "config": _jsonable(full)}  # read by checkpoint.ModelCard.for_model
+    return model
+
+
+def _jsonable(value):
+    """Configuration as plain JSON data (tuples become lists)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def default_config(name: str) -> dict:

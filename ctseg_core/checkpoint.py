@@ -1,0 +1,217 @@
+"""Model checkpoints: weights in safetensors (``X.safetensors``) and a JSON model card beside them
+(``X.json``) carrying architecture, configuration, class table, preprocessing plan, training data,
+metrics, version lineage and the weights' sha256. Never unpickles anything.
+
+``load_checkpoint`` checks everything and refuses a mismatch with ``CheckpointError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ctseg_core.atomic import atomic_path, atomic_write_text
+from ctseg_core.errors import CheckpointError
+from ctseg_core.labels import class_table_json
+from ctseg_core.preprocess import Plan, default_plan
+
+WEIGHTS_SUFFIX = ".safetensors"
+CARD_SUFFIX = ".json"
+CARD_FORMAT = "ctseg-model-card/1"
+
+
+@dataclass
+class ModelCard:
+    architecture: str
+    config: dict
+    classes: list[dict] = field(default_factory=class_table_json)
+    plan: dict = field(default_factory=lambda: default_plan().to_dict())
+    training_data: dict = field(default_factory=dict)  # {"description": ..., "source": ..., "n_cases": ...}
+    metrics: dict = field(default_factory=dict)
+    version: str = "1"
+    parent_version: str | None = None
+    created: str = ""  # ISO 8601 UTC, filled by save_checkpoint when empty
+    weights_sha256: str = ""  # filled by save_checkpoint
+    recipe: dict = field(default_factory=dict)  # how it was trained: loss, optimiser, epochs, ...
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def for_model(cls, model: nn.Module, **fields) -> "ModelCard":
+        """A card for a model made by ``create_model`` (architecture and full configuration filled in)."""
+        info = getattr(model, "ctseg_model", None)
+        if info is None:
+            raise CheckpointError("model was not built by ctseg_core.models.create_model")
+        return cls(architecture=info["architecture"], config=dict(info["config"]), **fields)
+
+    @property
+    def plan_obj(self) -> Plan:
+        return Plan.from_dict(self.plan)
+
+    def summary(self) -> str:
+        """One line for a title or status bar: "aa_unet v3 — trained on synthetic head CT (40 cases)"."""
+        version = self.version if str(self.version).startswith("v") else f"v{self.version}"
+        td = self.training_data
+        what = td.get("description") or td.get("source") or "unknown data"
+        n = td.get("n_cases")
+        return f"{self.architecture} {version} — trained on {what}" + (f" ({n} cases)" if n is not None else "")
+
+    def to_json(self) -> str:
+        return json.dumps({"format": CARD_FORMAT, **dataclasses.asdict(self)}, indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str, path=None) -> "ModelCard":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"model card is not valid JSON ({exc})", path) from exc
+        if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
+            raise CheckpointError(f"not a ctseg model card (format {data.get('format') if isinstance(data, dict) else None!r}, "
+                                  f"expected {CARD_FORMAT!r})", path)
+        data.pop("format")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise CheckpointError(f"model card has unknown field(s) {', '.join(unknown)}", path)
+        required = [n for n, f in names.items() if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        missing = [n for n in required if n not in data]
+        if missing:
+            raise CheckpointError(f"model card lacks field(s) {', '.join(missing)}", path)
+        types = {"architecture": str, "config": dict, "classes": list, "plan": dict, "training_data": dict,
+                 "metrics": dict, "created": str, "weights_sha256": str, "recipe": dict, "extra": dict}
+        for name, typ in types.items():
+            if name in data and not isinstance(data[name], typ):
+                raise CheckpointError(f"model card field {name!r} must be {typ.__name__}", path)
+        card = cls(**data)
+        card.version = str(card.version)
+        return card
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights, card) paths of a checkpoint named by either file or by the common stem."""
+    path = Path(path)
+    if path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX):
+        path = path.with_suffix("")
+    return path.with_name(path.name + WEIGHTS_SUFFIX), path.with_name(path.name + CARD_SUFFIX)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path, fp16: bool = False) -> Path:
+    """Write ``X.safetensors`` then ``X.json`` atomically; fills ``card.weights_sha256`` (and ``created``).
+
+    ``fp16`` stores floating-point weights as float16 (half the size; loading casts them back)."""
+    from safetensors.torch import save_file
+
+    weights_path, card_path = checkpoint_paths(path)
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().to("cpu")
+        if fp16 and v.is_floating_point():
+            v = v.to(torch.float16)
+        state[k] = v.clone().contiguous()  # clone: safetensors refuses tensors that share memory
+    with atomic_path(weights_path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "ctseg", "architecture": card.architecture})
+        card.weights_sha256 = sha256_file(tmp)
+    if not card.created:
+        card.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_text(card_path, card.to_json())
+    return weights_path
+
+
+def read_card(path: str | Path) -> ModelCard:
+    _, card_path = checkpoint_paths(path)
+    if not card_path.is_file():
+        raise CheckpointError("model card not found (a checkpoint is X.safetensors with X.json beside it)", card_path)
+    return ModelCard.from_json(card_path.read_text(encoding="utf-8"), card_path)
+
+
+def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
+                    device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Load and verify a checkpoint; the model is returned in eval mode on ``device``."""
+    from ctseg_core.models import create_model, is_model
+
+    path = Path(path)
+    if path.suffix not in ("", WEIGHTS_SUFFIX, CARD_SUFFIX) and not path.with_name(path.name + WEIGHTS_SUFFIX).exists():
+        raise CheckpointError(f"not a ctseg checkpoint: expected a {WEIGHTS_SUFFIX} file with its {CARD_SUFFIX} "
+                              "model card beside it (pickled files are never loaded)", path)
+    weights_path, card_path = checkpoint_paths(path)
+    if not weights_path.is_file():
+        raise CheckpointError("weights file not found", weights_path)
+    card = read_card(weights_path)
+    digest = sha256_file(weights_path)
+    if digest != card.weights_sha256:
+        raise CheckpointError(f"weights sha256 {digest[:12]}... does not match the card's "
+                              f"{card.weights_sha256[:12] or '(none)'}...: the file was changed or belongs to "
+                              "another card", weights_path)
+    _check_classes(card, card_path)
+    if not is_model(card.architecture):
+        raise CheckpointError(f"unknown architecture {card.architecture!r}", card_path)
+    if expected_architecture is not None and card.architecture != expected_architecture:
+        raise CheckpointError(f"architecture {card.architecture!r} is not the expected {expected_architecture!r}",
+                              card_path)
+    Plan.from_dict(card.plan)  # validates
+    config = dict(card.config)
+    config["encoder_weights"] = None  # the checkpoint holds every weight
+    try:
+        model = create_model(card.architecture, **config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot build {card.architecture!r} from the card's config ({exc})", card_path) from exc
+    except CheckpointError as exc:
+        raise CheckpointError(exc.problem, card_path) from exc
+    state = _read_weights(weights_path)
+    _check_state(model, state, weights_path)
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    return model.eval().to(device), card
+
+
+def _check_classes(card: ModelCard, card_path: Path) -> None:
+    ours = [(c["id"], c["key"], c["name"]) for c in class_table_json()]
+    try:
+        theirs = [(c["id"], c["key"], c["name"]) for c in card.classes]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError("model card's class table is malformed", card_path) from exc
+    if theirs != ours:
+        diff = next((f"class {t} vs ours {o}" for t, o in zip(theirs, ours) if t != o),
+                    f"{len(theirs)} classes vs our {len(ours)}")
+        raise CheckpointError(f"model card's class table differs from ctseg's ({diff})", card_path)
+
+
+def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError for corrupt headers
+        raise CheckpointError(f"not a readable safetensors file ({exc})", weights_path) from exc
+
+
+def _check_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise CheckpointError("weights do not fit the architecture: " + ", ".join(parts) + " tensors", weights_path)
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointError(f"weight {k} has shape {tuple(v.shape)}, the architecture needs "
+                                  f"{tuple(own[k].shape)}", weights_path)

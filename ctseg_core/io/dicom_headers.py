@@ -1,0 +1,262 @@
+"""Reading one DICOM file's header once: identity, pixel format, and the 2-D images (slices) it holds.
+
+A single-frame file holds one slice; an enhanced (multi-frame) CT file holds one slice per frame, with
+geometry and rescale taken from its per-frame / shared functional groups. For uncompressed little-endian
+files the byte offset of the pixel data is recorded, so pixels can later be read without parsing the
+header a second time.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+PIXEL_DATA_TAG = 0x7FE00010
+NATIVE_LE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.2"
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+
+
+class NotDicomFile(Exception):
+    """The file is not DICOM at all (no DICM marker): listed as skipped, not warned about."""
+
+
+class CorruptFile(Exception):
+    """The file claims to be DICOM but cannot be read (truncated, garbled)."""
+
+
+class NoPixelData(Exception):
+    """A DICOM object without an image (report, directory, presentation state, ...)."""
+
+
+@dataclass
+class FileHeader:
+    """What one file says about itself (shared by all slices of a multi-frame file)."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    frame_of_reference_uid: str
+    modality: str
+    description: str
+    patient_id: str
+    series_number: int | None
+    image_type: tuple[str, ...]
+    rows: int
+    cols: int
+    samples_per_pixel: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    padding_value: int | None
+    transfer_syntax: str
+    n_frames: int
+    gantry_tilt_tag: float | None
+    pixel_offset: int | None = None  # byte offset of raw native pixel data (fast path), else None
+
+    @property
+    def sop_class_name(self) -> str:
+        return pydicom.uid.UID(self.sop_class_uid).name if self.sop_class_uid else "unknown SOP class"
+
+
+@dataclass
+class SliceRef:
+    """One 2-D image: a single-frame file or one frame of a multi-frame file."""
+
+    header: FileHeader
+    frame: int | None  # 0-based frame index in a multi-frame file, None for single-frame files
+    orientation: tuple[float, ...] | None  # ImageOrientationPatient (6)
+    position: tuple[float, float, float] | None  # ImagePositionPatient
+    pixel_spacing: tuple[float, float] | None  # (row, col) mm
+    thickness: float | None
+    slope: float = 1.0
+    intercept: float = 0.0
+    instance_number: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.header.path
+
+    @property
+    def label(self) -> str:
+        """The file name (with frame number for multi-frame files), for messages."""
+        name = self.header.path.name
+        return name if self.frame is None else f"{name} frame {self.frame + 1}"
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(out) != n or not all(np.isfinite(out)):
+        return None
+    return out
+
+
+def _float(value, default=None):
+    if value is None or value == "":
+        return default
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return default
+    return out if np.isfinite(out) else default
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    with open(path, "rb") as fp:
+        head = fp.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def read_file_header(path: Path) -> tuple[FileHeader, list[SliceRef]]:
+    """Parse the header of ``path`` (pixels are not read). Raises NotDicomFile, CorruptFile or NoPixelData."""
+    path = Path(path)
+    if not _looks_like_dicom(path):
+        raise NotDicomFile("not a DICOM file (no DICM marker)")
+    try:
+        with open(path, "rb") as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            pixel_pos = fp.tell()
+            element_head = fp.read(12)
+            size = os.fstat(fp.fileno()).st_size
+    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError, TypeError) as exc:
+        raise CorruptFile(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+    ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+    has_pixels, pixel_offset = _locate_pixel_data(ts, element_head, pixel_pos, size, ds)
+    if not has_pixels:
+        sop = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+        name = pydicom.uid.UID(sop).name if sop else "unknown SOP class"
+        what = ": a directory/index file, not an image" if "Directory" in name else ""
+        raise NoPixelData(f"no pixel data ({name}{what})")
+    header = _file_header(path, ds, ts, pixel_offset)
+    try:
+        slices = _slices_of(ds, header)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        raise CorruptFile(f"unreadable functional groups ({type(exc).__name__}: {exc})") from exc
+    return header, slices
+
+
+def _locate_pixel_data(ts: str, element_head: bytes, pos: int, size: int, ds) -> tuple[bool, int | None]:
+    """Whether the file has pixel data, and for native little-endian data the offset of its bytes.
+
+    Raises CorruptFile when the file ends before the pixel data it announces.
+    """
+    if len(element_head) < 8:
+        return False, None
+    group, elem = struct.unpack("<HH", element_head[:4])
+    if (group << 16 | elem) != PIXEL_DATA_TAG:
+        # Deflated or big-endian files are parsed in memory by pydicom: fall back to "has pixels" by dataset
+        return ("PixelData" in pydicom.dcmread(ds.filename, defer_size=64).keys()
+                if ts not in NATIVE_LE and ds.filename else False), None
+    if ts == ImplicitVRLittleEndian:
+        length = struct.unpack("<I", element_head[4:8])[0]
+        value_at = pos + 8
+    else:
+        vr = element_head[4:6]
+        if vr in (b"OB", b"OW", b"OF", b"UN", b"OD", b"OL", b"OV"):
+            length = struct.unpack("<I", element_head[8:12])[0]
+            value_at = pos + 12
+        else:
+            length = struct.unpack("<H", element_head[6:8])[0]
+            value_at = pos + 8
+    if length == 0xFFFFFFFF:  # encapsulated (compressed): decoded by pydicom later
+        return True, None
+    if value_at + length > size:
+        raise CorruptFile(f"truncated: pixel data needs {length} bytes, the file holds {max(size - value_at, 0)}")
+    return True, (value_at if ts in NATIVE_LE else None)
+
+
+def _file_header(path: Path, ds, ts: str, pixel_offset: int | None) -> FileHeader:
+    tilt = _float(ds.get("GantryDetectorTilt"))
+    image_type = tuple(str(v).upper() for v in (ds.get("ImageType") or []))
+    pad = ds.get("PixelPaddingValue")
+    return FileHeader(
+        path=path,
+        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+        series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+        study_uid=str(ds.get("StudyInstanceUID", "") or ""),
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
+        modality=str(ds.get("Modality", "") or ""),
+        description=str(ds.get("SeriesDescription", "") or ""),
+        patient_id=str(ds.get("PatientID", "") or ""),
+        series_number=_int(ds.get("SeriesNumber")),
+        image_type=image_type,
+        rows=_int(ds.get("Rows"), 0),
+        cols=_int(ds.get("Columns"), 0),
+        samples_per_pixel=_int(ds.get("SamplesPerPixel"), 1),
+        photometric=str(ds.get("PhotometricInterpretation", "") or ""),
+        bits_allocated=_int(ds.get("BitsAllocated"), 16),
+        bits_stored=_int(ds.get("BitsStored"), _int(ds.get("BitsAllocated"), 16)),
+        pixel_representation=_int(ds.get("PixelRepresentation"), 0),
+        padding_value=_int(pad) if pad is not None and not isinstance(pad, bytes) else None,
+        transfer_syntax=ts,
+        n_frames=max(_int(ds.get("NumberOfFrames"), 1) or 1, 1),
+        gantry_tilt_tag=tilt,
+        pixel_offset=pixel_offset,
+    )
+
+
+def _group_item(ds, frame: int, sequence: str, per_frame):
+    """The first item of a functional-group ``sequence`` for ``frame`` (per-frame first, then shared)."""
+    if per_frame is not None and frame < len(per_frame):
+        seq = per_frame[frame].get(sequence)
+        if seq:
+            return seq[0]
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        seq = shared[0].get(sequence)
+        if seq:
+            return seq[0]
+    return None
+
+
+def _slices_of(ds, header: FileHeader) -> list[SliceRef]:
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None:
+        spacing = _floats(ds.get("PixelSpacing"), 2)
+        return [SliceRef(header, None, _floats(ds.get("ImageOrientationPatient"), 6),
+                         _floats(ds.get("ImagePositionPatient"), 3), spacing,
+                         _float(ds.get("SliceThickness")), _float(ds.get("RescaleSlope"), 1.0),
+                         _float(ds.get("RescaleIntercept"), 0.0), _int(ds.get("InstanceNumber")))]
+    slices = []
+    for f in range(header.n_frames):
+        plane_pos = _group_item(ds, f, "PlanePositionSequence", per_frame)
+        plane_ori = _group_item(ds, f, "PlaneOrientationSequence", per_frame)
+        measures = _group_item(ds, f, "PixelMeasuresSequence", per_frame)
+        value_tf = _group_item(ds, f, "PixelValueTransformationSequence", per_frame)
+        slices.append(SliceRef(
+            header, f,
+            _floats(plane_ori.get("ImageOrientationPatient") if plane_ori else ds.get("ImageOrientationPatient"), 6),
+            _floats(plane_pos.get("ImagePositionPatient") if plane_pos else None, 3),
+            _floats(measures.get("PixelSpacing") if measures else ds.get("PixelSpacing"), 2),
+            _float(measures.get("SliceThickness") if measures else ds.get("SliceThickness")),
+            _float(value_tf.get("RescaleSlope") if value_tf else ds.get("RescaleSlope"), 1.0),
+            _float(value_tf.get("RescaleIntercept") if value_tf else ds.get("RescaleIntercept"), 0.0),
+            _int(ds.get("InstanceNumber")),
+        ))
+    return slices

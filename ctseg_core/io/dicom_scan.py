@@ -1,0 +1,221 @@
+"""Series discovery: read every file's header once, group slices into series, say what each series is.
+
+A series (SeriesInstanceUID) whose slices differ in size or orientation is split into sub-series
+(``UID``, ``UID#2``, ...). Each series is classified (axial CT image stack, scout, dose screen, ...) and
+the largest axial CT series is selected by default. Files that are not usable images are listed in
+``skipped`` with the reason, never fatal here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctseg_core.errors import GeometryError, LoadError
+from ctseg_core.io.dicom_geometry import build_stack, drop_repeated_instances, tilt_tag_note
+from ctseg_core.io.dicom_headers import (CT_IMAGE, ENHANCED_CT, LEGACY_ENHANCED_CT, SECONDARY_CAPTURE_PREFIX,
+                                         CorruptFile, NoPixelData, NotDicomFile, SliceRef, read_file_header)
+
+log = logging.getLogger(__name__)
+
+CT_IMAGE_CLASSES = {CT_IMAGE, ENHANCED_CT, LEGACY_ENHANCED_CT}
+AXIAL_MIN_COS = np.cos(np.radians(45.0))  # slice normal within 45 degrees of the patient's z axis
+
+
+@dataclass
+class SeriesInfo:
+    series_uid: str
+    modality: str
+    description: str
+    n_slices: int
+    rows: int
+    cols: int
+    pixel_spacing_mm: tuple[float, float]  # (row, col)
+    slice_spacing_mm: tuple[float, float]  # (min, max) between consecutive positions along the normal
+    gantry_tilt_deg: float  # computed from ImageOrientationPatient and the positions
+    is_axial_ct: bool
+    selected: bool
+    notes: list[str]
+    files: list[Path]
+    slices: list[SliceRef] = field(default_factory=list, repr=False, compare=False)  # sorted when placeable
+
+    def to_json(self) -> dict:
+        return {
+            "series_uid": self.series_uid,
+            "modality": self.modality,
+            "description": self.description,
+            "n_slices": self.n_slices,
+            "rows": self.rows,
+            "cols": self.cols,
+            "pixel_spacing_mm": [round(float(v), 6) for v in self.pixel_spacing_mm],
+            "slice_positions_spacing_mm": {"min": round(float(self.slice_spacing_mm[0]), 4),
+                                           "max": round(float(self.slice_spacing_mm[1]), 4)},
+            "gantry_tilt_deg": round(float(self.gantry_tilt_deg), 3),
+            "selected": self.selected,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class Skipped:
+    path: Path
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "reason": self.reason}
+
+
+@dataclass
+class FolderScan:
+    series: list[SeriesInfo]
+    skipped: list[Skipped]
+
+    def selected(self) -> SeriesInfo | None:
+        return next((s for s in self.series if s.selected), None)
+
+    def find(self, series_uid: str) -> SeriesInfo:
+        """The series with this UID; LoadError listing the available ones otherwise."""
+        for s in self.series:
+            if s.series_uid == series_uid:
+                return s
+        listing = "; ".join(f"{s.series_uid} ({s.modality}, {s.n_slices} slices, {s.description or 'no description'})"
+                            for s in self.series) or "none"
+        raise LoadError(f"no series with UID {series_uid}; available: {listing}")
+
+    def select(self, series: SeriesInfo) -> None:
+        for s in self.series:
+            s.selected = s is series
+
+    def to_json(self) -> dict:
+        return {"series": [s.to_json() for s in self.series], "skipped": [k.to_json() for k in self.skipped]}
+
+
+def list_files(folder: Path) -> list[Path]:
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        out.extend(Path(root) / f for f in sorted(files))
+    return out
+
+
+def scan_folder(folder, progress=None) -> FolderScan:
+    """Read the headers of every file under ``folder`` (recursively) and describe the series found."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LoadError("folder not found" if not folder.exists() else "not a folder", folder)
+    files = list_files(folder)
+    slices: list[SliceRef] = []
+    skipped: list[Skipped] = []
+    for i, path in enumerate(files):
+        try:
+            slices.extend(read_file_header(path)[1])
+        except NotDicomFile as exc:
+            skipped.append(Skipped(path, str(exc)))
+            log.info("skipped %s: %s", path, exc)
+        except (CorruptFile, NoPixelData) as exc:
+            skipped.append(Skipped(path, str(exc)))
+            if isinstance(exc, CorruptFile) or path.suffix.lower() == ".dcm":
+                warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+        except OSError as exc:
+            skipped.append(Skipped(path, f"cannot be read ({exc.strerror or exc})"))
+            warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+        if progress is not None:
+            progress(i + 1, len(files), "reading DICOM headers")
+    series = [describe_series(uid, group, note) for uid, group, note in _group(slices)]
+    scan = FolderScan(series, skipped)
+    best = default_choice(scan)
+    if best is not None:
+        scan.select(best)
+        best.notes.append("selected: the largest axial CT image series")
+    return scan
+
+
+def default_choice(scan: FolderScan) -> SeriesInfo | None:
+    candidates = [s for s in scan.series if s.is_axial_ct]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda s: (s.n_slices, -s.slice_spacing_mm[0]))
+
+
+def _split_key(s: SliceRef):
+    h = s.header
+    ori = None if s.orientation is None else tuple(np.round(s.orientation, 3) + 0.0)
+    return (h.rows, h.cols, h.samples_per_pixel, ori)
+
+
+def _group(slices: list[SliceRef]):
+    """(uid, slices, note) per series; a series with several sizes/orientations becomes several."""
+    by_uid: dict[str, list[SliceRef]] = {}
+    for s in slices:
+        by_uid.setdefault(s.header.series_uid or f"(no SeriesInstanceUID) {s.path.parent}", []).append(s)
+    for uid, members in by_uid.items():
+        parts: dict[tuple, list[SliceRef]] = {}
+        for s in members:
+            parts.setdefault(_split_key(s), []).append(s)
+        ordered = sorted(parts.values(), key=lambda p: (-len(p), min(s.instance_number or 0 for s in p)))
+        if len(ordered) == 1:
+            yield uid, ordered[0], None
+            continue
+        for i, part in enumerate(ordered):
+            h = part[0].header
+            note = (f"series {uid} holds slices of different size or orientation: split into {len(ordered)} "
+                    f"parts; this is part {i + 1} ({h.rows}x{h.cols})")
+            yield (uid if i == 0 else f"{uid}#{i + 1}"), part, note
+
+
+def _kind_notes(slices: list[SliceRef]) -> list[str]:
+    """Why a group is not an axial CT image stack (empty when it is one)."""
+    h = slices[0].header
+    reasons = []
+    if h.modality.upper() != "CT":
+        reasons.append(f"modality {h.modality or 'missing'}: not CT")
+    if h.sop_class_uid.startswith(SECONDARY_CAPTURE_PREFIX):
+        reasons.append("secondary capture (screen shots such as dose reports), not CT image data")
+    elif h.sop_class_uid not in CT_IMAGE_CLASSES and h.modality.upper() == "CT":
+        reasons.append(f"{h.sop_class_name}: not a CT image storage object")
+    if h.samples_per_pixel != 1 or not h.photometric.startswith("MONOCHROME"):
+        reasons.append(f"colour image ({h.photometric or 'unknown'}), not Hounsfield units")
+    if "LOCALIZER" in h.image_type:
+        reasons.append("localizer (scout) image")
+    if any(s.orientation is None or s.position is None for s in slices):
+        reasons.append("no patient geometry (ImageOrientationPatient/ImagePositionPatient missing)")
+    elif len(slices) < 2:
+        reasons.append("single slice, not a volume")
+    else:
+        n = np.cross(np.asarray(slices[0].orientation[:3]), np.asarray(slices[0].orientation[3:]))
+        if abs(n[2]) / np.linalg.norm(n) < AXIAL_MIN_COS:
+            reasons.append("not axial (sagittal or coronal slices)")
+    return reasons
+
+
+def describe_series(uid: str, slices: list[SliceRef], split_note: str | None) -> SeriesInfo:
+    slices, notes = drop_repeated_instances(slices)
+    if split_note:
+        notes.insert(0, split_note)
+    h = slices[0].header
+    reasons = _kind_notes(slices)
+    notes.extend(reasons)
+    spacing_range, tilt = (0.0, 0.0), 0.0
+    pixel_spacing = slices[0].pixel_spacing or (0.0, 0.0)
+    stackable = h.samples_per_pixel == 1 and not h.sop_class_uid.startswith(SECONDARY_CAPTURE_PREFIX)
+    if stackable and all(s.orientation and s.position for s in slices):
+        try:
+            stack = build_stack(slices)
+        except GeometryError as exc:
+            notes.append(f"inconsistent geometry: {exc}")
+            reasons.append("inconsistent geometry")
+        else:
+            slices = stack.slices
+            spacing_range, tilt = stack.spacing_range(), stack.tilt_deg
+            tag_note = tilt_tag_note(tilt, [s.header.gantry_tilt_tag for s in slices]) if len(slices) > 1 else None
+            if tag_note:
+                notes.append(tag_note)
+    files = list(dict.fromkeys(s.path for s in slices))
+    return SeriesInfo(uid, h.modality, h.description, len(slices), h.rows, h.cols,
+                      tuple(float(v) for v in pixel_spacing), spacing_range, tilt, not reasons, False, notes,
+                      files, slices)

@@ -1,0 +1,431 @@
+"""The main window: assembles views, docks, menus and actions; the work is done elsewhere.
+
+- ``Session`` (app.session) holds the case; views and panels read from it.
+- ``InferenceController`` (app.workers) runs the model in its own thread.
+- ``app.loading.ScanOpener`` opens scans off the GUI thread.
+Other modules hook in with ``add_dock``, ``menu(name)`` and ``session.set_active_tool``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
+                               QPushButton, QSplitter, QWidget)
+
+from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
+from ctseg_core.windowing import PRESETS
+from app.loading import ScanOpener
+from app.panels.classes_panel import ClassesPanel
+from app.panels.findings_panel import FindingsPanel
+from app.panels.log_panel import LogPanel
+from app.session import Session
+from app.viewer.slice_view import SliceView, describe_voxel
+from app.viewer.volume_view import VolumeView
+from app.workers import InferenceController, TaskError
+
+MAX_RECENT = 10
+PRESET_KEYS = {"brain": ("F1", "Alt+1"), "subdural": ("F2", "Alt+2"), "stroke": ("F3", "Alt+3"), "bone": ("F4", "Alt+4")}
+
+
+class MainWindow(QMainWindow):
+    pipeline_done = Signal(str)  # after opening a scan: "inferred", "no model", "not run", "failed", "cancelled"
+
+    def __init__(self, model_path: str | None = None, auto_infer: bool | None = None, enable_3d: bool = True,
+                 settings: QSettings | None = None, interactive: bool = True):
+        super().__init__()
+        self.settings = settings or QSettings("ctseg", "ctseg-app")
+        self.interactive = interactive  # False: no modal dialogs (series picker takes the recommendation)
+        self._auto_override = auto_infer  # from the command line; not stored in the settings
+        self.session = Session(self)
+        self.inference = InferenceController(self)
+        self.opener = ScanOpener(self.session, self)
+        self._infer_pending = False
+        self._infer_started = 0.0
+        self.model_state = "none"  # "none", "loading", "ready", "failed"
+        self.error_boxes: list[QMessageBox] = []
+
+        self._build_views()
+        self._build_docks(enable_3d)
+        self._build_status_bar()
+        self._build_menus()
+        self._connect()
+        self.setAcceptDrops(True)
+        self.resize(1600, 1000)
+        self._update_title()
+        self._load_model(model_path)
+
+    # ---- assembly ----
+    def _build_views(self) -> None:
+        self.views = {name: SliceView(self.session, name) for name in ("axial", "coronal", "sagittal")}
+        side = QSplitter(Qt.Vertical)
+        side.addWidget(self.views["coronal"])
+        side.addWidget(self.views["sagittal"])
+        main = QSplitter(Qt.Horizontal)
+        main.addWidget(self.views["axial"])
+        main.addWidget(side)
+        main.setStretchFactor(0, 2)
+        main.setStretchFactor(1, 1)
+        main.setSizes([700, 350])
+        self.setCentralWidget(main)
+
+    def add_dock(self, widget: QWidget, title: str, area=Qt.RightDockWidgetArea, tabify_with: QDockWidget | None = None
+                 ) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.replace(" ", "_").lower())
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        if tabify_with is not None:
+            self.tabifyDockWidget(tabify_with, dock)
+        return dock
+
+    def _build_docks(self, enable_3d: bool) -> None:
+        self.classes_panel = ClassesPanel(self.session)
+        self.findings_panel = FindingsPanel(self.session)
+        self.log_panel = LogPanel(self.session)
+        self.volume_view = VolumeView(self.session, enabled=enable_3d and self.settings.value("view/3d", True, bool))
+        self.classes_dock = self.add_dock(self.classes_panel, "Classes")
+        self.findings_dock = self.add_dock(self.findings_panel, "Findings")
+        self.volume_dock = self.add_dock(self.volume_view, "3D")
+        self.log_dock = self.add_dock(self.log_panel, "Log", Qt.BottomDockWidgetArea)
+        self.resizeDocks([self.classes_dock, self.findings_dock, self.volume_dock], [260, 260, 380], Qt.Vertical)
+        self.resizeDocks([self.log_dock], [120], Qt.Vertical)
+        self.resizeDocks([self.classes_dock], [460], Qt.Horizontal)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.model_label = QLabel()
+        self.cursor_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_inference)
+        bar.addWidget(self.cursor_label, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+        bar.addPermanentWidget(self.model_label)
+        self._on_model_summary("")
+
+    def menu(self, name: str) -> QMenu:
+        """The top-level menu called ``name`` (created at the end of the menu bar if new)."""
+        for action in self.menuBar().actions():
+            if action.menu() is not None and action.text().replace("&", "") == name.replace("&", ""):
+                return action.menu()
+        return self.menuBar().addMenu(name)
+
+    def _action(self, menu: QMenu, text: str, slot, shortcut=None, checkable=False, checked=False) -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcuts([QKeySequence(s) for s in (shortcut if isinstance(shortcut, tuple) else (shortcut,))])
+            action.setShortcutContext(Qt.ApplicationShortcut)
+        if checkable:
+            action.setCheckable(True)
+            action.setChecked(checked)
+            action.toggled.connect(slot)
+        else:
+            action.triggered.connect(lambda *_: slot())
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        file = self.menu("&File")
+        self._action(file, "Open DICOM folder...", self.ask_open_folder, "Ctrl+D")
+        self._action(file, "Open image file (NIfTI, NRRD, MHA)...", self.ask_open_file, QKeySequence.Open)
+        self.recent_menu = file.addMenu("Open recent")
+        self._fill_recent_menu()
+        file.addSeparator()
+        self._action(file, "Export findings as CSV...", lambda: self.ask_export_findings("csv"))
+        self._action(file, "Export findings as JSON...", lambda: self.ask_export_findings("json"))
+        self._action(file, "Save screenshot...", self.ask_screenshot)
+        file.addSeparator()
+        self._action(file, "Quit", self.close, QKeySequence.Quit)
+
+        view = self.menu("&View")
+        window = view.addMenu("Window")
+        self.preset_actions = {}
+        for name, keys in PRESET_KEYS.items():
+            w = PRESETS[name]
+            self.preset_actions[name] = self._action(
+                window, f"{name.capitalize()} (L {w.level:g} / W {w.width:g})",
+                lambda n=name: self.session.set_window_preset(n), keys)
+        self._action(view, "Reset zoom", self.reset_zoom, "Ctrl+0")
+        self.outline_action = self._action(view, "Outline labels", self.session.set_outline, "Ctrl+Shift+L", True)
+        self.uncertainty_action = self._action(view, "Show model uncertainty", self.session.set_show_uncertainty,
+                                               "Ctrl+U", True)
+        view.addSeparator()
+        for dock in (self.classes_dock, self.findings_dock, self.volume_dock, self.log_dock):
+            view.addAction(dock.toggleViewAction())
+
+        model = self.menu("&Model")
+        self._action(model, "Load model checkpoint...", self.ask_load_model)
+        self.run_action = self._action(model, "Run model on this scan", self.run_inference, "Ctrl+R")
+        self._action(model, "Cancel inference", self.cancel_inference, "Esc")
+        self._action(model, "Run automatically when a scan opens", self._set_auto_infer,
+                     checkable=True, checked=self.auto_infer)
+
+    def _connect(self) -> None:
+        s = self.session
+        s.model_changed.connect(self._on_model_summary)
+        s.volume_changed.connect(self._update_title)
+        s.display_changed.connect(self._sync_view_actions)
+        for v in self.views.values():
+            v.cursor_moved.connect(self._on_cursor)
+        inf = self.inference
+        inf.model_loaded.connect(self._on_model_loaded)
+        inf.model_failed.connect(self._on_model_failed)
+        inf.slice_ready.connect(lambda z, lab, unc: s.apply_predicted_slice(z, lab, unc))
+        inf.progress.connect(self._on_progress)
+        inf.finished.connect(self._on_inference_finished)
+        inf.failed.connect(self._on_inference_failed)
+        inf.cancelled.connect(self._on_inference_cancelled)
+        inf.running_changed.connect(s.set_inference_running)
+        self.opener.opened.connect(self._on_scan_opened)
+        self.opener.failed.connect(self._on_open_failed)
+
+    # ---- opening scans ----
+    @property
+    def auto_infer(self) -> bool:
+        if self._auto_override is not None:
+            return self._auto_override
+        return self.settings.value("inference/auto", True, bool)
+
+    def _set_auto_infer(self, on: bool) -> None:
+        self._auto_override = None
+        self.settings.setValue("inference/auto", bool(on))
+
+    def open_path(self, path, series_uid: str | None = None) -> None:
+        """Open a DICOM folder (series picker if several) or an image file, off the GUI thread."""
+        self.opener.open(str(path), series_uid, self if self.interactive else None)
+
+    def ask_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self._last_dir())
+        if folder:
+            self.open_path(folder)
+
+    def ask_open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image file", self._last_dir(),
+                                              "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def _last_dir(self) -> str:
+        recent = self.recent_files()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _add_recent(self, path: str) -> None:
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent_files():
+            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    def _on_scan_opened(self, path: str) -> None:
+        self._add_recent(path)
+        self.views["axial"].setFocus()
+        if self.auto_infer:
+            self._infer_pending = True
+            self._maybe_start_inference()
+        else:
+            self.session.log("automatic inference is off (Model menu): viewing only")
+            self.pipeline_done.emit("not run")
+
+    def _on_open_failed(self, error: TaskError) -> None:
+        self.show_error("Could not open the scan", error)
+        self.pipeline_done.emit("failed")
+
+    def dragEnterEvent(self, ev):
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev):
+        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.open_path(paths[0])
+
+    # ---- model ----
+    def _load_model(self, path: str | None) -> None:
+        from ctseg_core.resources import DEFAULT_MODEL
+
+        path = path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)
+        if not Path(path).exists():
+            self.model_state = "none" if self.model_state != "ready" else "ready"
+            self.session.log(f"No model installed ({path} not found): the app works as a viewer. "
+                             "Load a checkpoint from the Model menu.", "warning")
+            return
+        self.session.log(f"loading model {path}")
+        self.model_state = "loading"
+        self.inference.load_model(path)
+
+    def load_predictor(self, predictor) -> None:
+        """Use an already built predictor (anything with .card.summary() and .predict(...))."""
+        self.model_state = "loading"
+        self.inference.load_model(predictor)
+
+    def ask_load_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load model checkpoint", "", "Checkpoints (*.safetensors)")
+        if path:
+            self.settings.setValue("model/path", path)
+            self._load_model(path)
+
+    def _on_model_loaded(self, summary: str) -> None:
+        self.model_state = "ready"
+        self.session.set_model_summary(summary)
+        self.session.log(f"model ready: {summary}")
+        self._maybe_start_inference()
+
+    def _on_model_failed(self, error: TaskError) -> None:
+        self.model_state = "failed"
+        self.session.set_model_summary("")
+        self.show_error("Could not load the model", error)
+        self._maybe_start_inference()
+
+    def _on_model_summary(self, summary: str) -> None:
+        self.model_label.setText(f"Model: {summary}" if summary else "No model: viewer only")
+        self.model_label.setToolTip(summary or "no model is loaded; load one from the Model menu")
+        self._update_title()
+
+    def _maybe_start_inference(self) -> None:
+        if not self._infer_pending or not self.session.has_volume() or self.model_state == "loading":
+            return
+        self._infer_pending = False
+        if self.model_state == "ready":
+            self.run_inference()
+        else:
+            self.session.log("no model: showing the scan without segmentation", "warning")
+            self.pipeline_done.emit("no model")
+
+    def run_inference(self) -> None:
+        if not self.session.has_volume():
+            return
+        if not self.inference.has_model:
+            self.session.log("no model loaded: load a checkpoint from the Model menu", "warning")
+            return
+        self.session.reset_prediction()
+        z = self.session.position[0]
+        self._infer_started = time.perf_counter()
+        self.inference.start(self.session.volume, z)
+        self.session.log(f"inference started at slice {z + 1} of {self.session.volume.shape[0]}")
+        self.progress.setRange(0, self.session.volume.shape[0])
+        self.progress.setValue(0)
+        self.progress.setFormat("Inference %v/%m")
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+
+    def cancel_inference(self) -> None:
+        if self.inference.running:
+            self.inference.cancel()
+
+    def _on_progress(self, done: int, total: int, eta: float) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        eta_text = "" if np.isnan(eta) else f", about {eta:.0f} s left"
+        self.progress.setFormat(f"Inference %v/%m{eta_text}")
+
+    def _end_inference(self) -> None:
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+
+    def _on_inference_finished(self, labels: np.ndarray) -> None:
+        s = self.session
+        for z in np.nonzero(~s.predicted_slices)[0]:  # slices the stream did not deliver
+            s.apply_predicted_slice(int(z), labels[z], None)
+        self._end_inference()
+        s.log(f"inference finished in {time.perf_counter() - self._infer_started:.1f} s")
+        self.pipeline_done.emit("inferred")
+
+    def _on_inference_failed(self, error: TaskError) -> None:
+        self._end_inference()
+        self.show_error("Inference failed", error)
+        self.pipeline_done.emit("failed")
+
+    def _on_inference_cancelled(self) -> None:
+        self._end_inference()
+        self.session.log("inference cancelled (the slices already predicted are kept)", "warning")
+        self.pipeline_done.emit("cancelled")
+
+    # ---- view actions ----
+    def reset_zoom(self) -> None:
+        for v in self.views.values():
+            v.reset_zoom()
+
+    def _sync_view_actions(self) -> None:
+        for action, value in ((self.outline_action, self.session.outline),
+                              (self.uncertainty_action, self.session.show_uncertainty)):
+            if action.isChecked() != value:
+                action.blockSignals(True)
+                action.setChecked(value)
+                action.blockSignals(False)
+
+    def _on_cursor(self, voxel) -> None:
+        if voxel is None or not self.session.has_volume():
+            self.cursor_label.setText("")
+        else:
+            self.cursor_label.setText(describe_voxel(self.session.volume, *voxel))
+
+    def _update_title(self, *_) -> None:
+        scan = self.session.volume.meta.description or Path(self.session.volume.meta.source_path).name \
+            if self.session.has_volume() else "no scan"
+        model = self.session.model_summary or "no model"
+        self.setWindowTitle(f"ctseg - {scan} - model: {model}")
+
+    # ---- export ----
+    def current_findings(self):
+        labels = self.session.displayed_labels()
+        return compute_findings(labels, source=self.session.show_source,
+                                scan=self.session.volume.meta.source_path or self.session.volume.meta.description)
+
+    def export_findings(self, path: str) -> None:
+        findings = self.current_findings()
+        (write_findings_json if str(path).lower().endswith(".json") else write_findings_csv)(findings, path)
+        self.session.log(f"findings written to {path}")
+
+    def ask_export_findings(self, kind: str) -> None:
+        if not self.session.has_volume():
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export findings", f"findings.{kind}", f"{kind.upper()} (*.{kind})")
+        if path:
+            try:
+                self.export_findings(path)
+            except OSError as exc:
+                self.show_error("Could not write the findings", TaskError(exc, ""))
+
+    def save_screenshot(self, path: str) -> None:
+        self.volume_view.render()
+        if not self.grab().save(str(path)):
+            raise OSError(f"could not write {path}")
+
+    def ask_screenshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "ctseg.png", "PNG (*.png)")
+        if path:
+            self.save_screenshot(path)
+
+    # ---- errors ----
+    def show_error(self, title: str, error: TaskError) -> None:
+        """A readable, non-blocking dialog plus the details in the log (never a crash)."""
+        self.session.log(f"{title}: {error.message()}", "error")
+        if not error.expected and error.traceback:
+            self.session.log(error.traceback, "error")
+        box = QMessageBox(QMessageBox.Warning if error.expected else QMessageBox.Critical, title, error.message(),
+                          QMessageBox.Ok, self)
+        box.setAttribute(Qt.WA_DeleteOnClose, False)
+        box.setWindowModality(Qt.NonModal)
+        self.error_boxes.append(box)
+        box.show()
+
+    def closeEvent(self, ev):
+        self.inference.shutdown()
+        super().closeEvent(ev)

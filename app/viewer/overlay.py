@@ -1,0 +1,50 @@
+"""Label and uncertainty overlays: lookup tables built from the one class table, and outlines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ctseg_core.labels import CLASSES
+
+
+def class_lut(visible: list[bool]) -> np.ndarray:
+    """(256, 4) uint8 RGBA lookup table: class colours, opaque where visible, transparent otherwise.
+
+    Opacity is applied to the whole overlay item, so the table stays fixed while the slider moves.
+    """
+    lut = np.zeros((256, 4), np.uint8)
+    for c in CLASSES[1:]:
+        if visible[c.id]:
+            lut[c.id, :3] = c.colour
+            lut[c.id, 3] = 255
+    return lut
+
+
+def outline(labels_yx: np.ndarray) -> np.ndarray:
+    """Keep only the label pixels whose 4-neighbourhood holds another value (a 1-pixel contour)."""
+    lab = labels_yx
+    edge = np.zeros(lab.shape, bool)
+    edge[1:, :] |= lab[1:, :] != lab[:-1, :]
+    edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
+    edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    return np.where(edge, lab, 0).astype(np.uint8)
+
+
+def uncertainty_lut() -> np.ndarray:
+    """(256, 4) uint8: transparent for certain pixels, rising to opaque yellow-white for uncertain ones."""
+    t = np.linspace(0.0, 1.0, 256)
+    lut = np.zeros((256, 4), np.uint8)
+    lut[:, 0] = 255
+    lut[:, 1] = (120 + 135 * t).astype(np.uint8)
+    lut[:, 2] = (255 * np.clip(2 * t - 1, 0, 1)).astype(np.uint8)
+    lut[:, 3] = (255 * np.clip(t * 1.5, 0, 1)).astype(np.uint8)
+    lut[:8, 3] = 0  # near-zero uncertainty draws nothing
+    return lut
+
+
+def entropy_uncertainty(probs_cyx: np.ndarray) -> np.ndarray:
+    """Normalised entropy of per-class probabilities (C, y, x) -> float32 (y, x) in [0, 1]."""
+    p = np.clip(probs_cyx.astype(np.float32), 1e-6, 1.0)
+    h = -(p * np.log(p)).sum(axis=0)
+    return (h / np.log(p.shape[0])).astype(np.float32)

@@ -1,0 +1,276 @@
+"""Everything that runs off the GUI thread, and the only module in app/ that touches torch.
+
+- ``run_task(fn, ...)``: a one-shot job (loading a scan, scanning a folder, building 3-D surfaces,
+  computing findings) on a small thread pool; results and errors come back as queued signals.
+- ``InferenceController``: a long-lived QThread whose ``InferenceWorker`` owns the predictor. Each run
+  has a request id; slices stream back (``slice_ready``) and the controller drops results of stale
+  requests. Cancel goes through a ``CancelToken`` (never QThread.terminate).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
+
+from ctseg_core.errors import Cancelled, CtsegError
+from ctseg_core.jobs import CancelToken
+
+
+@dataclass
+class TaskError:
+    """An exception raised in a worker, carried to the GUI thread."""
+
+    exception: BaseException
+    traceback: str
+
+    @property
+    def expected(self) -> bool:
+        return isinstance(self.exception, CtsegError)
+
+    def message(self) -> str:
+        if self.expected:
+            return str(self.exception)
+        return f"Unexpected error: {type(self.exception).__name__}: {self.exception}"
+
+
+class _TaskSignals(QObject):
+    result = Signal(object)
+    error = Signal(object)
+    progress = Signal(int, int, str)
+
+
+class _Task(QRunnable):
+    def __init__(self, fn: Callable, signals: _TaskSignals, with_progress: bool):
+        super().__init__()
+        self.setAutoDelete(True)
+        self.fn, self.signals, self.with_progress = fn, signals, with_progress
+
+    def run(self):
+        try:
+            if self.with_progress:
+                result = self.fn(lambda done, total, message="": self.signals.progress.emit(done, total, message))
+            else:
+                result = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - every error reaches the GUI as a TaskError
+            self.signals.error.emit(TaskError(exc, traceback.format_exc()))
+        else:
+            self.signals.result.emit(result)
+
+
+_POOL: QThreadPool | None = None
+_LIVE: set[_TaskSignals] = set()  # keep signal objects alive until their task reported
+
+
+def task_pool() -> QThreadPool:
+    global _POOL
+    if _POOL is None:
+        _POOL = QThreadPool()
+        _POOL.setMaxThreadCount(2)
+    return _POOL
+
+
+def run_task(fn: Callable, on_result: Callable | None = None, on_error: Callable[[TaskError], None] | None = None,
+             on_progress: Callable[[int, int, str], None] | None = None) -> _TaskSignals:
+    """Run ``fn()`` (or ``fn(progress)`` when ``on_progress`` is given) on the pool; callbacks run on the GUI thread."""
+    signals = _TaskSignals()
+    _LIVE.add(signals)
+
+    def done(*_):
+        _LIVE.discard(signals)
+
+    if on_result is not None:
+        signals.result.connect(on_result)
+    if on_error is not None:
+        signals.error.connect(on_error)
+    if on_progress is not None:
+        signals.progress.connect(on_progress)
+    signals.result.connect(done)
+    signals.error.connect(done)
+    task_pool().start(_Task(fn, signals, on_progress is not None))
+    return signals
+
+
+# ---------------------------------------------------------------- inference
+def inference_threads() -> int:
+    """Torch threads for the inference worker (CTSEG_INFER_THREADS; default: all but one core, at least 1)."""
+    env = os.environ.get("CTSEG_INFER_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def load_predictor(path: str):
+    from ctseg_core.predictor import Predictor
+
+    return Predictor.from_checkpoint(path, device="auto")
+
+
+class InferenceWorker(QObject):
+    """Lives in the inference thread; owns the predictor. Talk to it only through signals and ``cancel``."""
+
+    model_loaded = Signal(str)  # card summary
+    model_failed = Signal(object)  # TaskError
+    slice_ready = Signal(int, int, object, object)  # request id, z, labels (y, x) uint8, uncertainty (y, x) float32
+    progress = Signal(int, int, int)  # request id, done, total
+    finished = Signal(int, object)  # request id, labels (z, y, x) uint8
+    failed = Signal(int, object)  # request id, TaskError
+    cancelled = Signal(int)  # request id
+
+    def __init__(self):
+        super().__init__()
+        self.predictor = None
+        self._token = CancelToken()
+        self._threads_set = False
+
+    def cancel(self) -> None:
+        """Thread-safe: stop the running request at its next slice."""
+        self._token.cancel()
+
+    def new_token(self) -> CancelToken:
+        self._token = CancelToken()
+        return self._token
+
+    @Slot(object)
+    def load_model(self, source) -> None:
+        """``source``: a checkpoint path, or an already built predictor object (tests)."""
+        self._set_threads()
+        try:
+            self.predictor = load_predictor(str(source)) if isinstance(source, (str, os.PathLike)) else source
+        except BaseException as exc:  # noqa: BLE001
+            self.predictor = None
+            self.model_failed.emit(TaskError(exc, traceback.format_exc()))
+            return
+        self.model_loaded.emit(self.predictor.card.summary())
+
+    @Slot(int, object, int, object)
+    def run(self, request_id: int, volume, start_slice: int, token: CancelToken) -> None:
+        if token.cancelled:
+            self.cancelled.emit(request_id)
+            return
+        from app.viewer.overlay import entropy_uncertainty
+
+        def on_slice(z, labels_yx, probs_cyx):
+            token.raise_if_cancelled()
+            unc = entropy_uncertainty(probs_cyx) if probs_cyx is not None else None
+            self.slice_ready.emit(request_id, int(z), np.array(labels_yx, np.uint8), unc)
+
+        def on_progress(done, total, message=""):
+            self.progress.emit(request_id, int(done), int(total))
+
+        try:
+            pred = self.predictor.predict(volume, start_slice=start_slice, on_slice=on_slice, cancel=token,
+                                          progress=on_progress)
+        except Cancelled:
+            self.cancelled.emit(request_id)
+        except BaseException as exc:  # noqa: BLE001
+            self.failed.emit(request_id, TaskError(exc, traceback.format_exc()))
+        else:
+            self.finished.emit(request_id, np.asarray(pred.labels.array, np.uint8))
+
+    def _set_threads(self) -> None:
+        if self._threads_set:
+            return
+        self._threads_set = True
+        import torch
+
+        torch.set_num_threads(inference_threads())
+
+
+class InferenceController(QObject):
+    """GUI-side handle of the inference thread; forwards only the current request's results."""
+
+    model_loaded = Signal(str)
+    model_failed = Signal(object)
+    slice_ready = Signal(int, object, object)  # z, labels, uncertainty
+    progress = Signal(int, int, float)  # done, total, eta seconds (nan if unknown)
+    finished = Signal(object)  # labels (z, y, x)
+    failed = Signal(object)  # TaskError
+    cancelled = Signal()
+    running_changed = Signal(bool)
+
+    _load = Signal(object)
+    _run = Signal(int, object, int, object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("ctseg-inference")
+        self.worker = InferenceWorker()
+        self.worker.moveToThread(self.thread)
+        self._load.connect(self.worker.load_model)
+        self._run.connect(self.worker.run)
+        self.worker.model_loaded.connect(self._on_model_loaded)
+        self.worker.model_failed.connect(self.model_failed)
+        self.worker.slice_ready.connect(self._on_slice)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.cancelled.connect(self._on_cancelled)
+        self.thread.start()
+        self.request_id = 0
+        self.has_model = False
+        self.running = False
+        self._started_at = 0.0
+
+    def load_model(self, source) -> None:
+        self.has_model = False
+        self._load.emit(source)
+
+    def start(self, volume, start_slice: int) -> int:
+        """Cancel any running request and queue a new one; returns its id."""
+        self.worker.cancel()
+        self.request_id += 1
+        token = self.worker.new_token()
+        self._started_at = time.perf_counter()
+        self._set_running(True)
+        self._run.emit(self.request_id, volume, int(start_slice), token)
+        return self.request_id
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        self.worker.cancel()
+        self.thread.quit()
+        self.thread.wait(timeout_ms)
+
+    def _set_running(self, running: bool) -> None:
+        if running != self.running:
+            self.running = running
+            self.running_changed.emit(running)
+
+    def _on_model_loaded(self, summary: str) -> None:
+        self.has_model = True
+        self.model_loaded.emit(summary)
+
+    def _on_slice(self, rid, z, labels, unc):
+        if rid == self.request_id:
+            self.slice_ready.emit(z, labels, unc)
+
+    def _on_progress(self, rid, done, total):
+        if rid != self.request_id:
+            return
+        elapsed = time.perf_counter() - self._started_at
+        eta = elapsed / done * (total - done) if done > 0 else float("nan")
+        self.progress.emit(done, total, eta)
+
+    def _on_finished(self, rid, labels):
+        if rid == self.request_id:
+            self._set_running(False)
+            self.finished.emit(labels)
+
+    def _on_failed(self, rid, error):
+        if rid == self.request_id:
+            self._set_running(False)
+            self.failed.emit(error)
+
+    def _on_cancelled(self, rid):
+        if rid == self.request_id:
+            self._set_running(False)
+            self.cancelled.emit()

@@ -1,0 +1,252 @@
+"""One case of the workspace: its folder, record, label maps ("prediction" and "final") and journal.
+
+Folder ``<workspace>/cases/<case id>/``:
+  case.json         the record (source reference, geometry, status, annotator, times, findings summary)
+  prediction.nii.gz the model's label map, prediction.json its model version
+  final.nii.gz      the corrected label map (written atomically)
+  journal.jsonl     edits committed since the last save of final (see ``journal``)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctseg_core.atomic import atomic_write_text
+from ctseg_core.errors import LabelMismatchError, StoreError
+from ctseg_core.io.images import read_labels, write_labels
+from ctseg_core.labels import class_table_json
+from ctseg_core.store.journal import Journal, now_iso
+from ctseg_core.store.source import SourceRef, content_hash, describe_source, source_files
+from ctseg_core.volume import Geometry, LabelMap, Volume
+
+STATUSES = ("new", "in_review", "corrected", "approved")
+TRAINING_STATUSES = ("corrected", "approved")
+
+CASE_JSON = "case.json"
+PREDICTION = "prediction.nii.gz"
+PREDICTION_JSON = "prediction.json"
+FINAL = "final.nii.gz"
+JOURNAL = "journal.jsonl"
+
+
+@dataclass
+class CaseRecord:
+    id: str
+    source: SourceRef
+    geometry: dict  # Geometry fields as lists
+    description: str = ""
+    status: str = "new"
+    annotator: str = ""
+    created: str = ""
+    modified: str = ""
+    status_history: list[dict] = field(default_factory=list)  # {status, annotator, time}
+    model_version: str = ""  # of the stored prediction
+    prediction_saved: str = ""
+    final_saved: str = ""
+    findings: dict = field(default_factory=dict)  # summary of the last saved final: key -> volume_ml, positive
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["source"] = self.source.to_json()
+        return d
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "CaseRecord":
+        obj = dict(obj)
+        obj["source"] = SourceRef.from_json(obj["source"])
+        return cls(**obj)
+
+    def geometry_obj(self) -> Geometry:
+        g = self.geometry
+        return Geometry(tuple(g["shape"]), tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
+
+
+def geometry_json(g: Geometry) -> dict:
+    return {"shape": list(g.shape), "spacing": list(g.spacing), "origin": list(g.origin),
+            "direction": list(g.direction)}
+
+
+class Case:
+    """Use from one thread; ``journal_append`` and ``save_final`` are safe against each other."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        path = self.folder / CASE_JSON
+        try:
+            self.record = CaseRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError as exc:
+            raise StoreError("no such case (case.json missing)", path) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"case record is damaged ({exc})", path) from exc
+        self.journal = Journal(self.folder / JOURNAL)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, folder: Path, case_id: str, volume: Volume, source: SourceRef) -> "Case":
+        t = now_iso()
+        rec = CaseRecord(case_id, source, geometry_json(volume.geometry),
+                         description=volume.meta.description or Path(source.path).name, created=t, modified=t,
+                         status_history=[{"status": "new", "annotator": "", "time": t}])
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / CASE_JSON, json.dumps(rec.to_json(), indent=1))
+        return cls(folder)
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def geometry(self) -> Geometry:
+        return self.record.geometry_obj()
+
+    def _save_record(self) -> None:
+        self.record.modified = now_iso()
+        atomic_write_text(self.folder / CASE_JSON, json.dumps(self.record.to_json(), indent=1))
+
+    # --- the scan ------------------------------------------------------------------------------
+    def load_volume(self, verify: bool = True, progress=None) -> Volume:
+        """Load the scan again from the source reference; checks its geometry (and content hash)."""
+        from ctseg_core.io import load_volume
+
+        src = self.record.source
+        if not Path(src.path).exists():
+            raise StoreError("the case's source scan is gone", src.path)
+        volume = load_volume(src.path, series_uid=src.series_uid or None, progress=progress)
+        if not volume.geometry.matches(self.geometry):
+            raise StoreError("the source scan no longer matches the case: "
+                             + self.geometry.describe_mismatch(volume.geometry), src.path)
+        if verify and content_hash(source_files(volume, Path(src.path)), src.kind) != src.content_hash:
+            raise StoreError("the source files changed since the case was created (content hash differs)",
+                             src.path)
+        return volume
+
+    # --- label maps ----------------------------------------------------------------------------
+    def _check(self, labels: LabelMap, path=None) -> None:
+        if not self.geometry.matches(labels.geometry):
+            raise LabelMismatchError("label map does not belong to this case's scan: "
+                                     + self.geometry.describe_mismatch(labels.geometry), path)
+
+    def _read(self, name: str, volume: Volume | None) -> LabelMap | None:
+        path = self.folder / name
+        if not path.exists():
+            return None
+        labels = read_labels(path, like=volume)
+        self._check(labels, path)
+        return labels
+
+    def save_prediction(self, labels: LabelMap, model_version: str) -> None:
+        self._check(labels)
+        write_labels(labels, self.folder / PREDICTION)
+        t = now_iso()
+        atomic_write_text(self.folder / PREDICTION_JSON, json.dumps(
+            {"model_version": model_version, "saved": t, "classes": class_table_json()}, indent=1))
+        self.record.model_version, self.record.prediction_saved = model_version, t
+        self._save_record()
+
+    def load_prediction(self, volume: Volume | None = None) -> LabelMap | None:
+        return self._read(PREDICTION, volume)
+
+    def save_final(self, labels: LabelMap, journal_upto: int | None = None) -> None:
+        """Write the corrected map atomically, then drop the journal entries it holds.
+
+        ``journal_upto``: the journal's ``last_seq`` when ``labels`` was copied (default: now) — pass
+        it when saving a copy from another thread. A case still "new" becomes "in_review".
+        """
+        self._check(labels)
+        with self._lock:
+            upto = self.journal.last_seq if journal_upto is None else journal_upto
+        write_labels(labels, self.folder / FINAL)
+        with self._lock:
+            self.journal.trim(upto)
+        self.record.final_saved = now_iso()
+        self.record.findings = _findings_summary(labels)
+        if self.record.status == "new":
+            self._set_status("in_review", self.record.annotator)
+        self._save_record()
+
+    def load_final(self, volume: Volume | None = None) -> LabelMap | None:
+        return self._read(FINAL, volume)
+
+    def import_labels(self, path: str | Path, volume: Volume) -> LabelMap:
+        """Make an existing label map file (NIfTI/NRRD/MHA) the case's final map; it must lie on the scan's grid."""
+        labels = read_labels(path, like=volume)
+        self.save_final(labels)
+        return labels
+
+    @property
+    def final_path(self) -> Path:
+        return self.folder / FINAL
+
+    # --- journal and recovery ------------------------------------------------------------------
+    def journal_append(self, deltas) -> int:
+        """Log one committed step (a Delta or a list of them), fsync'd; History(journal=...) calls it."""
+        from ctseg_core.edit.delta import Delta
+
+        with self._lock:
+            return self.journal.append([deltas] if isinstance(deltas, Delta) else deltas)
+
+    def _base(self, volume: Volume | None) -> LabelMap:
+        base = self.load_final(volume)
+        if base is None:
+            base = self.load_prediction(volume)
+        return base if base is not None else LabelMap(np.zeros(self.geometry.shape, np.uint8), self.geometry)
+
+    def recover(self, volume: Volume | None = None) -> LabelMap | None:
+        """The unsaved edits restored: final (else prediction, else empty) plus the journal replayed.
+
+        None when the journal holds nothing newer than the last save.
+        """
+        self._remove_stale_temp_files()
+        if not len(self.journal):
+            return None
+        labels = self._base(volume)
+        self.journal.replay(labels.array)
+        return labels
+
+    def load_for_editing(self, volume: Volume | None = None) -> tuple[LabelMap, str]:
+        """The map to edit and where it came from: "recovered", "final", "prediction" or "empty"."""
+        rec = self.recover(volume)
+        if rec is not None:
+            return rec, "recovered"
+        for name, loader in (("final", self.load_final), ("prediction", self.load_prediction)):
+            labels = loader(volume)
+            if labels is not None:
+                return labels, name
+        return LabelMap(np.zeros(self.geometry.shape, np.uint8), self.geometry), "empty"
+
+    def _remove_stale_temp_files(self) -> None:
+        for p in self.folder.glob(".*.tmp*"):
+            p.unlink(missing_ok=True)
+
+    # --- status --------------------------------------------------------------------------------
+    def set_status(self, status: str, annotator: str | None = None) -> None:
+        self._set_status(status, annotator if annotator is not None else self.record.annotator)
+        self._save_record()
+
+    def _set_status(self, status: str, annotator: str) -> None:
+        if status not in STATUSES:
+            raise StoreError(f"unknown review status {status!r} (one of {', '.join(STATUSES)})")
+        self.record.status, self.record.annotator = status, annotator or ""
+        self.record.status_history.append({"status": status, "annotator": annotator or "", "time": now_iso()})
+
+
+def _findings_summary(labels: LabelMap) -> dict:
+    """Cheap per-class summary for the case list (volume in mL, scan-positive by the findings rule);
+    the full findings (ABC/2 ...) come from ``ctseg_core.findings.compute_findings``."""
+    from ctseg_core.findings import MIN_CONSECUTIVE_SLICES, longest_run
+    from ctseg_core.labels import LESION_CLASSES, NUM_CLASSES
+
+    arr = labels.array
+    per_slice = np.stack([np.bincount(s.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for s in arr])
+    out = {}
+    for c in LESION_CLASSES:
+        slices = np.flatnonzero(per_slice[:, c.id]).tolist()
+        if slices:
+            out[c.key] = {"volume_ml": round(float(per_slice[:, c.id].sum()) * labels.geometry.voxel_volume_ml, 3),
+                          "positive": longest_run(slices) >= MIN_CONSECUTIVE_SLICES}
+    return out

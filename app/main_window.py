@@ -404,8 +404,18 @@ class MainWindow(QMainWindow):
                 self.show_error("Could not write the findings", TaskError(exc, ""))
 
     def save_screenshot(self, path: str) -> None:
-        self.volume_view.render()
-        if not self.grab().save(str(path)):
+        """The window as a PNG, with the 3-D scene painted in (a plain grab cannot read OpenGL pixels)."""
+        pixmap = self.grab()
+        scene = self.volume_view.snapshot()
+        if scene is not None:
+            from PySide6.QtCore import QPoint, QRect
+            from PySide6.QtGui import QPainter
+
+            widget = self.volume_view.vtk_widget
+            painter = QPainter(pixmap)
+            painter.drawImage(QRect(widget.mapTo(self, QPoint(0, 0)), widget.size()), scene)
+            painter.end()
+        if not pixmap.save(str(path)):
             raise OSError(f"could not write {path}")
 
     def ask_screenshot(self) -> None:

@@ -29,7 +29,9 @@ class FindingsPanel(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.Stretch)
         for row, cls in enumerate(LESION_CLASSES):
             self.table.setItem(row, 0, QTableWidgetItem(colour_icon(cls.colour), cls.key.upper()))
             self.table.item(row, 0).setToolTip(cls.name)

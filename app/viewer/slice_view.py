@@ -159,7 +159,10 @@ class SliceView(QWidget):
         self.label_item.render()
         if self.label_item.qimage is None:
             return None
-        return pg.functions.ndarray_from_qimage(self.label_item.qimage).copy()
+        from PySide6.QtGui import QImage
+
+        rgba = self.label_item.qimage.convertToFormat(QImage.Format_RGBA8888)
+        return pg.functions.ndarray_from_qimage(rgba).copy()
 
     # ---- session -> view ----
     def _on_volume(self) -> None:

@@ -208,6 +208,26 @@ class VolumeView(QWidget):
         self.renderer.ResetCamera()
         self.render()
 
+    def snapshot(self):
+        """The rendered 3-D scene as a QImage (QWidget.grab cannot read OpenGL pixels); None if unavailable."""
+        if self.vtk_widget is None or not self.isVisible():
+            return None
+        from PySide6.QtGui import QImage
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+        from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
+
+        window = self.vtk_widget.GetRenderWindow()
+        window.Render()
+        grab = vtkWindowToImageFilter()
+        grab.SetInput(window)
+        grab.SetInputBufferTypeToRGB()
+        grab.ReadFrontBufferOff()
+        grab.Update()
+        out = grab.GetOutput()
+        w, h, _ = out.GetDimensions()
+        rgb = vtk_to_numpy(out.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
+        return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+
     def render(self) -> None:
         if self.vtk_widget is not None and self.isVisible():
             self.vtk_widget.GetRenderWindow().Render()

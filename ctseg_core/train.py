@@ -1,0 +1,55 @@
+"""Entry point of a training process: ``python -m ctseg_core.train ...`` or, on several GPUs / nodes,
+``torchrun --nproc-per-node N -m ctseg_core.train ...`` (same arguments as ``ctseg train``).
+
+Prints progress as JSON lines on stdout (rank 0 only); SIGTERM / SIGINT cancel cleanly: the training
+state is saved, a ``cancelled`` event is printed and the process exits 0 (continue with ``--resume``).
+Exit status: 0 done or cancelled, 2 a ctseg error (an ``error`` event names it), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from ctseg_core.errors import CtsegError
+from ctseg_core.jobs import CancelToken
+
+
+def print_event(event: dict) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def run_with_signals(request) -> int:
+    from ctseg_core.training.run import run_training
+
+    cancel = CancelToken()
+    previous = {sig: signal.signal(sig, lambda *_: cancel.cancel()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = run_training(request, print_event, cancel)
+    except CtsegError as exc:
+        print_event({"event": "error", "message": str(exc)})
+        print(f"ctseg train: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if result["event"] == "done":
+        print(f"ctseg train: {result['reason']}", file=sys.stderr)
+    else:
+        print(f"ctseg train: cancelled at step {result['step']}; continue with --resume", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ctseg_core.cli.train import add_arguments, request_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m ctseg_core.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_with_signals(request_from_args(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

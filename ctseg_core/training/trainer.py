@@ -1,0 +1,187 @@
+"""The fine-tuner: a training loop made of small hooks (before training, train step, forward loss,
+after step, report, save state, after training), each one short and replaceable.
+
+It knows nothing of workspaces or model versions (``ctseg_core.training.run`` wires those); it takes
+a model, an optimizer and scheduler, a loss, micro-batches and an ``emit`` callable that receives
+progress events as plain dicts (printed as JSON lines by the command line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ctseg_core.jobs import CancelToken
+from ctseg_core.training import distributed as dist_util
+from ctseg_core.training.recipe import Recipe
+
+Emit = Callable[[dict], None]
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (the paper's mixed precision); a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def apply_strategy(model: nn.Module, strategy: str) -> list[nn.Parameter]:
+    """Freeze what the strategy keeps fixed; return the parameters to train.
+
+    ``full`` trains everything; ``decoder`` freezes ``model.encoder`` (weights and batch-norm
+    statistics, see ``set_train_mode``) and trains the stem, skips, attention, decoder and head.
+    """
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if strategy == "decoder":
+        encoder = getattr(model, "encoder", None)
+        if encoder is None:
+            raise ValueError(f"{type(model).__name__} has no .encoder to freeze for a decoder-only fine-tune")
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def set_train_mode(model: nn.Module, strategy: str) -> None:
+    model.train()
+    if strategy == "decoder":
+        model.encoder.eval()  # a frozen encoder keeps its batch-norm running statistics
+
+
+def make_optimizer(params, recipe: Recipe):
+    """AdamW with the recipe's cyclic learning rate (CyclicLR, triangular, between base_lr and lr)."""
+    optimizer = torch.optim.AdamW(params, lr=recipe.base_lr, weight_decay=recipe.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=recipe.base_lr, max_lr=recipe.lr,
+                                                  step_size_up=recipe.cycle_steps, cycle_momentum=False)
+    return optimizer, scheduler
+
+
+def step_batches(loader: DataLoader, accumulate: int) -> Iterator[list[dict]]:
+    """Group the loader's micro-batches into one list per optimizer step."""
+    group: list[dict] = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == accumulate:
+            yield group
+            group = []
+
+
+@torch.no_grad()
+def predict_slices(model: nn.Module, dataset, device: torch.device, batch_size: int = 8,
+                   mixed_precision: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) class maps (N, H, W) uint8 of every sample of an un-augmented dataset."""
+    was_training = model.training
+    model.eval()
+    preds, truths = [], []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        x = torch.stack([it["image"] for it in items]).to(device)
+        with autocast(device, mixed_precision):
+            logits = model(x)
+        preds.append(logits.argmax(1).to(torch.uint8).cpu().numpy())
+        truths.append(torch.stack([it["label"] for it in items]).to(torch.uint8).numpy())
+    model.train(was_training)
+    return np.concatenate(preds), np.concatenate(truths)
+
+
+class FineTuner:
+    """Runs optimizer steps ``start_step .. total_steps`` over the given micro-batch groups."""
+
+    def __init__(self, model: nn.Module, optimizer, scheduler, loss_fn: Callable, batches: Iterable[list[dict]], *,
+                 recipe: Recipe, device: torch.device, total_steps: int, start_step: int = 0,
+                 ctx: dist_util.DistContext = dist_util.DistContext(), emit: Emit = lambda e: None,
+                 cancel: CancelToken | None = None, save_state: Callable[[int], None] | None = None,
+                 report_interval_s: float = 0.5):
+        self.model, self.optimizer, self.scheduler, self.loss_fn = model, optimizer, scheduler, loss_fn
+        self.batches, self.recipe, self.device = batches, recipe, device
+        self.total_steps, self.step = total_steps, start_step
+        self.ctx, self.emit, self.cancel = ctx, emit, cancel or CancelToken()
+        self._save_state = save_state
+        self.report_interval_s = report_interval_s
+        self._t_start = self._t_report = 0.0
+        self._start_step = start_step
+        self.last_loss = float("nan")
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Train to ``total_steps``; returns ``"done"`` or ``"cancelled"`` (state saved for --resume)."""
+        self.before_training()
+        for group in self.batches:
+            self.last_loss = self.train_step(group)
+            self.step += 1
+            self.after_step()
+            if self.should_stop():
+                self.save_state()
+                self.emit({"event": "cancelled", "step": self.step, "total_steps": self.total_steps})
+                return "cancelled"
+            if self.step >= self.total_steps:
+                break
+        self.after_training()
+        return "done"
+
+    # ---- hooks ---------------------------------------------------------------------------------------
+    def before_training(self) -> None:
+        set_train_mode(dist_util.unwrap(self.model), self.recipe.strategy)
+        self._t_start = self._t_report = time.perf_counter()
+        self.emit({"event": "start", "step": self.step, "total_steps": self.total_steps,
+                   "strategy": self.recipe.strategy, "device": str(self.device),
+                   "world_size": self.ctx.world_size})
+
+    def train_step(self, group: list[dict]) -> float:
+        """Forward/backward over the step's micro-batches (gradient accumulation), then one update."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for k, batch in enumerate(group):
+            last = k == len(group) - 1
+            sync = contextlib.nullcontext() if last or not self.ctx.enabled else self.model.no_sync()
+            with sync:
+                loss = self.forward_loss(batch) / len(group)
+                loss.backward()
+            total += float(loss.detach())
+        self.optimizer.step()
+        self.scheduler.step()
+        return dist_util.all_mean(total, self.ctx, self.device)
+
+    def forward_loss(self, batch: dict) -> torch.Tensor:
+        x = batch["image"].to(self.device, non_blocking=True)
+        y = batch["label"].to(self.device, non_blocking=True)
+        if self.recipe.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.recipe.mixed_precision):
+            logits = self.model(x)
+        return self.loss_fn(logits.float(), y)
+
+    def after_step(self) -> None:
+        self.report_step()
+        every = self.recipe.checkpoint_every
+        if every and self.step % every == 0 and self.step < self.total_steps:
+            self.save_state()
+
+    def report_step(self) -> None:
+        now = time.perf_counter()
+        if now - self._t_report < self.report_interval_s and self.step < self.total_steps:
+            return
+        self._t_report = now
+        done = self.step - self._start_step
+        eta = (now - self._t_start) / done * (self.total_steps - self.step) if done else None
+        self.emit({"event": "step", "step": self.step, "total_steps": self.total_steps,
+                   "loss": round(self.last_loss, 6), "lr": self.scheduler.get_last_lr()[0],
+                   "eta_s": None if eta is None else round(eta, 1)})
+
+    def should_stop(self) -> bool:
+        return dist_util.broadcast_flag(self.cancel.cancelled, self.ctx, self.device)
+
+    def save_state(self) -> None:
+        if self._save_state is not None and self.ctx.is_main:
+            self._save_state(self.step)
+        dist_util.barrier(self.ctx)
+
+    def after_training(self) -> None:
+        self.emit({"event": "trained", "step": self.step,
+                   "seconds": round(time.perf_counter() - self._t_start, 2)})

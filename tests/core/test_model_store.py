@@ -1,0 +1,119 @@
+"""Model version registry: versions, active pointer, promote/rollback, refusal of other architectures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ctseg_core.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from ctseg_core.errors import CheckpointError, StoreError
+from ctseg_core.model_store import ACTIVE_FILE, ROOT_VERSION, ModelStore
+from ctseg_core.models import create_model
+
+SMALL = dict(encoder="resnet18d", decoder_channels=(8, 8, 8, 8, 8, 8))
+
+
+def tiny(arch="aa_unet", seed=0):
+    torch.manual_seed(seed)
+    return create_model(arch, **SMALL)
+
+
+@pytest.fixture()
+def root_model(tmp_path):
+    model = tiny()
+    return save_checkpoint(model, ModelCard.for_model(model), tmp_path / "bundled" / "root.safetensors")
+
+
+def first_weight(path):
+    model, _ = load_checkpoint(path)
+    return next(iter(model.state_dict().values())).clone()
+
+
+def test_root_is_active_until_a_version_is_used(tmp_path, root_model):
+    store = ModelStore(tmp_path / "models", root_model)
+    assert [v.version for v in store.versions()] == [ROOT_VERSION]
+    assert store.active_version() == ROOT_VERSION
+    assert store.active_path() == root_model
+    assert store.architecture() == "aa_unet"
+
+
+def test_add_use_and_roll_back(tmp_path, root_model):
+    store = ModelStore(tmp_path / "models", root_model)
+    v1 = store.add(tiny(seed=1), ModelCard.for_model(tiny(), parent_version=ROOT_VERSION))
+    v2 = store.add(tiny(seed=2), ModelCard.for_model(tiny(), parent_version="v1"))
+    assert (v1.version, v2.version) == ("v1", "v2")
+    assert [v.version for v in store.versions()] == [ROOT_VERSION, "v1", "v2"]
+    assert store.get("v2").parent == "v1" and store.get("v2").card.version == "v2"
+    assert store.active_version() == ROOT_VERSION  # adding does not promote
+
+    store.use("v2")
+    assert store.active_path() == v2.path
+    assert json.loads((tmp_path / "models" / ACTIVE_FILE).read_text())["version"] == "v2"
+    assert torch.equal(first_weight(store.active_path()), first_weight(v2.path))
+    assert not torch.equal(first_weight(v1.path), first_weight(v2.path))
+
+    store.use(ROOT_VERSION)  # roll back to the bundled model
+    assert store.active_path() == root_model
+    store.use("v1")
+    assert ModelStore(tmp_path / "models", root_model).active_version() == "v1"  # persisted
+    assert store.next_version() == "v3"
+
+
+def test_active_pointer_is_replaced_atomically(tmp_path, root_model, monkeypatch):
+    store = ModelStore(tmp_path / "models", root_model)
+    store.add(tiny(seed=1), ModelCard.for_model(tiny()))
+    store.use("v1")
+    pointer = tmp_path / "models" / ACTIVE_FILE
+    before = pointer.read_bytes()
+
+    import ctseg_core.atomic as atomic
+
+    def crash(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", crash)
+    with pytest.raises(OSError):
+        store.use(ROOT_VERSION)
+    assert pointer.read_bytes() == before  # the old pointer survives a failed write
+    assert [p.name for p in pointer.parent.iterdir() if p.name.startswith(".")] == []  # no temp files left
+    assert store.active_version() == "v1"
+
+
+def test_unknown_version_and_broken_pointer(tmp_path, root_model):
+    store = ModelStore(tmp_path / "models", root_model)
+    with pytest.raises(StoreError, match="no model version 'v7'"):
+        store.use("v7")
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / ACTIVE_FILE).write_text("{not json")
+    with pytest.raises(StoreError, match="active model pointer is unreadable"):
+        store.active_version()
+
+
+def test_refuses_another_architecture(tmp_path, root_model):
+    store = ModelStore(tmp_path / "models", root_model)
+    other = tiny("rsu")
+    with pytest.raises(CheckpointError, match="'rsu' model cannot be added"):
+        store.add(other, ModelCard.for_model(other))
+    # a foreign checkpoint dropped into the folder by hand is refused when made active
+    save_checkpoint(other, ModelCard.for_model(other), tmp_path / "models" / "v1.safetensors")
+    with pytest.raises(CheckpointError, match="architecture 'rsu' is not the expected 'aa_unet'"):
+        store.use("v1")
+    assert store.active_version() == ROOT_VERSION
+
+
+def test_refuses_a_corrupted_version(tmp_path, root_model):
+    store = ModelStore(tmp_path / "models", root_model)
+    entry = store.add(tiny(seed=1), ModelCard.for_model(tiny()))
+    data = bytearray(entry.path.read_bytes())
+    data[-1] ^= 0xFF
+    entry.path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        store.use(entry.version)
+
+
+def test_no_model_at_all_is_a_clear_error(tmp_path):
+    store = ModelStore(tmp_path / "models", tmp_path / "missing.safetensors")
+    with pytest.raises(CheckpointError, match="no model"):
+        store.active_path()

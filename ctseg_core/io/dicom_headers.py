@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -123,7 +125,51 @@ def _int(value, default=None):
     try:
         return int(value)
     except (TypeError, ValueError):
-        return default
+        try:
+            return int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            return default
+
+
+_BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_TEXT = {"DS", "IS", "CS", "UI", "AS", "DA", "TM"}
+
+
+class _Values:
+    """Top-level values read from their raw bytes: pydicom's general value conversion costs more than
+    parsing the whole header, and scanning hundreds of files must be fast. Anything unusual (already
+    converted, other VRs) goes through pydicom."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def get(self, keyword: str):
+        """A list of values (str for text VRs, numbers for binary VRs), or None when absent."""
+        tag = tag_for_keyword(keyword)
+        elem = self.ds.get_item(tag)
+        if elem is None:
+            return None
+        vr = elem.VR or dictionary_VR(tag)
+        if not isinstance(elem, RawDataElement) or (vr not in _BINARY and vr not in _TEXT):
+            value = self.ds[tag].value
+            if value is None or value == "":
+                return None
+            return list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+        raw = elem.value or b""
+        if vr in _BINARY:
+            size = struct.calcsize(_BINARY[vr])
+            fmt = ("<" if elem.is_little_endian else ">") + _BINARY[vr] * (len(raw) // size)
+            return list(struct.unpack(fmt, raw[:len(raw) // size * size])) or None
+        text = raw.decode("latin-1").strip(" \x00")
+        return [t.strip(" \x00") for t in text.split("\\")] if text else None
+
+    def one(self, keyword: str, default=None):
+        values = self.get(keyword)
+        return values[0] if values else default
+
+    def text(self, keyword: str) -> str:
+        values = self.get(keyword)
+        return "\\".join(str(v) for v in values) if values else ""
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -191,32 +237,32 @@ def _locate_pixel_data(ts: str, element_head: bytes, pos: int, size: int, ds) ->
 
 
 def _file_header(path: Path, ds, ts: str, pixel_offset: int | None) -> FileHeader:
-    tilt = _float(ds.get("GantryDetectorTilt"))
-    image_type = tuple(str(v).upper() for v in (ds.get("ImageType") or []))
+    v = _Values(ds)
     pad = ds.get("PixelPaddingValue")
+    bits = _int(v.one("BitsAllocated"), 16)
     return FileHeader(
         path=path,
-        sop_class_uid=str(ds.get("SOPClassUID", "") or ""),
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
-        series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
-        study_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
-        modality=str(ds.get("Modality", "") or ""),
+        sop_class_uid=v.text("SOPClassUID"),
+        sop_instance_uid=v.text("SOPInstanceUID"),
+        series_uid=v.text("SeriesInstanceUID"),
+        study_uid=v.text("StudyInstanceUID"),
+        frame_of_reference_uid=v.text("FrameOfReferenceUID"),
+        modality=v.text("Modality"),
         description=str(ds.get("SeriesDescription", "") or ""),
         patient_id=str(ds.get("PatientID", "") or ""),
-        series_number=_int(ds.get("SeriesNumber")),
-        image_type=image_type,
-        rows=_int(ds.get("Rows"), 0),
-        cols=_int(ds.get("Columns"), 0),
-        samples_per_pixel=_int(ds.get("SamplesPerPixel"), 1),
-        photometric=str(ds.get("PhotometricInterpretation", "") or ""),
-        bits_allocated=_int(ds.get("BitsAllocated"), 16),
-        bits_stored=_int(ds.get("BitsStored"), _int(ds.get("BitsAllocated"), 16)),
-        pixel_representation=_int(ds.get("PixelRepresentation"), 0),
+        series_number=_int(v.one("SeriesNumber")),
+        image_type=tuple(str(t).upper() for t in (v.get("ImageType") or [])),
+        rows=_int(v.one("Rows"), 0),
+        cols=_int(v.one("Columns"), 0),
+        samples_per_pixel=_int(v.one("SamplesPerPixel"), 1),
+        photometric=v.text("PhotometricInterpretation"),
+        bits_allocated=bits,
+        bits_stored=_int(v.one("BitsStored"), bits),
+        pixel_representation=_int(v.one("PixelRepresentation"), 0),
         padding_value=_int(pad) if pad is not None and not isinstance(pad, bytes) else None,
         transfer_syntax=ts,
-        n_frames=max(_int(ds.get("NumberOfFrames"), 1) or 1, 1),
-        gantry_tilt_tag=tilt,
+        n_frames=max(_int(v.one("NumberOfFrames"), 1) or 1, 1),
+        gantry_tilt_tag=_float(v.one("GantryDetectorTilt")),
         pixel_offset=pixel_offset,
     )
 
@@ -238,11 +284,11 @@ def _group_item(ds, frame: int, sequence: str, per_frame):
 def _slices_of(ds, header: FileHeader) -> list[SliceRef]:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is None:
-        spacing = _floats(ds.get("PixelSpacing"), 2)
-        return [SliceRef(header, None, _floats(ds.get("ImageOrientationPatient"), 6),
-                         _floats(ds.get("ImagePositionPatient"), 3), spacing,
-                         _float(ds.get("SliceThickness")), _float(ds.get("RescaleSlope"), 1.0),
-                         _float(ds.get("RescaleIntercept"), 0.0), _int(ds.get("InstanceNumber")))]
+        v = _Values(ds)
+        return [SliceRef(header, None, _floats(v.get("ImageOrientationPatient"), 6),
+                         _floats(v.get("ImagePositionPatient"), 3), _floats(v.get("PixelSpacing"), 2),
+                         _float(v.one("SliceThickness")), _float(v.one("RescaleSlope"), 1.0),
+                         _float(v.one("RescaleIntercept"), 0.0), _int(v.one("InstanceNumber")))]
     slices = []
     for f in range(header.n_frames):
         plane_pos = _group_item(ds, f, "PlanePositionSequence", per_frame)

@@ -163,7 +163,7 @@ def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
     if expected_architecture is not None and card.architecture != expected_architecture:
         raise CheckpointError(f"architecture {card.architecture!r} is not the expected {expected_architecture!r}",
                               card_path)
-    Plan.from_dict(card.plan)  # validates
+    check_plan_fits(card, card_path)
     config = dict(card.config)
     config["encoder_weights"] = None  # the checkpoint holds every weight
     try:
@@ -177,6 +177,19 @@ def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     return model.eval().to(device), card
+
+
+def check_plan_fits(card: ModelCard, path=None) -> Plan:
+    """The card's plan, validated, and checked against the model's input channels."""
+    try:
+        plan = Plan.from_dict(card.plan)
+    except CheckpointError as exc:
+        raise CheckpointError(exc.problem, path) from exc
+    in_chans = card.config.get("in_chans", plan.adjacent_slices)
+    if in_chans != plan.adjacent_slices:
+        raise CheckpointError(f"plan stacks {plan.adjacent_slices} adjacent slices but the model takes "
+                              f"{in_chans} input channels", path)
+    return plan
 
 
 def _check_classes(card: ModelCard, card_path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctseg_core.checkpoint import ModelCard, load_checkpoint
+from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
 from ctseg_core.jobs import CancelToken
 from ctseg_core.volume import LabelMap, Volume
 
@@ -84,7 +84,7 @@ class Predictor:
         """``amp``: "auto" (bf16 or fp16 autocast on CUDA, fp16 on MPS, none on CPU), "bf16", "fp16" or
         "off". ``channels_last``: default on for GPUs, off on CPU (measured slower there with GroupNorm)."""
         self.card = card
-        self.plan = card.plan_obj
+        self.plan = check_plan_fits(card)
         self.device = resolve_device(device)
         self.tta = tta
         self.amp_dtype = self._amp_dtype(amp)

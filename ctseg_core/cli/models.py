@@ -1,0 +1,51 @@
+"""``ctseg models [ACTION ...]``: the registered architectures (default action ``list``).
+
+Other modules add actions with one line: ``ACTIONS["use"] = my_function`` where ``my_function(args)
+-> int`` reads its own arguments from ``args.rest`` (everything after the action word, options
+included), e.g. ``ctseg models use v3 --workspace W`` gives ``args.rest == ["v3", "--workspace", "W"]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def list_action(args) -> int:
+    """Print every registered model with its parameter count and FLOPs at 3x512x512."""
+    from ctseg_core.models import list_models, model_info
+
+    infos = [model_info(name, with_flops=not args.no_flops) for name in list_models()]
+    if args.json:
+        print(json.dumps([{"name": i.name, "description": i.description, "parameters": i.parameters,
+                           "flops": i.flops, "flops_input_shape": list(i.input_shape)} for i in infos], indent=2))
+        return 0
+    print(f"{'model':<16}{'params (M)':>11}{'GFLOPs 3x512x512':>18}  description")
+    for i in infos:
+        flops = "-" if i.flops is None else f"{i.flops / 1e9:.1f}"
+        print(f"{i.name:<16}{i.parameters / 1e6:>11.2f}{flops:>18}  {i.description}")
+    return 0
+
+
+ACTIONS = {"list": list_action}
+
+
+def _run(args) -> int:
+    action = ACTIONS.get(args.action)
+    if action is None:
+        print(f"ctseg models: unknown action {args.action!r} (known: {', '.join(sorted(ACTIONS))})")
+        return 2
+    if args.action == "list" and args.rest:
+        print(f"ctseg models list: unexpected arguments {' '.join(args.rest)}")
+        return 2
+    return int(action(args) or 0)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list model architectures (parameters, FLOPs) and more",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (faster)")
+    p.add_argument("action", nargs="?", default="list", help="what to do (default: list)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the action")
+    p.set_defaults(func=_run)

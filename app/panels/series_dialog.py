@@ -9,9 +9,10 @@ COLUMNS = ["Description", "Modality", "Slices", "Size", "Spacing (mm)", "Tilt", 
 
 
 def _series_row(s) -> list[str]:
-    px = s.pixel_spacing_mm
-    px_text = f"{px[0]:.3f}" if isinstance(px, (tuple, list)) and px else (f"{px:.3f}" if px else "?")
-    dz = f"{s.slice_spacing_mm:.2f}" if s.slice_spacing_mm else "?"
+    px = tuple(s.pixel_spacing_mm or ())
+    px_text = f"{px[0]:.3f}" if px else "?"
+    dz_min, dz_max = (tuple(s.slice_spacing_mm or ()) + (0.0, 0.0))[:2]
+    dz = "?" if not dz_max else (f"{dz_min:.2f}" if abs(dz_max - dz_min) < 0.01 else f"{dz_min:.2f}-{dz_max:.2f}")
     notes = s.notes if isinstance(s.notes, str) else "; ".join(s.notes or [])
     return [s.description or "(no description)", s.modality, str(s.n_slices), f"{s.cols} x {s.rows}",
             f"{px_text} x {dz}", f"{s.gantry_tilt_deg:.1f}°" if s.gantry_tilt_deg else "0", notes]

@@ -1,0 +1,154 @@
+"""The main window end to end: real DICOM series, model runs in the background, errors as dialogs."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QTimer
+
+from conftest import ThresholdPredictor, open_and_wait, phantom_volume, tiny_real_predictor
+from ctseg_core.io.images import write_volume
+
+
+def _use_predictor(qtbot, win, predictor):
+    with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
+        win.load_predictor(predictor)
+
+
+def test_opens_real_ge_series_without_model_as_viewer(qtbot, window, ge_tilt):
+    state = open_and_wait(qtbot, window, ge_tilt)
+    assert state == "no model"
+    vol = window.session.volume
+    assert vol is not None and vol.shape[2] == 512 and vol.shape[1] >= 512  # tilt correction pads rows
+    assert window.views["axial"].hu_item.image is not None
+    assert window.model_label.text() == "No model: viewer only"
+    assert "model: no model" in window.windowTitle()
+    logs = "\n".join(window.log_panel.text_lines())
+    assert "No model installed" in logs
+    assert any("loader:" in t for t in window.log_panel.text_lines()), logs  # tilt / spacing notes shown
+    assert str(ge_tilt) in window.recent_files()
+
+
+def test_folder_without_dicom_shows_an_error_not_a_crash(qtbot, window, tmp_path):
+    empty = tmp_path / "not_dicom"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("hello")
+    assert open_and_wait(qtbot, window, empty) == "failed"
+    assert window.error_boxes and window.error_boxes[-1].isVisible()
+    assert str(empty) in window.error_boxes[-1].text() or "DICOM" in window.error_boxes[-1].text()
+    assert any(level == "error" for level, _ in window.log_panel.lines)
+    assert window.session.volume is None
+    assert open_and_wait(qtbot, window, tmp_path / "missing.nii.gz") == "failed"  # and it keeps working
+
+
+def test_multi_series_folder_opens_the_recommended_ct(qtbot, window, philips_multi):
+    assert open_and_wait(qtbot, window, philips_multi) == "no model"
+    vol = window.session.volume
+    assert vol.shape[2] == 512 and vol.shape[0] >= 50
+    assert any("series in" in t for t in window.log_panel.text_lines())
+
+
+def test_series_dialog_lists_series_and_preselects(qtbot, philips_multi):
+    from app.panels.series_dialog import SeriesDialog
+    from ctseg_core.io.dicom import scan_folder
+
+    scan = scan_folder(philips_multi)
+    dialog = SeriesDialog(scan, str(philips_multi))
+    qtbot.addWidget(dialog)
+    assert dialog.table.rowCount() == len(scan.series) >= 3
+    assert dialog.chosen_uid() == scan.selected().series_uid
+
+
+def test_stub_model_fills_overlay_findings_and_exports(qtbot, window, tmp_path):
+    path = tmp_path / "phantom.nii.gz"
+    write_volume(phantom_volume(), path)
+    stub = ThresholdPredictor(delay_s=0.01)
+    _use_predictor(qtbot, window, stub)
+    assert "stub-threshold v0" in window.model_label.text() and "stub-threshold" in window.windowTitle()
+    ax = window.views["axial"]
+    window.session.position = (5, 64, 64)  # no scan yet; the view starts at the middle slice after opening
+    assert open_and_wait(qtbot, window, path) == "inferred"
+    s = window.session
+    assert stub.calls == [6]  # the viewed (middle) slice first
+    assert s.predicted_slices.all()
+    assert (s.final.array == 1).sum() == (phantom_volume().array == 70).sum() == 6 * 19 * 20 and (s.final.array[:3] == 0).all()
+    ax.set_slice(5)
+    overlay = ax.rendered_overlay()
+    assert overlay[45, 50, 3] == 255 and tuple(overlay[45, 50, :3]) == (230, 25, 75)
+    qtbot.waitUntil(lambda: window.findings_panel.findings is not None
+                    and window.findings_panel.findings.by_key("ich").voxels > 0, timeout=5000)
+    ich = window.findings_panel.findings.by_key("ich")
+    assert ich.positive and ich.slices == [3, 4, 5, 6, 7, 8] and ich.abc2 is not None
+    assert window.findings_panel.table.item(0, 3).text() == "POSITIVE"
+    window.export_findings(str(tmp_path / "f.json"))
+    window.export_findings(str(tmp_path / "f.csv"))
+    data = json.loads((tmp_path / "f.json").read_text())
+    assert data["classes"][0]["voxels"] == ich.voxels
+    assert (tmp_path / "f.csv").read_text().splitlines()[1].startswith("1,ich,")
+    # the uncertainty display fills from the streamed probabilities
+    s.set_show_uncertainty(True)
+    assert ax.uncertainty_item.isVisible() and np.nanmax(s.uncertainty) > 0.1
+
+
+def test_cancel_keeps_the_gui_alive_and_stale_results_are_dropped(qtbot, window, tmp_path):
+    path = tmp_path / "phantom.nii.gz"
+    write_volume(phantom_volume(depth=30), path)
+    _use_predictor(qtbot, window, ThresholdPredictor(delay_s=0.05))
+    with qtbot.waitSignal(window.inference.cancelled, timeout=20000):
+        window.open_path(path)
+        qtbot.waitUntil(lambda: window.session.predicted_slices.any(), timeout=20000)
+        window.cancel_inference()
+    n_done = window.session.predicted_slices.sum()
+    assert 0 < n_done < 30 and not window.inference.running
+    qtbot.wait(200)
+    assert window.session.predicted_slices.sum() == n_done  # nothing arrives after the cancel
+    # a second run replaces the first; slices of a stale request id are ignored
+    with qtbot.waitSignal(window.inference.finished, timeout=30000):
+        window.run_inference()
+        stale_id = window.inference.request_id - 1
+        window.inference.worker.slice_ready.emit(stale_id, 0, np.full((128, 128), 5, np.uint8), None)
+    assert window.session.predicted_slices.all() and (window.session.prediction.array[0] != 5).all()
+
+
+def test_model_failure_is_reported(qtbot, window, tmp_path):
+    path = tmp_path / "phantom.nii.gz"
+    write_volume(phantom_volume(depth=4), path)
+    _use_predictor(qtbot, window, ThresholdPredictor(fail=True))
+    assert open_and_wait(qtbot, window, path) == "failed"
+    assert "stub predictor failure" in window.error_boxes[-1].text()
+
+
+def test_real_small_model_runs_and_event_loop_stays_responsive(qtbot, window, tmp_path):
+    """A real All-Attention U-Net through the real Predictor; a 10 ms timer measures event-loop lateness."""
+    path = tmp_path / "phantom.nii.gz"
+    write_volume(phantom_volume(depth=16, size=192), path)
+    _use_predictor(qtbot, window, tiny_real_predictor())
+    assert "aa_unet" in window.model_label.text()
+    late = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        late.append(now - last[0] - 0.010)
+        last[0] = now
+
+    timer = QTimer(interval=10)
+    timer.timeout.connect(tick)
+    ax = window.views["axial"]
+    scroll = QTimer(interval=50)
+    scroll.timeout.connect(lambda: ax.scroll(1 if len(late) % 2 else -1))  # the user scrolls meanwhile
+    window.open_path(path)
+    qtbot.waitUntil(lambda: window.session.inference_running, timeout=30000)
+    last[0] = time.perf_counter()
+    timer.start()
+    scroll.start()
+    with qtbot.waitSignal(window.pipeline_done, timeout=120000) as blocker:
+        pass
+    timer.stop()
+    scroll.stop()
+    assert blocker.args[0] == "inferred"
+    assert window.session.predicted_slices.all()
+    assert len(late) > 20
+    print("lateness ms top", sorted((round(v * 1000), i) for i, v in enumerate(late))[-6:], len(late))
+    assert max(late) < 0.050, f"event loop was late by up to {max(late) * 1000:.0f} ms"

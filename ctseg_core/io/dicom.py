@@ -43,6 +43,9 @@ def choose_series(scan: FolderScan, folder: Path, series_uid: str | None = None)
         raise LoadError(f"no DICOM image found ({reasons})", folder)
     listing = "; ".join(f"{s.series_uid} {s.modality} {s.n_slices} slice(s): {', '.join(s.notes) or 'ok'}"
                         for s in scan.series)
+    broken = [s for s in scan.series if s.geometry_error is not None]
+    if broken:  # axial CT series that cannot be put together: say why
+        raise max(broken, key=lambda s: s.n_slices).geometry_error
     if not any(s.modality.upper() == "CT" for s in scan.series):
         raise NotCTError(f"no CT series found, only: {listing}", folder)
     raise LoadError(f"no axial CT image series found (name one with --series to open it anyway): {listing}", folder)

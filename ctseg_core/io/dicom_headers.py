@@ -192,6 +192,8 @@ def read_file_header(path: Path) -> tuple[FileHeader, list[SliceRef]]:
     except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError, TypeError) as exc:
         raise CorruptFile(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
     ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
+    if not ts and "SOPClassUID" not in ds:
+        raise CorruptFile("has the DICM marker but no readable header (no transfer syntax, no SOP Class UID)")
     has_pixels, pixel_offset = _locate_pixel_data(ts, element_head, pixel_pos, size, ds)
     if not has_pixels:
         sop = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")

@@ -43,6 +43,7 @@ class SeriesInfo:
     notes: list[str]
     files: list[Path]
     slices: list[SliceRef] = field(default_factory=list, repr=False, compare=False)  # sorted when placeable
+    geometry_error: GeometryError | None = field(default=None, repr=False, compare=False)  # why it cannot load
 
     def to_json(self) -> dict:
         return {
@@ -200,13 +201,14 @@ def describe_series(uid: str, slices: list[SliceRef], split_note: str | None) ->
     h = slices[0].header
     reasons = _kind_notes(slices)
     notes.extend(reasons)
-    spacing_range, tilt = (0.0, 0.0), 0.0
+    spacing_range, tilt, error = (0.0, 0.0), 0.0, None
     pixel_spacing = slices[0].pixel_spacing or (0.0, 0.0)
     stackable = h.samples_per_pixel == 1 and not h.sop_class_uid.startswith(SECONDARY_CAPTURE_PREFIX)
     if stackable and all(s.orientation and s.position for s in slices):
         try:
             stack = build_stack(slices)
         except GeometryError as exc:
+            error = exc if not reasons else None
             notes.append(f"inconsistent geometry: {exc}")
             reasons.append("inconsistent geometry")
         else:
@@ -218,4 +220,4 @@ def describe_series(uid: str, slices: list[SliceRef], split_note: str | None) ->
     files = list(dict.fromkeys(s.path for s in slices))
     return SeriesInfo(uid, h.modality, h.description, len(slices), h.rows, h.cols,
                       tuple(float(v) for v in pixel_spacing), spacing_range, tilt, not reasons, False, notes,
-                      files, slices)
+                      files, slices, error)

@@ -12,7 +12,7 @@ from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonDataModel import vtkImageData, vtkPolyData
 from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import (vtkFlyingEdges3D, vtkPolyDataNormals, vtkWindowedSincPolyDataFilter)
-from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformPolyDataFilter
+from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformFilter
 
 from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.volume import Geometry
@@ -45,7 +45,7 @@ def _to_patient(poly: vtkPolyData, geometry: Geometry) -> vtkPolyData:
     matrix[15] = 1.0
     transform = vtkTransform()
     transform.SetMatrix(matrix)
-    flt = vtkTransformPolyDataFilter()
+    flt = vtkTransformFilter()
     flt.SetTransform(transform)
     flt.SetInputData(poly)
     flt.Update()

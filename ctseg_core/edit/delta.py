@@ -31,8 +31,8 @@ class Delta:
         return cls((0, 0, 0, 0, 0, 0), np.zeros(0, np.uint8), np.zeros(0, np.uint8), np.zeros(0, np.uint8))
 
     @classmethod
-    def write(cls, labels: np.ndarray, offset: tuple[int, int, int], change: np.ndarray, value) -> "Delta":
-        """The delta that writes ``value`` (scalar or array over ``change``) where ``change`` is set.
+    def write(cls, labels: np.ndarray, offset: tuple[int, int, int], change: np.ndarray, value: int) -> "Delta":
+        """The delta that writes the class ``value`` where ``change`` is set.
 
         ``change`` is a bool array placed at ``offset`` (z, y, x) in ``labels``; the bbox is shrunk to it.
         """
@@ -46,11 +46,7 @@ class Delta:
                 offset[2] + lo[2], offset[2] + hi[2])
         region = labels[bbox[0]:bbox[1], bbox[2]:bbox[3], bbox[4]:bbox[5]]
         old = region[sub]
-        if np.ndim(value) == 0:
-            new = np.full(old.shape, value, np.uint8)
-        else:
-            new = np.asarray(value)[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]][sub]
-        return cls.from_mask(bbox, sub, old, new)
+        return cls.from_mask(bbox, sub, old, np.full(old.shape, value, np.uint8))
 
     @property
     def shape(self) -> tuple[int, int, int]:

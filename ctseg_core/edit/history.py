@@ -116,6 +116,14 @@ class History:
         return bool(self._redo)
 
     @property
+    def undo_count(self) -> int:
+        return len(self._undo)
+
+    @property
+    def redo_count(self) -> int:
+        return len(self._redo)
+
+    @property
     def undo_name(self) -> str | None:
         return self._undo[-1].name if self._undo else None
 

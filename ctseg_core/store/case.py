@@ -66,6 +66,16 @@ class CaseRecord:
         return Geometry(tuple(g["shape"]), tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
 
 
+def read_record(folder: Path) -> CaseRecord:
+    path = Path(folder) / CASE_JSON
+    try:
+        return CaseRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise StoreError("no such case (case.json missing)", path) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"case record is damaged ({exc})", path) from exc
+
+
 def geometry_json(g: Geometry) -> dict:
     return {"shape": list(g.shape), "spacing": list(g.spacing), "origin": list(g.origin),
             "direction": list(g.direction)}
@@ -76,13 +86,7 @@ class Case:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        path = self.folder / CASE_JSON
-        try:
-            self.record = CaseRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError as exc:
-            raise StoreError("no such case (case.json missing)", path) from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"case record is damaged ({exc})", path) from exc
+        self.record = read_record(self.folder)
         self.journal = Journal(self.folder / JOURNAL)
         self._lock = threading.Lock()
 

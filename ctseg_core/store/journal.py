@@ -46,7 +46,13 @@ def now_iso() -> str:
 class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.last_seq = max((seq for seq, _ in self.entries()), default=0)
+        self.last_seq = max(self._seqs(), default=0)
+
+    def _seqs(self) -> list[int]:
+        if not self.path.exists():
+            return []
+        text = self.path.read_text(encoding="ascii", errors="replace")
+        return [q for q in map(_seq_of, text.splitlines()) if q >= 0]
 
     def append(self, deltas: Iterable[Delta]) -> int:
         """Append one entry (one step) and fsync it; returns its sequence number (0: nothing to log)."""
@@ -84,7 +90,8 @@ class Journal:
                     continue
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.entries())
+        """Number of readable entries."""
+        return len(self._seqs())
 
     def replay(self, labels: np.ndarray, after_seq: int = 0) -> int:
         """Apply the entries with seq > ``after_seq`` to ``labels``; returns how many were applied."""
@@ -109,7 +116,9 @@ class Journal:
 
 
 def _seq_of(line: str) -> int:
+    """The entry's sequence number, -1 for a torn or foreign line."""
     try:
-        return int(json.loads(line)["seq"])
-    except (ValueError, KeyError, TypeError):
+        obj = json.loads(line)
+        return int(obj["seq"]) if isinstance(obj.get("deltas"), list) else -1
+    except (ValueError, KeyError, TypeError, AttributeError):
         return -1

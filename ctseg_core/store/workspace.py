@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctseg_core.errors import StoreError
-from ctseg_core.store.case import CASE_JSON, FINAL, STATUSES, TRAINING_STATUSES, Case, CaseRecord
+from ctseg_core.store.case import CASE_JSON, FINAL, STATUSES, TRAINING_STATUSES, Case, CaseRecord, read_record
 from ctseg_core.store.source import SourceRef, describe_source
 from ctseg_core.volume import LabelMap, Volume
 
@@ -56,7 +56,7 @@ class Workspace:
 
     def cases(self) -> list[CaseRecord]:
         """Every case's record, oldest first."""
-        return sorted((Case(p).record for p in self._case_folders()), key=lambda r: (r.created, r.id))
+        return sorted((read_record(p) for p in self._case_folders()), key=lambda r: (r.created, r.id))
 
     def case(self, case_id: str) -> Case:
         folder = self.cases_dir / case_id

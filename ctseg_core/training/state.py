@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ctseg_core.atomic import atomic_write_with
@@ -92,7 +92,7 @@ def read_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})[META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+    except (SafetensorError, KeyError, ValueError, OSError) as exc:
         raise CheckpointError(f"not a readable ctseg training state ({exc})", path) from exc
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"training state format {meta.get('format')} is not {FORMAT}", path)

@@ -313,9 +313,15 @@ def shift_into(dst: np.ndarray, src: np.ndarray, oy: float, ox: float, fill: flo
 
 
 def apply_plan(plan: GridPlan, stack_hu: np.ndarray) -> np.ndarray:
-    """Voxels on the output grid from the sorted source slices (float32, HU)."""
+    """Voxels on the output grid from the sorted source slices (float32, HU; interpolated values are
+    rounded to whole HU like the scanner's own)."""
     if not plan.shears and not plan.resamples_along_normal:
         return stack_hu
+    out = _interpolate(plan, stack_hu)
+    return np.rint(out, out=out)
+
+
+def _interpolate(plan: GridPlan, stack_hu: np.ndarray) -> np.ndarray:
     fill = min(AIR_HU, float(stack_hu.min())) if stack_hu.size else AIR_HU
     aligned = stack_hu
     if plan.shears:

@@ -207,7 +207,7 @@ def test_missing_slices_refused_or_interpolated_by_parameter(ge_tilt_altered, tm
     assert "resampled" in notes
     # interpolated slice 3 lies between the neighbours' values
     a, b = raw_hu(folder / "03.dcm"), raw_hu(folder / "06.dcm")
-    assert np.allclose(v.array[3], a + (b - a) / 3, atol=1e-3)
+    assert np.allclose(v.array[3], a + (b - a) / 3, atol=0.5)  # rounded to whole HU
 
 
 def test_corrupt_files_are_skipped_by_name(ge_tilt_altered, tmp_path):

@@ -1,0 +1,141 @@
+"""Every registered model: forward shape, backward, ablation flags; the blocks; registry and FLOPs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ctseg_core.errors import CheckpointError
+from ctseg_core.labels import NUM_CLASSES
+from ctseg_core.models import count_flops, create_model, default_config, list_models, model_info
+from ctseg_core.models.blocks import AttentionGate, SqueezeExcite
+
+SMALL_DECODER = (8, 8, 16, 16, 32, 32)
+
+
+def tiny_config(name: str) -> dict:
+    """A small encoder of the model's own family, so tests stay fast."""
+    encoder = "resnet18d" if default_config(name)["encoder"].startswith("resnet") else "resnest14d"
+    return {"encoder": encoder, "decoder_channels": SMALL_DECODER}
+
+
+def test_registry_holds_the_paper_models():
+    assert {"aa_unet", "rsu", "rsu_s", "rsu_c", "resnet50_unet"} <= set(list_models())
+    assert default_config("aa_unet")["encoder"] == "resnest50d"
+    assert default_config("aa_unet")["num_classes"] == NUM_CLASSES == 8
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_shape_any_multiple_of_32(name):
+    torch.manual_seed(0)
+    model = create_model(name, **tiny_config(name)).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, NUM_CLASSES, 64, 64)
+        assert model(torch.randn(1, 3, 32, 96)).shape == (1, NUM_CLASSES, 32, 96)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.randn(1, 3, 48, 64))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_backward_reaches_every_parameter(name):
+    torch.manual_seed(0)
+    model = create_model(name, **tiny_config(name)).train()
+    x = torch.randn(2, 3, 64, 64)
+    target = torch.randint(0, NUM_CLASSES, (2, 64, 64))
+    nn.functional.cross_entropy(model(x), target).backward()
+    params = dict(model.named_parameters())
+    assert all(p.grad is not None for p in params.values())
+    # timm zero-initialises each residual branch's last BatchNorm (bn3), so at initialisation gradients
+    # reach the branch's inner layers only through bn3's weight; everything else must get a gradient
+    zero = [n for n, p in params.items() if not p.grad.abs().sum()
+            and not (n.startswith("encoder.layer") and not n.endswith(("bn3.weight", "bn2.weight")))]
+    assert zero == []
+    assert any(n.startswith("encoder.layer4") and params[n].grad.abs().sum() for n in params)
+
+
+@pytest.mark.parametrize("name, gates, se", [("aa_unet", True, True), ("rsu", False, False),
+                                             ("rsu_s", True, False), ("rsu_c", False, True),
+                                             ("resnet50_unet", False, False)])
+def test_ablations_switch_blocks_by_flags(name, gates, se):
+    model = create_model(name, **tiny_config(name))
+    n_gates = sum(isinstance(m, AttentionGate) for m in model.modules())
+    n_se = sum(isinstance(m, SqueezeExcite) for m in model.modules())
+    assert n_gates == (5 if gates else 0)
+    assert n_se == (5 if se else 0)
+
+
+def test_aa_unet_default_is_resnest50_with_full_resolution_stem():
+    model = create_model("aa_unet").eval()
+    assert type(model.encoder).__name__ == "FeatureListNet"
+    assert model.encoder.feature_info.channels() == [64, 256, 512, 1024, 2048]
+    assert any("ResNestBottleneck" in type(m).__name__ for m in model.encoder.modules())
+    stem_convs = [m for m in model.stem if isinstance(m, nn.Conv2d)]
+    assert [c.kernel_size for c in stem_convs] == [(3, 3), (3, 3)] and stem_convs[0].in_channels == 3
+    assert all(s[0].kernel_size == (1, 1) for s in model.skips)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, NUM_CLASSES, 64, 64)
+
+
+def test_attention_gate_map_is_a_probability_at_x_resolution():
+    torch.manual_seed(0)
+    gate = AttentionGate(8, 16).eval()
+    x, g = torch.randn(2, 8, 32, 32), torch.randn(2, 16, 16, 16)
+    alpha = gate.attention(x, g)
+    assert alpha.shape == (2, 1, 32, 32)
+    assert float(alpha.min()) >= 0 and float(alpha.max()) <= 1 and float(alpha.std()) > 0
+    assert torch.allclose(gate(x, g), x * alpha)
+
+
+def test_squeeze_excite_rescales_whole_channels():
+    se = SqueezeExcite(8)
+    nn.init.zeros_(se.fc2.weight)
+    with torch.no_grad():
+        se.fc2.bias.copy_(torch.tensor([-50.0, 50.0] * 4))
+    x = torch.rand(1, 8, 4, 4)
+    y = se(x)
+    assert torch.allclose(y[:, 1::2], x[:, 1::2]) and float(y[:, 0::2].abs().max()) < 1e-12
+
+
+def test_create_model_rejects_unknown_names_and_keys():
+    with pytest.raises(CheckpointError, match="unknown model architecture"):
+        create_model("no_such_net")
+    with pytest.raises(CheckpointError, match="no configuration key"):
+        create_model("aa_unet", widthh=3)
+
+
+def test_flop_count_of_a_known_layer():
+    conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    assert count_flops(conv, (1, 3, 8, 8)) == 2 * 3 * 4 * 9 * 8 * 8
+    info = model_info("aa_unet", input_shape=(1, 3, 64, 64), **tiny_config("aa_unet"))
+    assert info.parameters > 1e6 and info.flops > 1e8
+
+
+def test_encoder_weights_from_local_safetensors(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    classifier = timm.create_model("resnet18d", pretrained=False)
+    path = tmp_path / "resnet18d_imagenet.safetensors"
+    save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, str(path))
+    model = create_model("rsu", encoder="resnet18d", decoder_channels=SMALL_DECODER, encoder_weights=str(path))
+    assert torch.equal(model.encoder.state_dict()["conv1.0.weight"], classifier.state_dict()["conv1.0.weight"])
+    other = tmp_path / "other.safetensors"
+    save_file({"conv1.0.weight": torch.zeros(1)}, str(other))
+    with pytest.raises(CheckpointError, match="lack"):
+        create_model("rsu", encoder="resnet18d", decoder_channels=SMALL_DECODER, encoder_weights=str(other))
+
+
+def test_models_cli_lists_every_model_as_json(capsys):
+    import json
+
+    from ctseg_core.cli import main
+    from ctseg_core.cli.models import ACTIONS
+
+    assert "list" in ACTIONS
+    assert main(["models", "--json", "--no-flops"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in listed] == list_models()
+    assert all(m["parameters"] > 1e7 for m in listed)
+    assert main(["models", "frobnicate"]) == 2

@@ -26,6 +26,7 @@ class ClassesPanel(QWidget):
         self.table = QTableWidget(len(CLASSES) - 1, 3)
         self.table.setHorizontalHeaderLabels(["Show", "Lock", "Class"])
         self.table.verticalHeader().setVisible(False)
+        fit_rows(self.table)
         self.table.horizontalHeader().setSectionResizeMode(COL_NAME, QHeaderView.Stretch)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setSelectionMode(QTableWidget.SingleSelection)
@@ -76,13 +77,22 @@ class ClassesPanel(QWidget):
         form.addRow(self.uncertainty)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.table)
         layout.addLayout(form)
         self._on_active_class(session.active_class)
 
     def _on_active_class(self, class_id: int) -> None:
         if 1 <= class_id < len(CLASSES) and self.table.currentRow() != class_id - 1:
             self.table.selectRow(class_id - 1)
+
+
+def fit_rows(table: QTableWidget, row_height: int = 22) -> None:
+    """Compact rows, and a height that shows every row without scrolling."""
+    table.verticalHeader().setDefaultSectionSize(row_height)
+    table.verticalHeader().setMinimumSectionSize(row_height)
+    height = table.horizontalHeader().sizeHint().height() + row_height * table.rowCount() + 2 * table.frameWidth() + 2
+    table.setMinimumHeight(height)
+    table.setMaximumHeight(height)
 
 
 def _centred(widget) -> QWidget:

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetIte
 from ctseg_core.findings import MIN_CONSECUTIVE_SLICES, Findings, compute_findings
 from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.volume import LabelMap
-from app.panels.classes_panel import colour_icon
+from app.panels.classes_panel import colour_icon, fit_rows
 from app.workers import run_task
 
 COLUMNS = ["Class", "Volume (mL)", "Slices", "Scan", "ABC/2 (mL)"]
@@ -28,6 +28,7 @@ class FindingsPanel(QWidget):
         self.table = QTableWidget(len(LESION_CLASSES), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
+        fit_rows(self.table)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
@@ -41,8 +42,9 @@ class FindingsPanel(QWidget):
         self.caption.setStyleSheet("color: #999;")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.table)
         layout.addWidget(self.caption)
+        layout.addStretch(1)
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(self.recompute)
         session.labels_changed.connect(lambda which, box: self.schedule() if which == session.show_source else None)

@@ -101,8 +101,18 @@ class VolumeView(QWidget):
 
     # ---- building (worker) ----
     def _schedule(self) -> None:
+        """Rebuild soon (debounced); a hidden view waits until it is shown again."""
+        if not self.isVisible():
+            self._stale = True
+            return
         if self.available and self.session.has_volume():
             self._timer.start(REBUILD_DEBOUNCE_MS * (3 if self.session.inference_running else 1))
+
+    def showEvent(self, ev):
+        super().showEvent(ev)
+        if getattr(self, "_stale", False):
+            self._stale = False
+            self._schedule()
 
     def _on_volume(self) -> None:
         self._head_for = None

@@ -257,6 +257,10 @@ class MainWindow(QMainWindow):
             self.open_path(paths[0])
 
     # ---- model ----
+    def load_model(self, path: str | None) -> None:
+        """Load a checkpoint in the inference thread (None: the configured or the bundled default model)."""
+        self._load_model(path)
+
     def _load_model(self, path: str | None) -> None:
         from ctseg_core.resources import DEFAULT_MODEL
 

@@ -27,7 +27,9 @@ def list_action(args) -> int:
     return 0
 
 
-ACTIONS = {"list": list_action}
+from ctseg_core.cli.train import MODEL_VERSION_ACTIONS  # noqa: E402  (versions, use)
+
+ACTIONS = {"list": list_action, **MODEL_VERSION_ACTIONS}
 
 
 def _run(args) -> int:

@@ -9,6 +9,7 @@ Structure" with type "Hemorrhage" (ICH, SAH, IVH) or "Hematoma" (SDH, EDH, chron
 is category "Substance", type "Air". Anatomic region: "Head". Subtype codes are not given: the class is
 carried by the segment label and tracking id, which ``read_dicom_seg`` reads back.
 
+Sources: single-frame slices, or one multi-frame (enhanced) image whose frames are the slices.
 Needs the DICOM loader's ``volume.meta.extra`` entries: source_files, sop_instance_uids,
 source_positions, source_orientation, source_pixel_spacing, source_shape. The source files are read
 (headers only), never written.
@@ -41,8 +42,11 @@ class SourceGrid:
         if missing:
             raise CtsegError("the scan was not loaded from a DICOM series (missing " + ", ".join(missing)
                              + "): a DICOM SEG needs the source slices; export NIfTI instead")
-        if any(f is not None for f in extra.get("source_frames") or []):
-            raise CtsegError("DICOM SEG export for multi-frame source images is not supported; export NIfTI")
+        self.frames = list(extra.get("source_frames") or [])  # 1-based frame per slice (multi-frame source)
+        self.multiframe = any(f is not None for f in self.frames)
+        if self.multiframe and (len(set(extra["sop_instance_uids"])) != 1 or None in self.frames):
+            raise CtsegError("DICOM SEG export supports single-frame slices or one multi-frame image, "
+                             "not a mix; export NIfTI")
         self.files = [Path(p) for p in extra["source_files"]]
         self.uids = list(extra["sop_instance_uids"])
         self.positions = np.asarray(extra["source_positions"], float)  # (n, 3)
@@ -107,7 +111,7 @@ def _read_sources(grid: SourceGrid) -> list:
     import pydicom
 
     datasets = []
-    for path in grid.files:
+    for path in (grid.files[:1] if grid.multiframe else grid.files):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
@@ -116,8 +120,7 @@ def _read_sources(grid: SourceGrid) -> list:
             if kw not in ds:
                 setattr(ds, kw, "")
         datasets.append(ds)
-    by_uid = {str(d.SOPInstanceUID): d for d in datasets}
-    if list(by_uid) != grid.uids:
+    if [str(d.SOPInstanceUID) for d in datasets] != (grid.uids[:1] if grid.multiframe else grid.uids):
         raise LoadError("the source files no longer hold the series the scan was loaded from",
                         grid.files[0].parent)
     return datasets
@@ -150,10 +153,15 @@ def write_dicom_seg(labels: LabelMap, volume: Volume, out_path: str | Path, *, m
             name="ctseg", version=str(model_version), family=codes.cid7162.ArtificialIntelligence)
     descriptions = [_segment_description(n, c, algorithm) for n, c in enumerate(present, 1)]
     sources = _read_sources(grid)
+    frames = number_of[on_source]
+    if grid.multiframe:  # one frame per source frame, in the source's frame order
+        by_frame = np.zeros((int(sources[0].NumberOfFrames),) + frames.shape[1:], np.uint8)
+        by_frame[np.asarray(grid.frames) - 1] = frames
+        frames = by_frame
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*person name.*", category=UserWarning)
         seg = hd.seg.Segmentation(
-            source_images=sources, pixel_array=number_of[on_source],
+            source_images=sources, pixel_array=frames,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
             series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
             instance_number=1, manufacturer="ctseg", manufacturer_model_name="ctseg",
@@ -188,9 +196,12 @@ def read_dicom_seg(path: str | Path, volume: Volume) -> LabelMap:
         to_class[n] = _class_of(seg.get_segment_description(n), path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        numbers = seg.get_pixels_by_source_instance(
-            grid.uids, combine_segments=True, relabel=False, ignore_spatial_locations=True,
-            assert_missing_frames_are_empty=True)
+        options = dict(combine_segments=True, relabel=False, ignore_spatial_locations=True,
+                       assert_missing_frames_are_empty=True)
+        if grid.multiframe:
+            numbers = seg.get_pixels_by_source_frame(grid.uids[0], grid.frames, **options)
+        else:
+            numbers = seg.get_pixels_by_source_instance(grid.uids, **options)
     return LabelMap(_source_to_volume(to_class[numbers], grid, volume.geometry), volume.geometry)
 
 

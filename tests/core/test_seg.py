@@ -100,3 +100,34 @@ def test_dicom_seg_refuses_non_dicom_scan_and_empty_labels(ge_volume, tmp_path):
     with pytest.raises(CtsegError, match="nothing to export"):
         write_dicom_seg(LabelMap.empty_like(ge_volume), ge_volume, tmp_path / "y.dcm")
     assert not (tmp_path / "y.dcm").exists()
+
+
+def test_dicom_seg_for_multiframe_source_references_frames(ge_tilt, tmp_path):
+    import shutil
+
+    from test_dicom_codecs import make_enhanced  # the enhanced-CT maker of the loader's tests
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in sorted(ge_tilt.glob("*.dcm"))[:5]:
+        shutil.copy(f, plain / f.name)
+    (tmp_path / "mf").mkdir()
+    make_enhanced(plain, tmp_path / "mf" / "enhanced.dcm")  # frames stored in the order 3, 1, 5, 2, 4
+    vol = load_volume(tmp_path / "mf")
+    frames = vol.meta.extra["source_frames"]
+    assert frames == [2, 4, 1, 5, 3]
+    labels = LabelMap.empty_like(vol)
+    labels.array[1, 100:140, 200:230] = 7  # slice 1 in position order is the 4th frame of the object
+    labels.array[3, 300:310, 300:330] = 3
+    out = write_dicom_seg(labels, vol, tmp_path / "seg.dcm")
+    ds = pydicom.dcmread(out)
+    src = pydicom.dcmread(tmp_path / "mf" / "enhanced.dcm", stop_before_pixels=True)
+    refs = {}
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        item = fg.DerivationImageSequence[0].SourceImageSequence[0]
+        assert item.ReferencedSOPInstanceUID == src.SOPInstanceUID
+        refs[fg.SegmentIdentificationSequence[0].ReferencedSegmentNumber] = int(item.ReferencedFrameNumber)
+    seg_of = {s.TrackingID: s.SegmentNumber for s in ds.SegmentSequence}
+    assert refs == {seg_of["ivh"]: frames[1], seg_of["sah"]: frames[3]}
+    back = read_dicom_seg(out, vol)
+    np.testing.assert_array_equal(back.array, labels.array)

@@ -26,9 +26,9 @@ from test_store_crash import edit
 case = Workspace(sys.argv[1]).case(sys.argv[2])
 labels, _ = case.load_for_editing()
 print("ready", flush=True)
-k = 0
+k, offset = 0, int(sys.argv[4])
 while True:
-    case.journal_append(edit(labels.array, k))
+    case.journal_append(edit(labels.array, offset + k))
     print("journaled", k, flush=True)
     case.save_final(labels)
     print("saved", k, flush=True)
@@ -46,11 +46,11 @@ def edit(arr, k):
     return delta
 
 
-def _states(base, n):
+def _states(base, n, offset):
     arr = base.copy()
     out = [arr.copy()]
     for k in range(n):
-        edit(arr, k)
+        edit(arr, offset + k)
         out.append(arr.copy())
     return out  # out[m] = state after edits 0..m-1
 
@@ -74,20 +74,25 @@ def test_sigkill_during_saves_keeps_last_save_and_journal(tmp_path):
     base = case.load_prediction().array
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    for delay in (0.35, 0.8):
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ws.root), case.id, os.path.dirname(__file__)],
+    for offset in (0, 1003):  # the second run makes other edits than the first
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(ws.root), case.id, os.path.dirname(__file__),
+                                 str(offset)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(delay + float(rng.uniform(0, 0.2)))
+        seen = []
+        while "saved 1" not in seen:  # let it save twice, then kill it at a random moment
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            seen.append(line.strip())
+        time.sleep(float(rng.uniform(0.0, 0.4)))
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
-        lines = [ln.split() for ln in out.splitlines() if ln.strip()]
+        lines = [ln.split() for ln in seen + out.splitlines() if ln.strip()]
         journaled = [int(k) for tag, k in lines if tag == "journaled"]
         saved = [int(k) for tag, k in lines if tag == "saved"]
-        assert len(saved) >= 2, "the child saved too rarely to test anything"
 
         reopened = Workspace(ws.root).case(case.id)
-        states = _states(base, journaled[-1] + 3)
+        states = _states(base, journaled[-1] + 3, offset)
         final = reopened.load_final(vol)  # loads: the file is whole, never half-written
         m_final = _index_of(states, final.array)
         assert m_final is not None and m_final >= saved[-1] + 1  # the last reported save (or a newer one)

@@ -60,6 +60,7 @@ def read_ctseg(folder: Path) -> np.ndarray:
 def read_sitk(folder: Path) -> np.ndarray:
     import SimpleITK as sitk
 
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # it warns about the GE series' uneven spacing
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
     return sitk.GetArrayFromImage(reader.Execute())

@@ -13,6 +13,8 @@ own plane onto a grid whose axes are r, c and n, so the output has an orthonorma
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -293,23 +295,35 @@ def _overlap_notes(stack: Stack, gaps: np.ndarray, notes: list[str]) -> None:
                      f"({th[k]:g}/{th[k + 1]:g} mm thick)")
 
 
+def _shift_rows_into(view: np.ndarray, a: np.ndarray, f: float, fill: float) -> None:
+    """view (h+1 rows) = a moved down by a fraction f of a row: view[m] = (1-f) a[m] + f a[m-1], fill outside."""
+    h = a.shape[0]
+    np.multiply(a, np.float32(1 - f), out=view[:h])
+    view[h] = (1 - f) * fill
+    view[1:] += np.float32(f) * a
+    view[0] += f * fill
+
+
 def shift_into(dst: np.ndarray, src: np.ndarray, oy: float, ox: float, fill: float) -> None:
     """Write ``src`` into ``dst`` (already holding ``fill``) at offset (oy, ox) >= 0 pixels, with
-    bilinear interpolation for fractional offsets: dst[y, x] = src(y - oy, x - ox), ``fill`` outside."""
+    bilinear interpolation for fractional offsets: dst[y, x] = src(y - oy, x - ox), ``fill`` outside.
+    ``dst`` must be large enough: rows >= floor(oy) + rows of src (+1 when oy is fractional), same for columns."""
     iy, fy = int(math.floor(oy)), oy - math.floor(oy)
     ix, fx = int(math.floor(ox)), ox - math.floor(ox)
-    block = src
-    if fy > 0 or fx > 0:
-        pad = np.full((src.shape[0] + 2, src.shape[1] + 2), fill, dtype=np.float32)
-        pad[1:-1, 1:-1] = src
-        block = pad[1:-1, 1:-1] if fy == 0 else (1 - fy) * pad[1:, 1:-1] + fy * pad[:-1, 1:-1]
-        if fx > 0:
-            wide = np.full((block.shape[0], block.shape[1] + 2), fill, dtype=np.float32)
-            wide[:, 1:-1] = block
-            block = (1 - fx) * wide[:, 1:] + fx * wide[:, :-1]
-    h = min(block.shape[0], dst.shape[0] - iy)
-    w = min(block.shape[1], dst.shape[1] - ix)
-    dst[iy:iy + h, ix:ix + w] = block[:h, :w]
+    h, w = src.shape
+    hh, ww = h + (fy > 0), w + (fx > 0)
+    view = dst[iy:iy + hh, ix:ix + ww]
+    if fx == 0:
+        if fy == 0:
+            view[...] = src
+        else:
+            _shift_rows_into(view, src, fy, fill)
+        return
+    rows = src
+    if fy > 0:
+        rows = np.empty((hh, w), dtype=np.float32)
+        _shift_rows_into(rows, src, fy, fill)
+    _shift_rows_into(view.T, rows.T, fx, fill)
 
 
 def apply_plan(plan: GridPlan, stack_hu: np.ndarray) -> np.ndarray:
@@ -326,8 +340,9 @@ def _interpolate(plan: GridPlan, stack_hu: np.ndarray) -> np.ndarray:
     aligned = stack_hu
     if plan.shears:
         aligned = np.full((stack_hu.shape[0], plan.out_rows, plan.out_cols), fill, dtype=np.float32)
-        for k, (oy, ox) in enumerate(plan.shifts_px):
-            shift_into(aligned[k], stack_hu[k], float(oy), float(ox), fill)
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # numpy releases the GIL
+            list(pool.map(lambda k: shift_into(aligned[k], stack_hu[k], *map(float, plan.shifts_px[k]), fill),
+                          range(len(stack_hu))))
     if not plan.resamples_along_normal:
         return aligned
     return resample_along_normal(aligned, plan.stack.t_mm, plan.t_out_mm)

@@ -12,8 +12,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import (JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless, ExplicitVRLittleEndian,
-                         generate_uid)
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless, generate_uid)
 
 from ctseg_core.errors import UnsupportedTransferSyntaxError
 from ctseg_core.io.dicom import load_dicom_series
@@ -52,6 +52,19 @@ def test_lossless_syntaxes_load_to_the_same_hu(plain, reference, tmp_path, synta
     assert v.geometry.matches(reference.geometry)
     assert np.array_equal(v.array, reference.array)
     assert not any("lossy" in n for n in v.meta.notes)
+
+
+@pytest.mark.parametrize("syntax", [DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian], ids=lambda u: u.name)
+def test_other_uncompressed_syntaxes_load_to_the_same_hu(plain, reference, tmp_path, syntax):
+    folder = tmp_path / "u"
+    folder.mkdir()
+    for f in sorted(plain.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(folder / f.name)
+    v = load_dicom_series(folder)
+    assert v.meta.extra["transfer_syntax_uid"] == syntax
+    assert np.array_equal(v.array, reference.array)
 
 
 def test_jpeg_baseline_lossy_from_8_bit_data(plain, tmp_path):

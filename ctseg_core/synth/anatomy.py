@@ -1,0 +1,225 @@
+"""The head outside the brain: head frame, skull vault and base, scalp, sinuses, orbits, face, headrest.
+
+Head frame (mm): u to the patient's left, v posterior, w superior, origin near the foramen of Monro,
+rotated in-plane by ``angle`` against the scanner's x/y. Every structure is an analytic field of (u, v, w).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ctseg_core.synth import tissues as T
+
+
+@dataclass
+class Head:
+    centre_xy: tuple[float, float]  # scanner LPS x, y (mm) of the head-frame origin
+    centre_z: float  # scanner z (mm) of w = 0
+    angle: float  # in-plane rotation (rad)
+    half_width: float  # inner table, mm (u)
+    half_length: float  # inner table, mm (v)
+    half_height: float  # inner table above w = 0
+    half_depth: float  # inner table below w = 0
+    taper: float  # frontal narrowing
+    skull_mm: float
+    scalp_mm: float
+    gap_mm: float  # subarachnoid space at the convexity (atrophy)
+    ventricle_scale: float
+    floor_shift: float
+    cavities: list = field(default_factory=list)  # (u, v, w, su, sv, sw, tissue)
+    mastoid_air: float = 0.5
+    table: bool = True
+    table_radius: float = 110.0
+    table_offset: float = 15.0
+
+    @property
+    def outer_extent(self) -> float:
+        return self.half_length + self.skull_mm + self.scalp_mm + 14.0
+
+    @property
+    def vertex_z(self) -> float:
+        return self.centre_z + self.half_height + self.skull_mm + self.scalp_mm
+
+
+def sample_head(rng: np.random.Generator, fov_mm: float) -> Head:
+    hl = rng.uniform(76, 86)
+    scale = min(1.0, (fov_mm / 2 - 14) / (hl + 24))
+    hl *= scale
+    hw = hl * rng.uniform(0.76, 0.86)
+    room = max(0.0, fov_mm / 2 - (hl + 22) * 1.02)
+    cx, cy = rng.uniform(-1, 1, 2) * min(room, 12.0)
+    head = Head(
+        centre_xy=(float(cx), float(cy) + 4.0 * bool(room > 6)), centre_z=0.0, angle=float(np.deg2rad(rng.uniform(-10, 10))),
+        half_width=float(hw), half_length=float(hl), half_height=float(hl * rng.uniform(0.84, 0.94)),
+        half_depth=float(hl * rng.uniform(1.02, 1.12)), taper=float(rng.uniform(0.04, 0.1)),
+        skull_mm=float(rng.uniform(5.0, 7.5)), scalp_mm=float(rng.uniform(4.0, 7.0)), gap_mm=float(rng.uniform(0.6, 2.2)),
+        ventricle_scale=float(rng.uniform(0.8, 1.35)), floor_shift=float(rng.uniform(-4, 4)),
+        mastoid_air=float(rng.uniform(0.2, 0.8)), table=bool(rng.random() < 0.7),
+        table_radius=float(rng.uniform(95, 125)), table_offset=float(rng.uniform(8, 25)))
+    j = lambda s: float(rng.normal(0, s))  # noqa: E731
+    sph = (j(2), -14 + j(2), -44 + j(2), 13 + j(2), 11 + j(2), 10 + j(2), T.SINUS_AIR)
+    eth = (0.0, -46 + j(2), -38 + j(2), 10, 19, 12, T.SINUS_AIR)
+    front = (j(1), -hl - 5 + j(1), -4 + j(3), 11 + j(3), 3.5, 8 + j(2), T.SINUS_AIR) if rng.random() < 0.85 else None
+    nasal = (0.0, -58, -66, 9, 24, 16, T.SINUS_AIR)
+    head.cavities = [c for c in (sph, eth, front, nasal) if c is not None]
+    for s in (-1, 1):
+        head.cavities.append((s * (24 + j(2)), -46 + j(2), -72 + j(2), 12 + j(2), 14, 15, T.SINUS_AIR))  # maxillary
+    return head
+
+
+def frame_uv(head: Head, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane head-frame coordinates of scanner points (2-D arrays)."""
+    c, s = np.cos(head.angle), np.sin(head.angle)
+    dx, dy = xx - head.centre_xy[0], yy - head.centre_xy[1]
+    return (c * dx + s * dy).astype(np.float32), (-s * dx + c * dy).astype(np.float32)
+
+
+def inner_depth(head: Head, u, v, w) -> np.ndarray:
+    """Approximate depth (mm) below the inner table along the ray from the origin (negative outside)."""
+    c = head.half_height if w >= 0 else head.half_depth
+    vs = v - (0.18 * -w if w < 0 else 0.0)
+    a = head.half_width * (1.0 + head.taper * np.clip(vs / head.half_length, -1.2, 1.0))
+    r2 = (u / a) ** 2 + (vs / head.half_length) ** 2 + (w / c) ** 2
+    rho = np.sqrt(u * u + vs * vs + w * w) + 1e-3
+    r = np.sqrt(r2) + 1e-6
+    return (1.0 - r) * rho / r
+
+
+def floor_height(head: Head, u, v) -> np.ndarray:
+    """Height w of the cranial floor (three fossae with petrous and sphenoid ridges)."""
+    au = np.abs(u)
+    L = head.half_length / 80.0
+    post = -70 + 0.008 * u * u + 0.012 * (v - 40 * L) ** 2
+    mid = -50 + 0.014 * (au - 36 * L) ** 2 + 0.02 * (v + 6 * L) ** 2
+    ant = -27 + 0.004 * u * u - 7 * np.exp(-u * u / 60.0) + 0.5 * np.maximum(0, v + 22 * L) ** 2
+    floor = np.minimum(np.minimum(post, mid), ant)
+    petrous = _ridge(au, v, (54 * L, 22 * L), (12 * L, -3 * L), -30, 0.08)
+    wing = _ridge(au, v, (50 * L, -24 * L), (10 * L, -26 * L), -26, 0.15)
+    clivus = -34 - 0.25 * u * u - 0.3 * np.maximum(0, v - 2 * L) ** 2 - 0.3 * np.maximum(0, -8 * L - v) ** 2
+    return np.maximum(np.maximum(floor, petrous), np.maximum(wing, clivus)) + head.floor_shift
+
+
+def _ridge(au, v, p0, p1, height, k):
+    d = _seg_dist2(au, v, p0, p1)
+    return height - k * d
+
+
+def _seg_dist2(x, y, p0, p1):
+    ax, ay = p0
+    bx, by = p1
+    ex, ey = bx - ax, by - ay
+    t = np.clip(((x - ax) * ex + (y - ay) * ey) / (ex * ex + ey * ey), 0, 1)
+    return (x - ax - t * ex) ** 2 + (y - ay - t * ey) ** 2
+
+
+def ellipsoid(u, v, w, c) -> np.ndarray:
+    """Normalised radius (1 on the surface) of the ellipsoid c = (u, v, w, su, sv, sw, ...)."""
+    return ((u - c[0]) / c[3]) ** 2 + ((v - c[1]) / c[4]) ** 2 + ((w - c[2]) / c[5]) ** 2
+
+
+class Ellipse2D:
+    """An ellipsoid's in-plane part, precomputed on its bounding box of the crop (reused by every plane)."""
+
+    def __init__(self, u, v, c):
+        self.c = c
+        e2 = ((u - c[0]) / c[3]) ** 2 + ((v - c[1]) / c[4]) ** 2
+        inside = e2 < 1.0
+        rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        self.box = None if len(rows) == 0 else (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        self.e2 = None if self.box is None else e2[self.box]
+
+    def at(self, w: float):
+        """(box, normalised radius squared on the box) at height w, or None when the plane misses it."""
+        c = self.c
+        if self.box is None or abs(w - c[2]) >= c[5]:
+            return None
+        return self.box, self.e2 + ((w - c[2]) / c[5]) ** 2
+
+
+def prepare_extracranial(head: Head, u, v) -> dict:
+    """The plane-independent parts of the scalp, skull, base and face (2-D arrays, ellipse boxes)."""
+    au = np.abs(u)
+    hl, hw = head.half_length, head.half_width
+    fa, fb = hw + 6, hl + 10
+    orbits, globes, mastoids = [], [], []
+    for s in (-1, 1):
+        orbits.append(Ellipse2D(u, v, (s * 30, -hl + 12, -36, 14, 18, 14)))
+        globes.append(Ellipse2D(u, v, (s * 30, -hl + 1, -36, 11.5, 11.5, 11.5)))
+        mastoids.append(Ellipse2D(u, v, (s * 50, 24, -52, 13, 13, 15)))
+    return dict(
+        frontal=(6.0 * np.exp(-(u / 18) ** 2) * (v < 0)).astype(np.float32),
+        vpos=(0.35 * np.clip(v / hl, 0, 1)).astype(np.float32),
+        lat4=(0.3 * np.clip(au / hw, 0, 1) ** 4).astype(np.float32),
+        lat=(np.clip(au / hw - 0.5, 0, 1) * 2).astype(np.float32),
+        face_r2=((u / fa) ** 2 + ((v + 4) / fb) ** 2).astype(np.float32),
+        base_thick=(5.0 + 8.0 * np.exp(-_seg_dist2(au, v, (50, 20), (14, -2)) / 80.0)).astype(np.float32),
+        cavities=[(Ellipse2D(u, v, c), c[6]) for c in head.cavities],
+        orbits=orbits, globes=globes, mastoids=mastoids,
+        spine=(((u / 14) ** 2 + ((v - 30) / 12) ** 2)).astype(np.float32),
+        airway=(((u / 8) ** 2 + ((v - 8) / 5) ** 2)).astype(np.float32),
+    )
+
+
+def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tissue) -> None:
+    """Scalp, skull vault, skull base, sinuses, orbits and face into ``tissue`` (one plane)."""
+    skull = pre["frontal"] * np.float32(np.exp(-((w + 4) / 13) ** 2)) + np.float32(head.skull_mm) * (
+        1.0 + pre["vpos"] - pre["lat4"] * np.float32(np.exp(-((w + 10) / 25) ** 2))) + 0.6 * tex
+    tf = 5.0 * np.exp(-((w + 15) / 18) ** 2)
+    scalp = head.scalp_mm + (pre["lat"] * np.float32(tf) if tf > 0.3 else 0.0)
+    outer = depth > -(skull + scalp)
+    if w < -15:
+        f = min((-15 - w) / 12, 1.0) * (1.0 - 0.28 * float(np.clip((-70 - w) / 40, 0, 1))) ** 2
+        outer |= pre["face_r2"] < f
+    tissue[outer] = T.SOFT
+    tissue[(depth < -(skull + 0.4 * scalp)) & (depth > -(skull + 0.7 * scalp)) & (tex > -0.3) & outer] = T.FAT
+    if tf > 0.3:
+        tissue[(depth < -(skull + 0.5)) & (depth > -(skull + pre["lat"] * np.float32(tf)))] = T.MUSCLE
+    inside_vault = depth > 0
+    below = inside_vault & (w <= floor)
+    base_bone = below & (w > floor - pre["base_thick"])
+    deep = (outer & (depth <= -(skull + scalp))) | (below & ~base_bone)  # face and neck below the skull base
+    tissue[deep] = T.MUSCLE
+    bone = (depth <= 0) & (depth > -skull)
+    tissue[bone | base_bone] = T.DIPLOE
+    tissue[bone & ((depth > -1.3) | (depth <= -skull + 1.5))] = T.CORTICAL
+    tissue[base_bone & ((w > floor - 1.5) | (tex > 0.9))] = T.CORTICAL
+    for ell, code in pre["cavities"]:
+        hit = ell.at(w)
+        if hit is not None:
+            box, e = hit
+            t = tissue[box]
+            t[(e < 1.0) & ((t == T.DIPLOE) | (t == T.CORTICAL) | (t == T.MUSCLE)) & (depth[box] < -1.2)
+              | (e < 1.0) & below[box]] = code
+    for ell in pre["mastoids"]:  # porous air in the mastoid bone
+        hit = ell.at(w)
+        if hit is not None:
+            box, e = hit
+            t = tissue[box]
+            t[(e < 1.0) & (t == T.DIPLOE) & (tex[box] < head.mastoid_air - 0.6)] = T.SINUS_AIR
+    for orb, glb in zip(pre["orbits"], pre["globes"]):
+        hit = orb.at(w)
+        if hit is not None:
+            box, e = hit
+            t = tissue[box]
+            om = (e < 1.0) & (below[box] | ~inside_vault[box])
+            t[om] = T.ORBIT_FAT
+            g = glb.at(w)
+            if g is not None:
+                gbox, ge = g
+                tissue[gbox][(ge < 1.0) & (tissue[gbox] == T.ORBIT_FAT)] = T.EYE
+    if w < -62:
+        tissue[(pre["spine"] < 1) & deep] = T.DIPLOE
+        tissue[(pre["spine"] < 0.35) & deep] = T.SOFT
+        tissue[(pre["airway"] < 1) & deep] = T.SINUS_AIR
+
+
+def render_table(head: Head, xx, yy) -> np.ndarray:
+    """2-D mask of the curved headrest (fixed in the scanner frame, below/behind the head)."""
+    cx, cy = head.centre_xy
+    cyt = cy - head.table_radius + head.half_length + head.skull_mm + head.scalp_mm + head.table_offset
+    r = np.hypot(xx - cx, yy - cyt)
+    ang = np.arctan2(yy - cyt, xx - cx)
+    band = np.abs(r - head.table_radius) < 1.6
+    return band & (np.abs(ang - np.pi / 2) < 0.95)

@@ -1,0 +1,166 @@
+"""The brain inside the inner table: cortex with gyri, white matter, deep grey nuclei, CSF spaces,
+ventricles, falx, tentorium, brainstem, cerebellum and physiological calcifications.
+
+All functions fill a tissue plane given head-frame coordinates; ``shift`` is the mass effect: a
+displacement (mm, along u) applied to the deep structures and the midline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctseg_core.synth import tissues as T
+from ctseg_core.synth.anatomy import Head, ellipsoid
+
+
+@dataclass
+class MassEffect:
+    shift_mm: float = 0.0  # midline shift towards +u (positive) or -u
+    centre_vw: tuple[float, float] = (0.0, 0.0)
+    side: int = 1  # side of the lesion (+1 left, -1 right): that ventricle is compressed
+    compress: float = 0.0  # 0..0.6
+
+
+@dataclass
+class BrainExtras:
+    choroid_calc: bool
+    pineal_calc: bool
+    calc_r: float
+    sulcal_t: float  # sulcal half-width in units of the gyral field
+    grey_t: float
+    sulcal_depth: float
+
+
+def sample_extras(rng: np.random.Generator, head: Head) -> BrainExtras:
+    atrophy = (head.gap_mm - 0.6) / 1.6
+    return BrainExtras(choroid_calc=bool(rng.random() < 0.6), pineal_calc=bool(rng.random() < 0.55),
+                       calc_r=float(rng.uniform(1.5, 3.0)), sulcal_t=float(0.08 + 0.1 * atrophy + rng.uniform(0, 0.04)),
+                       grey_t=float(rng.uniform(0.55, 0.7)), sulcal_depth=float(rng.uniform(6, 11)))
+
+
+def shift_field(head: Head, mass: MassEffect, u, v, w: float) -> np.ndarray:
+    """Displacement (mm along u) of brain tissue at (u, v, w); zero at the lateral inner table."""
+    if mass.shift_mm == 0.0:
+        return np.zeros_like(u)
+    vc, wc = mass.centre_vw
+    fall = np.exp(-(((v - vc) / 55.0) ** 2 + ((w - wc) / 45.0) ** 2))
+    lat = np.clip(1.0 - (u / head.half_width) ** 2, 0, 1)
+    return (mass.shift_mm * fall * lat).astype(np.float32)
+
+
+def _capsules(side: int, k: float, L: float):
+    """Lateral ventricle centre line (u, v, w, radius) nodes and the segments joining them."""
+    s = side
+    nodes = [(s * 6, -33 * L, 12, 3.0 * k), (s * 9, -20 * L, 15, 6.0 * k), (s * 9.5, -2 * L, 19, 4.0 * k),
+             (s * 14, 18 * L, 14, 4.2 * k), (s * 12, 38 * L, 8, 2.0 * k),
+             (s * 24, 12 * L, -6, 3.2 * k), (s * 27, -12 * L, -20, 2.0 * k)]
+    segs = [(0, 1), (1, 2), (2, 3), (3, 4), (3, 5), (5, 6)]
+    return nodes, segs
+
+
+def ventricle_mask(head: Head, mass: MassEffect, um, v, w: float) -> np.ndarray:
+    L = head.half_length / 80.0
+    k = head.ventricle_scale
+    out = np.zeros(um.shape, bool)
+    for side in (-1, 1):
+        kk = k * (1.0 - mass.compress if side == mass.side else 1.0)
+        nodes, segs = _capsules(side, kk, L)
+        for a, b in segs:
+            na, nb = nodes[a], nodes[b]
+            if w < min(na[2], nb[2]) - 8 or w > max(na[2], nb[2]) + 8:
+                continue
+            out |= _round_cone(um, v, w, na, nb) < 0
+    out &= np.abs(um) > 0.9  # septum pellucidum
+    third = (np.abs(um) < 0.8 + 1.0 * k) & (np.abs(v - 0 * L) < 7 * L) & (w > -14) & (w < 10)
+    fourth = ellipsoid(um, v, w, (0, 24 * L, -46, 6 * k, 3.5 * k, 8)) < 1
+    aqueduct = (np.abs(um) < 1.2) & (np.abs(v - (10 + (-w - 10) * 0.4) * L) < 1.2) & (w > -36) & (w < -12)
+    return out | third | fourth | aqueduct
+
+
+def _round_cone(u, v, w: float, a, b) -> np.ndarray:
+    ex, ey, ez = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    l2 = ex * ex + ey * ey + ez * ez
+    t = np.clip(((u - a[0]) * ex + (v - a[1]) * ey + (w - a[2]) * ez) / l2, 0, 1)
+    d = np.sqrt((u - a[0] - t * ex) ** 2 + (v - a[1] - t * ey) ** 2 + (w - a[2] - t * ez) ** 2)
+    return d - (a[3] + t * (b[3] - a[3]))
+
+
+def tentorium_height(head: Head, u, v) -> np.ndarray:
+    L = head.half_length / 80.0
+    return -6 - 0.0065 * u * u - 0.0045 * np.maximum(v - 8 * L, 0) ** 2 + 0.08 * np.minimum(v - 8 * L, 0) ** 2 * 0
+
+
+def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w: float, depth_b, floor, gyri, tex,
+                 tissue) -> np.ndarray:
+    """Fill the intracranial part of ``tissue``; returns the intracranial mask of this plane."""
+    L = head.half_length / 80.0
+    inside = (depth_b > -1e-3) & (w > floor)
+    if not inside.any():
+        return inside
+    um = u - shift_field(head, mass, u, v, w)
+    # distance to the nearest brain surface: convexity, skull base, midline fissure, Sylvian fissure
+    gap = head.gap_mm * (1.0 + 0.3 * tex)
+    d_conv = np.minimum(depth_b, (w - floor) * 0.8) - gap
+    fissure = (v < -34 * L) | (v > 36 * L) | (w > 24.0)
+    d_mid = np.where(fissure, np.abs(um) - 0.3 - 0.35 * head.gap_mm, 1e3)
+    w_tent = tentorium_height(head, um, v)
+    post = v > (4 + 0.012 * um * um) * L
+    d = np.minimum(d_conv, d_mid)
+    insula = None
+    if -24 < w < 14:
+        au = np.abs(um)
+        v_syl = (-8 + 0.9 * (w + 8)) * L + 0.2 * (au - 36 * L) + 3.0 * tex  # the stem climbs backwards
+        stem = (au > 36 * L) & (np.abs(w + 5) < 17)
+        d = np.minimum(d, np.where(stem, np.abs(v - v_syl) - 0.5 - 0.5 * head.gap_mm, 1e3))
+        ins = (v > -20 * L) & (v < 18 * L) & (np.abs(w + 3) < 13)
+        d = np.minimum(d, np.where(ins, np.abs(au - 37 * L - 2.0 * tex) - 0.4 - 0.3 * head.gap_mm, 1e3))
+        insula = ins & (np.abs(au - 34.5 * L) < 2.2)
+    ag = np.abs(gyri)
+    depth_s = ex.sulcal_depth * (1.0 + 0.35 * tex)
+    sulcus = (ag < ex.sulcal_t) & (d < depth_s)
+    grey = (d < 2.4) | ((ag < ex.grey_t) & (d < depth_s + 2.0))
+    t = np.full(u.shape, T.WHITE, np.uint8)
+    t[grey] = T.GREY
+    if insula is not None:
+        t[insula] = T.GREY
+    # deep grey nuclei
+    for s in (-1, 1):
+        for c in ((s * 12, -16 * L, 8, 6.0, 9.0, 9.0), (s * 24, -4 * L, -2, 5.5, 14.0, 9.5), (s * 9, 9 * L, 3, 7.0, 10.0, 8.0)):
+            if abs(w - c[2]) < c[5]:
+                t[ellipsoid(um, v, w, c) < 1.0] = T.DEEP_GREY
+    # posterior fossa: cerebellum (folia) and brainstem
+    below_tent = post & (w < w_tent) | (w < -30) & (v > -2 * L)
+    cereb = below_tent & (d > 0)
+    t[cereb] = T.GREY
+    t[cereb & (d > 14) & (np.abs(np.abs(um) - 14) < 6) & (ag < 0.6)] = T.DEEP_GREY  # dentate region
+    t[cereb & (ag < 0.03 + 0.03 * head.gap_mm) & (d < 10)] = T.CSF  # a few fissures between folia
+    bs_v = (10 + (-w - 10) * 0.3) * L
+    if w < -8:
+        t[ellipsoid(um, v, w, (0, bs_v, w, 11.5 + 0.05 * w, 11 * L, 1e9)) < 1.0] = T.BRAINSTEM
+    t[(d < 0) | sulcus & ~cereb] = T.CSF
+    # basal cisterns
+    cis = [(0, -12 * L, -20, 9, 7, 4), (0, 21 * L, -8, 7, 4, 6)]
+    for c in cis:
+        if abs(w - c[2]) < c[5]:
+            t[ellipsoid(um, v, w, c) < 1.0] = T.CSF
+    if -30 < w < -4:  # ambient cisterns beside the midbrain
+        for s in (-1, 1):
+            c = (s * 11.5, bs_v + 4 * L, -16, 2.0 + 0.6 * head.gap_mm, 8.0, 10)
+            t[ellipsoid(um, v, w, c) < 1.0] = T.CSF
+    t[ventricle_mask(head, mass, um, v, w)] = T.VENTRICLE
+    # dura: falx in the fissure, tentorium
+    falx = (np.abs(um) < 0.45) & fissure & (d_conv > -gap + 0.5)
+    t[falx] = T.DURA
+    t[post & (np.abs(w - w_tent) < 0.9) & (np.abs(um) > 8)] = T.DURA
+    # physiological calcifications
+    if ex.choroid_calc:
+        for s in (-1, 1):
+            c = (s * 14 * head.ventricle_scale ** 0.3, 18 * L, 13, ex.calc_r, ex.calc_r * 1.3, ex.calc_r)
+            t[ellipsoid(um, v, w, c) < 1.0] = T.CALCIFICATION
+    if ex.pineal_calc:
+        c = (0, 16 * L, 2, ex.calc_r * 0.9, ex.calc_r, ex.calc_r)
+        t[ellipsoid(um, v, w, c) < 1.0] = T.CALCIFICATION
+    tissue[inside] = t[inside]
+    return inside

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class TaskError:
         return f"Unexpected error: {type(self.exception).__name__}: {self.exception}"
 
 
+def lower_thread_priority(nice: int = 10) -> None:
+    """Make the calling worker thread yield the CPU to the GUI thread (Linux: per-thread nice; else no-op)."""
+    import threading
+
+    if hasattr(os, "setpriority") and sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:
+            pass
+
+
 class _TaskSignals(QObject):
     result = Signal(object)
     error = Signal(object)
@@ -52,6 +64,7 @@ class _Task(QRunnable):
         self.fn, self.signals, self.with_progress = fn, signals, with_progress
 
     def run(self):
+        lower_thread_priority()
         try:
             if self.with_progress:
                 result = self.fn(lambda done, total, message="": self.signals.progress.emit(done, total, message))
@@ -177,6 +190,7 @@ class InferenceWorker(QObject):
         if self._threads_set:
             return
         self._threads_set = True
+        lower_thread_priority()
         import torch
 
         torch.set_num_threads(inference_threads())

@@ -75,16 +75,25 @@ class FocalLoss(nn.Module):
 
 
 class DiceLoss(nn.Module):
-    """Soft Dice over the lesion classes, pooled over the batch (MONAI ``DiceLoss``, softmax)."""
+    """Soft Dice over the lesion classes present in the batch's target, pooled over the batch (MONAI
+    ``DiceLoss``, softmax). Classes absent from the target are left out: their Dice can only be 0 or
+    undefined, and with few lesion classes per batch they would swamp the loss (false positives of
+    absent classes are the focal loss's job)."""
 
     def __init__(self):
         super().__init__()
         from monai.losses import DiceLoss as MonaiDice
 
-        self.loss = MonaiDice(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+        self.loss = MonaiDice(include_background=False, to_onehot_y=True, softmax=True, batch=True,
+                              reduction="none")
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.loss(logits.float(), _as_channel_target(target))
+        target = _as_channel_target(target)
+        per_class = self.loss(logits.float(), target).reshape(-1)  # classes 1..C-1
+        present = torch.bincount(target.reshape(-1).long(), minlength=logits.shape[1])[1:] > 0
+        if not bool(present.any()):
+            return logits.sum() * 0.0  # no lesion in the batch: no Dice term (keeps the graph)
+        return per_class[present].mean()
 
 
 class FocalDiceLoss(nn.Module):

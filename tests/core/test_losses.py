@@ -1,0 +1,88 @@
+"""Losses: class weights from frequencies (hand-computed), weighting acts, each loss trains a toy problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ctseg_core.losses import FocalLoss, class_weights_from_labels, create_loss
+
+
+def test_class_weights_from_counts_by_hand():
+    counts = [900, 100, 0, 0, 0, 0, 0, 0]
+    w = class_weights_from_labels(counts, power=1.0)
+    # frequencies 0.9, 0.1 -> 1/f = 1.111, 10; mean over present = 5.5556; absent get the cap (100 x min)
+    assert w[0] == pytest.approx(1.1111 / 5.5556, rel=1e-3)
+    assert w[1] == pytest.approx(10 / 5.5556, rel=1e-3)
+    assert w[2] == pytest.approx(111.11 / 5.5556, rel=1e-3)
+    sqrt = class_weights_from_labels(counts)  # power 0.5
+    assert sqrt[1] / sqrt[0] == pytest.approx(3.0, rel=1e-4)
+
+
+def test_class_weights_from_label_arrays_equal_counts():
+    a = np.zeros((2, 4, 4), np.uint8)
+    a[0, :2, :2] = 1
+    a[1, 0, 0] = 7
+    b = np.full((3, 3), 1, np.uint8)
+    from_arrays = class_weights_from_labels([a, b])
+    expected = class_weights_from_labels([32 - 5, 4 + 9, 0, 0, 0, 0, 0, 1])
+    assert np.allclose(from_arrays, expected)
+
+
+def test_focal_weight_scales_the_loss_of_its_class():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 8, 8, 8)
+    target = torch.ones(1, 8, 8, dtype=torch.long)  # all class 1
+    plain = FocalLoss(np.ones(8))(logits, target)
+    doubled = FocalLoss(np.array([1, 2, 1, 1, 1, 1, 1, 1.0]))(logits, target)
+    other = FocalLoss(np.array([1, 1, 2, 1, 1, 1, 1, 1.0]))(logits, target)
+    assert float(doubled) == pytest.approx(2 * float(plain), rel=1e-5)
+    assert float(other) == pytest.approx(float(plain), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["focal", "dice", "focal_dice"])
+def test_loss_decreases_on_a_toy_problem(name):
+    """Segment bright squares (class 3) from a dark background with a two-layer net."""
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 16, 16) * 0.2
+    target = torch.zeros(4, 16, 16, dtype=torch.long)
+    for i in range(4):
+        x[i, 0, 2 + i:8 + i, 3:9] += 0.8
+        target[i, 2 + i:8 + i, 3:9] = 3
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1))
+    weights = class_weights_from_labels([target.numpy()])
+    loss_fn = create_loss(name, class_weights=weights)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    first = float(loss_fn(net(x), target).detach())
+    for _ in range(60):
+        opt.zero_grad()
+        loss = loss_fn(net(x), target)
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.3 * first
+    # Dice alone sees only the lesion class, so compare its mask (the others also place background)
+    assert ((net(x).argmax(1) == 3) == (target == 3)).float().mean() > 0.97
+    if name != "dice":
+        assert (net(x).argmax(1) == target).float().mean() > 0.97
+
+
+def test_dice_ignores_classes_absent_from_the_target():
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, 2:6, 2:6] = 2
+    logits = torch.full((1, 8, 8, 8), -20.0)
+    logits[:, 0] = 20.0
+    logits[0, 2, 2:6, 2:6] = 20.0
+    logits[0, 0, 2:6, 2:6] = -20.0
+    dice = create_loss("dice")
+    assert float(dice(logits, target)) < 1e-4  # perfect on class 2; classes 1, 3..7 absent: not counted
+    logits[0, 2, 2:4, 2:6] = -20.0  # half of class 2 missed -> Dice 2/3
+    logits[0, 0, 2:4, 2:6] = 20.0
+    assert float(dice(logits, target)) == pytest.approx(1 / 3, abs=1e-3)
+    assert float(dice(logits, torch.zeros_like(target))) == 0.0
+
+
+def test_unknown_loss_name():
+    with pytest.raises(ValueError, match="unknown loss"):
+        create_loss("hinge")

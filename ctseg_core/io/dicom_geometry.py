@@ -109,6 +109,7 @@ def build_stack(slices: list[SliceRef]) -> Stack:
         tilt = signed_tilt_deg(r, c, n, line)
         along = rel @ line
         deviation = float(np.max(np.linalg.norm(rel - np.outer(along, line), axis=1)))
+    tilt = 0.0 if abs(tilt) < 1e-3 else tilt
     return Stack(slices, r, c, n, t, np.stack([rel @ r, rel @ c], axis=1),
                  tuple(float(v) for v in first.pixel_spacing), tilt, deviation)
 

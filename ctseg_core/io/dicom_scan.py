@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_core.errors import GeometryError, LoadError
-from ctseg_core.io.dicom_geometry import build_stack, drop_repeated_instances, tilt_tag_note
+from ctseg_core.io.dicom_geometry import build_stack, drop_repeated_instances, plan_grid, tilt_tag_note
 from ctseg_core.io.dicom_headers import (CT_IMAGE, ENHANCED_CT, LEGACY_ENHANCED_CT, SECONDARY_CAPTURE_PREFIX,
                                          CorruptFile, NoPixelData, NotDicomFile, SliceRef, read_file_header)
 
@@ -56,7 +56,7 @@ class SeriesInfo:
             "pixel_spacing_mm": [round(float(v), 6) for v in self.pixel_spacing_mm],
             "slice_positions_spacing_mm": {"min": round(float(self.slice_spacing_mm[0]), 4),
                                            "max": round(float(self.slice_spacing_mm[1]), 4)},
-            "gantry_tilt_deg": round(float(self.gantry_tilt_deg), 3),
+            "gantry_tilt_deg": round(float(self.gantry_tilt_deg), 3) + 0.0,
             "selected": self.selected,
             "notes": list(self.notes),
         }
@@ -194,6 +194,15 @@ def _kind_notes(slices: list[SliceRef]) -> list[str]:
     return reasons
 
 
+def _loading_notes(stack) -> list[str]:
+    """What loading will have to do about the spacing (the tilt has its own column)."""
+    try:
+        plan = plan_grid(stack)
+    except GeometryError as exc:
+        return [f"will not load with the default gap limit: {exc.problem}"]
+    return [f"on loading: {n}" for n in plan.notes if not n.startswith("gantry tilt")]
+
+
 def describe_series(uid: str, slices: list[SliceRef], split_note: str | None) -> SeriesInfo:
     slices, notes = drop_repeated_instances(slices)
     if split_note:
@@ -217,6 +226,8 @@ def describe_series(uid: str, slices: list[SliceRef], split_note: str | None) ->
             tag_note = tilt_tag_note(tilt, [s.header.gantry_tilt_tag for s in slices]) if len(slices) > 1 else None
             if tag_note:
                 notes.append(tag_note)
+            if not reasons:
+                notes.extend(_loading_notes(stack))
     files = list(dict.fromkeys(s.path for s in slices))
     return SeriesInfo(uid, h.modality, h.description, len(slices), h.rows, h.cols,
                       tuple(float(v) for v in pixel_spacing), spacing_range, tilt, not reasons, False, notes,

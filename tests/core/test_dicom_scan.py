@@ -111,6 +111,11 @@ def test_unknown_or_unsuitable_series_uid(philips_multi, philips_scan):
     message = str(err.value)
     assert "1.2.3.4" in message
     assert all(s.series_uid in message for s in philips_scan.series)
+    # a scout can be opened on request: one slice, its thickness as spacing
+    scout = next(s for s in philips_scan.series if any("localizer" in n for n in s.notes))
+    v = load_dicom_series(philips_multi, series_uid=scout.series_uid)
+    assert v.shape == (1, 256, 512) and v.spacing[0] == pytest.approx(0.625)
+    assert any("single slice" in n for n in v.meta.notes)
     dose = next(s for s in philips_scan.series if any("secondary capture" in n for n in s.notes))
     with pytest.raises(LoadError, match="not CT image data"):
         load_dicom_series(philips_multi, series_uid=dose.series_uid)

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-infer", action="store_true", help="do not run the model when the scan opens")
     p.add_argument("--model", metavar="CKPT", help="model checkpoint (.safetensors with its card)")
     p.add_argument("--no-3d", action="store_true", help="turn the 3-D view off")
+    p.add_argument("--labels", metavar="FILE", help="label map to show as the corrected labels (same grid)")
     p.add_argument("--series", metavar="UID", help="series instance UID to open from a multi-series folder")
     return p
 
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     shot = _ScreenshotWhenIdle(window, args.screenshot, app) if args.screenshot else None
     path = args.path or str(DEMO_CT)
+    if args.labels:
+        window.opener.opened.connect(lambda _: window.open_labels(args.labels))
     window.open_path(path, series_uid=args.series)
     rc = app.exec()
     return shot.rc if shot is not None else rc

@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         file = self.menu("&File")
         self._action(file, "Open DICOM folder...", self.ask_open_folder, "Ctrl+D")
         self._action(file, "Open image file (NIfTI, NRRD, MHA)...", self.ask_open_file, QKeySequence.Open)
+        self._action(file, "Open label map (corrected labels)...", self.ask_open_labels, "Ctrl+Shift+O")
         self.recent_menu = file.addMenu("Open recent")
         self._fill_recent_menu()
         file.addSeparator()
@@ -173,6 +174,7 @@ class MainWindow(QMainWindow):
         s = self.session
         s.model_changed.connect(self._on_model_summary)
         s.volume_changed.connect(self._update_title)
+        s.volume_changed.connect(self._on_new_volume)
         s.display_changed.connect(self._sync_view_actions)
         for v in self.views.values():
             v.cursor_moved.connect(self._on_cursor)
@@ -214,6 +216,27 @@ class MainWindow(QMainWindow):
         if path:
             self.open_path(path)
 
+    def ask_open_labels(self) -> None:
+        if not self.session.has_volume():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open label map", self._last_dir(),
+                                              "Label maps (*.nii *.nii.gz *.nrrd *.mha);;All files (*)")
+        if path:
+            self.open_labels(path)
+
+    def open_labels(self, path: str) -> bool:
+        """Show a label file (on this scan's grid) as the corrected map; inference will not overwrite it."""
+        from ctseg_core.errors import CtsegError
+        from ctseg_core.io.images import read_labels
+
+        try:
+            self.session.set_final(read_labels(path, like=self.session.volume))
+        except CtsegError as exc:
+            self.show_error("Could not open the label map", TaskError(exc, ""))
+            return False
+        self.session.log(f"labels from {path} shown as the corrected map")
+        return True
+
     def _last_dir(self) -> str:
         recent = self.recent_files()
         return str(Path(recent[0]).parent) if recent else str(Path.home())
@@ -232,6 +255,12 @@ class MainWindow(QMainWindow):
         for path in self.recent_files():
             self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
         self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    def _on_new_volume(self) -> None:
+        if self.inference.running:
+            self.inference.invalidate()
+            self._end_inference()
+            self.session.log("inference of the previous scan stopped", "warning")
 
     def _on_scan_opened(self, path: str) -> None:
         self._add_recent(path)

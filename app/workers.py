@@ -249,6 +249,12 @@ class InferenceController(QObject):
     def cancel(self) -> None:
         self.worker.cancel()
 
+    def invalidate(self) -> None:
+        """Cancel and forget the running request (its late results are dropped), e.g. when the scan changes."""
+        self.worker.cancel()
+        self.request_id += 1
+        self._set_running(False)
+
     def shutdown(self, timeout_ms: int = 10000) -> None:
         self.worker.cancel()
         self.thread.quit()

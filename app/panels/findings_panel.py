@@ -52,7 +52,10 @@ class FindingsPanel(QWidget):
         session.volume_changed.connect(self.schedule)
 
     def schedule(self) -> None:
-        self._timer.start()
+        """Recompute within DEBOUNCE_MS (a burst of changes, e.g. inference filling slices, gives one update
+        per interval rather than postponing it to the end)."""
+        if not self._timer.isActive():
+            self._timer.start()
 
     def recompute(self) -> None:
         """Compute the findings of the displayed labels in a worker (one at a time, latest wins)."""

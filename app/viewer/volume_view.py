@@ -105,7 +105,7 @@ class VolumeView(QWidget):
         if not self.isVisible():
             self._stale = True
             return
-        if self.available and self.session.has_volume():
+        if self.available and self.session.has_volume() and not self._timer.isActive():
             self._timer.start(REBUILD_DEBOUNCE_MS * (3 if self.session.inference_running else 1))
 
     def showEvent(self, ev):

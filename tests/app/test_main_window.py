@@ -156,3 +156,43 @@ def test_real_small_model_runs_and_event_loop_stays_responsive(qtbot, window, tm
     p99 = float(np.percentile(late, 99))
     assert p99 < 0.050, f"event loop was late by {p99 * 1000:.0f} ms at the 99th percentile"
     assert max(late) < 0.150, f"event loop was late by up to {max(late) * 1000:.0f} ms"
+
+
+def test_opening_another_scan_during_inference_drops_the_old_run(qtbot, window, tmp_path):
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    write_volume(phantom_volume(depth=30), a)
+    write_volume(phantom_volume(depth=5, size=64), b)
+    _use_predictor(qtbot, window, ThresholdPredictor(delay_s=0.05))
+    window.open_path(a)
+    qtbot.waitUntil(lambda: window.session.predicted_slices.any(), timeout=20000)
+    errors = []
+    import sys
+    old_hook = sys.excepthook
+    sys.excepthook = lambda *exc: errors.append(exc)
+    try:
+        assert open_and_wait(qtbot, window, b, timeout=30000) == "inferred"
+        qtbot.wait(300)
+    finally:
+        sys.excepthook = old_hook
+    assert not errors
+    assert window.session.volume.shape == (5, 64, 64) and window.session.predicted_slices.all()
+
+
+def test_label_file_shown_as_corrected_map(qtbot, window, tmp_path):
+    from ctseg_core.io.images import write_labels
+    from ctseg_core.volume import LabelMap
+
+    vol = phantom_volume(depth=6, size=64)
+    write_volume(vol, tmp_path / "s.nii.gz")
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[2:5, 10:20, 10:20] = 2
+    write_labels(LabelMap(lab, vol.geometry), tmp_path / "l.nii.gz")
+    other = phantom_volume(depth=7, size=64)
+    write_labels(LabelMap(np.zeros(other.shape, np.uint8), other.geometry), tmp_path / "wrong.nii.gz")
+    open_and_wait(qtbot, window, tmp_path / "s.nii.gz")
+    assert window.open_labels(str(tmp_path / "l.nii.gz"))
+    assert (window.session.final.array == 2).sum() == 300 and window.session.edited_slices.all()
+    qtbot.waitUntil(lambda: window.findings_panel.findings is not None
+                    and window.findings_panel.findings.by_key("sdh").positive, timeout=5000)
+    assert not window.open_labels(str(tmp_path / "wrong.nii.gz"))
+    assert "does not belong" in window.error_boxes[-1].text()

@@ -62,7 +62,7 @@ def load_dicom_series(folder, series_uid: str | None = None, progress=None,
     folder = Path(folder)
     scan = scan_folder(folder, progress)
     info = choose_series(scan, folder, series_uid)
-    corrupt = [k for k in scan.skipped if not k.reason.startswith("not a DICOM file")]
+    corrupt = [k for k in scan.skipped if not k.reason.startswith("not a DICOM file") and "directory" not in k.reason]
     stack = build_stack(info.slices)
     plan = _plan(stack, max_gap_factor, corrupt)
     hu, failures, padded = decode_stack(stack.slices, progress)

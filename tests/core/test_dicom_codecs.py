@@ -172,6 +172,17 @@ def test_enhanced_multiframe_ct_matches_single_frame_slices(plain, reference_wit
     assert v.meta.extra["sop_class_uid"] == ENHANCED_CT
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached")  # pydicom's own, while reading the cut file
+def test_undecodable_compressed_slice_is_skipped_by_name(plain, tmp_path):
+    folder = compressed_copy(plain, tmp_path / "c", JPEG2000Lossless)
+    data = (folder / "05.dcm").read_bytes()
+    (folder / "05.dcm").write_bytes(data[: len(data) // 2])  # codestream cut: only decoding can tell
+    with pytest.warns(UserWarning, match="05.dcm.*could not be decoded"):
+        v = load_dicom_series(folder)
+    assert v.meta.extra["source_shape"][0] == N_SLICES - 1
+    assert any(n.startswith("skipped 05.dcm: pixel data could not be decoded") for n in v.meta.notes)
+
+
 def test_unknown_transfer_syntax_names_the_file(plain, tmp_path):
     folder = compressed_copy(plain, tmp_path / "c", RLELossless)
     ds = pydicom.dcmread(folder / "03.dcm")

@@ -43,6 +43,7 @@ class _ScreenshotWhenIdle:
     def _on_done(self, state: str) -> None:
         self.window.session.log(f"pipeline: {state}")
         self.done_at = time.perf_counter()
+        self.focused = False
 
     def _settled(self) -> bool:
         w = self.window
@@ -55,6 +56,11 @@ class _ScreenshotWhenIdle:
         timed_out = time.perf_counter() - self.t0 > SCREENSHOT_TIMEOUT_S
         if (self.done_at is None or not self._settled()) and not timed_out:
             return
+        if not getattr(self, "focused", True):  # show the largest finding, then let the views settle once more
+            self.focused = True
+            if self.window.go_to_largest_finding():
+                self.done_at = time.perf_counter()
+                return
         self.timer.stop()
         self.window.save_screenshot(self.out)
         print(f"screenshot written to {self.out}" + (" (timed out waiting)" if timed_out else ""))

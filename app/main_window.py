@@ -187,6 +187,7 @@ class MainWindow(QMainWindow):
         inf.failed.connect(self._on_inference_failed)
         inf.cancelled.connect(self._on_inference_cancelled)
         inf.running_changed.connect(s.set_inference_running)
+        self.findings_panel.class_activated.connect(self.go_to_class)
         self.opener.opened.connect(self._on_scan_opened)
         self.opener.failed.connect(self._on_open_failed)
 
@@ -391,6 +392,27 @@ class MainWindow(QMainWindow):
         self.pipeline_done.emit("cancelled")
 
     # ---- view actions ----
+    def go_to_class(self, class_id: int) -> bool:
+        """Move the crosshair to the slice where ``class_id`` covers the largest area (its centre there)."""
+        labels = self.session.displayed_labels()
+        if labels is None:
+            return False
+        mask = labels.array == class_id
+        areas = mask.sum(axis=(1, 2))
+        if not areas.any():
+            return False
+        k = int(np.argmax(areas))
+        js, is_ = np.nonzero(mask[k])
+        self.session.set_position(k, int(np.median(js)), int(np.median(is_)))
+        return True
+
+    def go_to_largest_finding(self) -> bool:
+        labels = self.session.displayed_labels()
+        if labels is None:
+            return False
+        counts = np.bincount(labels.array.ravel(), minlength=256)[1:]
+        return bool(counts.any()) and self.go_to_class(int(np.argmax(counts)) + 1)
+
     def reset_zoom(self) -> None:
         for v in self.views.values():
             v.reset_zoom()

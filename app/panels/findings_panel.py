@@ -18,6 +18,7 @@ DEBOUNCE_MS = 300
 
 class FindingsPanel(QWidget):
     updated = Signal(object)  # Findings
+    class_activated = Signal(int)  # a row was double-clicked: show that class
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -36,6 +37,8 @@ class FindingsPanel(QWidget):
         for row, cls in enumerate(LESION_CLASSES):
             self.table.setItem(row, 0, QTableWidgetItem(colour_icon(cls.colour), cls.key.upper()))
             self.table.item(row, 0).setToolTip(cls.name)
+        self.table.cellDoubleClicked.connect(lambda row, col: self.class_activated.emit(LESION_CLASSES[row].id))
+        self.table.setToolTip("double-click a class to go to it")
         self.caption = QLabel(f"Scan: positive when present on {MIN_CONSECUTIVE_SLICES}+ consecutive slices. "
                               "Slices are 1-based.")
         self.caption.setWordWrap(True)

@@ -196,3 +196,17 @@ def test_label_file_shown_as_corrected_map(qtbot, window, tmp_path):
                     and window.findings_panel.findings.by_key("sdh").positive, timeout=5000)
     assert not window.open_labels(str(tmp_path / "wrong.nii.gz"))
     assert "does not belong" in window.error_boxes[-1].text()
+
+
+def test_go_to_class_moves_to_the_largest_area(qtbot, window, tmp_path):
+    vol = phantom_volume(depth=8, size=64)
+    write_volume(vol, tmp_path / "s.nii.gz")
+    open_and_wait(qtbot, window, tmp_path / "s.nii.gz")
+    s = window.session
+    s.final.array[6, 40:50, 10:14] = 5
+    s.final.array[2, 40:42, 10:12] = 5
+    s.notify_labels_edited()
+    assert window.go_to_largest_finding()
+    assert s.position[0] == 6 and 40 <= s.position[1] < 50 and 10 <= s.position[2] < 14
+    assert window.views["axial"].slice_index == 6
+    assert not window.go_to_class(3)

@@ -210,3 +210,23 @@ def test_go_to_class_moves_to_the_largest_area(qtbot, window, tmp_path):
     assert s.position[0] == 6 and 40 <= s.position[1] < 50 and 10 <= s.position[2] < 14
     assert window.views["axial"].slice_index == 6
     assert not window.go_to_class(3)
+
+
+def test_window_preset_keys_and_drop_to_open(qtbot, window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent, QKeySequence
+    from PySide6.QtCore import Qt
+
+    keys = {name: [s.toString() for s in a.shortcuts()] for name, a in window.preset_actions.items()}
+    assert keys == {"brain": ["F1", "Alt+1"], "subdural": ["F2", "Alt+2"], "stroke": ["F3", "Alt+3"],
+                    "bone": ["F4", "Alt+4"]}
+    window.preset_actions["subdural"].trigger()
+    assert (window.session.window.level, window.session.window.width) == (75, 215)
+    path = tmp_path / "dropped.nii.gz"
+    write_volume(phantom_volume(depth=3, size=32), path)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    ev = QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    with qtbot.waitSignal(window.pipeline_done, timeout=20000):
+        window.dropEvent(ev)
+    assert window.session.volume.shape == (3, 32, 32)

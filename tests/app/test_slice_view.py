@@ -146,3 +146,65 @@ def test_describe_voxel_gives_hu_and_lps(ge_volume):
     text = describe_voxel(ge_volume, 5, 256, 256)
     x, y, z = ge_volume.geometry.index_to_physical(5, 256, 256)
     assert f"HU {ge_volume.array[5, 256, 256]:.0f}" in text and f"{z:.1f}" in text
+
+
+def _wheel(widget, delta, modifiers=Qt.NoModifier):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    ev = QWheelEvent(pos, widget.mapToGlobal(pos), QPoint(0, 0), QPoint(0, delta), Qt.NoButton, modifiers,
+                     Qt.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def test_wheel_scrolls_and_ctrl_wheel_zooms(views):
+    session, v = views
+    ax = v["axial"]
+    k0 = session.position[0]
+    _wheel(ax.graphics.viewport(), 120)
+    assert session.position[0] == k0 + 1
+    before = ax.viewbox.viewRange()
+    _wheel(ax.graphics.viewport(), 120, Qt.ControlModifier)
+    after = ax.viewbox.viewRange()
+    assert session.position[0] == k0 + 1  # zoom does not change the slice
+    assert (after[0][1] - after[0][0]) < (before[0][1] - before[0][0])  # zoomed in
+
+
+class FakeDrag:
+    def __init__(self, button, start, pos, first=False, last=False):
+        from PySide6.QtCore import QPointF
+
+        self._b, self._s, self._p, self._first, self._last = button, QPointF(*start), QPointF(*pos), first, last
+
+    def button(self):
+        return self._b
+
+    def isStart(self):
+        return self._first
+
+    def isFinish(self):
+        return self._last
+
+    def screenPos(self):
+        return self._p
+
+    def buttonDownScreenPos(self):
+        return self._s
+
+    def accept(self):
+        pass
+
+
+def test_right_drag_changes_window_level(views):
+    session, v = views
+    session.set_window_preset("brain")
+    ax = v["axial"]
+    ax.viewbox.mouseDragEvent(FakeDrag(Qt.RightButton, (100, 100), (100, 100), first=True))
+    ax.viewbox.mouseDragEvent(FakeDrag(Qt.RightButton, (100, 100), (300, 50)))  # right: wider; up: higher level
+    ax.viewbox.mouseDragEvent(FakeDrag(Qt.RightButton, (100, 100), (300, 50), last=True))
+    w = session.window
+    assert w.width > 80 + 50 and w.level > 40 and w.name == "custom"
+    low, high = ax.hu_item.levels
+    assert low == pytest.approx(w.low) and high == pytest.approx(w.high)

@@ -1,0 +1,154 @@
+"""Predictor: outward order with a batch-1 first slice, cancel, edge replication, results mapped back to the
+scan's own grid through a model whose output is a known function of its input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ctseg_core.checkpoint import ModelCard, save_checkpoint
+from ctseg_core.errors import Cancelled
+from ctseg_core.jobs import CancelToken
+from ctseg_core.predictor import Predictor, resolve_device, slice_order
+from ctseg_core.preprocess import Plan, make_stack
+from ctseg_core.volume import Volume
+
+BLOOD, BRAIN = 70.0, 30.0  # input 0.6 and 0.4 under the default intensity map; threshold 50 HU = 0.5
+
+
+class ThresholdNet(nn.Module):
+    """Class 1 where input channel ``channel`` > 0.5, else background; records its batch sizes."""
+
+    def __init__(self, channel: int = 1):
+        super().__init__()
+        self.channel = channel
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        logits = torch.full((x.shape[0], 8, *x.shape[-2:]), -100.0)
+        logits[:, 0] = 0.0
+        logits[:, 1] = 50.0 * (x[:, self.channel] - 0.5)
+        return logits
+
+
+def threshold_predictor(channel=1, spacing_mm=None, **kw) -> Predictor:
+    card = ModelCard(architecture="threshold_test", config={"in_chans": 3, "num_classes": 8},
+                     plan=Plan(spacing_mm=spacing_mm).to_dict())
+    return Predictor(ThresholdNet(channel), card, device="cpu", **kw)
+
+
+def patterned_volume(depth=5, shape=(50, 70), spacing=(3.0, 0.9, 0.9)) -> Volume:
+    """Brain with one blood rectangle per slice, placed differently on every slice (asymmetric)."""
+    arr = np.full((depth, *shape), BRAIN, np.float32)
+    arr[:, :3] = -1000.0  # air at the top edge
+    for z in range(depth):
+        arr[z, 5 + 3 * z:20 + 3 * z, 4 + 7 * z:15 + 9 * z] = BLOOD
+    return Volume.from_array(arr, spacing=spacing, origin=(10.0, -20.0, 30.0))
+
+
+def test_slice_order_spreads_outward():
+    assert slice_order(5, 2) == [2, 3, 1, 4, 0]
+    assert slice_order(4, 0) == [0, 1, 2, 3]
+    assert slice_order(4, 3) == [3, 2, 1, 0]
+    assert slice_order(7) == [3, 4, 2, 5, 1, 6, 0]
+    assert slice_order(1) == [0]
+    with pytest.raises(IndexError):
+        slice_order(4, 4)
+
+
+def test_callbacks_arrive_in_order_with_a_single_slice_first_batch():
+    pred = threshold_predictor(batch_size=3)
+    seen = []
+    pred.predict(patterned_volume(depth=7), start_slice=5, on_slice=lambda z, lab, p: seen.append(z))
+    assert seen == [5, 6, 4, 3, 2, 1, 0]
+    assert pred.model.batches == [1, 3, 3]
+
+
+def test_labels_are_a_known_function_of_the_input_on_the_scans_grid():
+    """0.9 mm scan, 0.45 mm plan (resampled x2), 50x70 slices (padded to multiples of 32) -> exact labels."""
+    vol = patterned_volume()
+    pred = threshold_predictor(spacing_mm=0.45)
+    grid = pred.plan.grid(vol.shape[1:], vol.spacing[1:])
+    assert grid.resized_shape == (100, 140) and grid.padded_shape == (128, 160)
+    out = pred.predict(vol)
+    expected = (vol.array > 50).astype(np.uint8)
+    assert np.array_equal(out.labels.array, expected)
+    assert out.labels.geometry == vol.geometry
+    assert out.probabilities.shape == (5, 8, 50, 70) and out.probabilities.dtype == np.float16
+    assert np.allclose(out.probabilities.astype(np.float32).sum(axis=1), 1.0, atol=1e-2)
+    unc = out.uncertainty()
+    assert unc.dtype == np.float32 and unc.shape == vol.shape
+    assert np.allclose(unc, 1 - out.probabilities.max(axis=1), atol=1e-3)
+    assert unc.min() >= 0 and np.median(unc) < 0.01 < unc.max()  # certain inside regions, less at edges
+
+
+def test_without_resampling_when_the_plan_spacing_is_close():
+    vol = patterned_volume(spacing=(3.0, 0.47, 0.47))
+    pred = threshold_predictor(spacing_mm=0.45)  # 4 % apart: within the 5 % tolerance
+    assert not pred.plan.grid(vol.shape[1:], vol.spacing[1:]).resampled
+    assert np.array_equal(pred.predict(vol).labels.array, (vol.array > 50).astype(np.uint8))
+
+
+def test_edge_slices_are_replicated():
+    depth = 6
+    hu = np.arange(depth, dtype=np.float32)[:, None, None] * np.ones((depth, 2, 2), np.float32)
+    assert make_stack(hu, 0)[:, 0, 0].tolist() == [0, 0, 1]
+    assert make_stack(hu, depth - 1)[:, 0, 0].tolist() == [4, 5, 5]
+    assert make_stack(hu, 3)[:, 0, 0].tolist() == [2, 3, 4]
+    # through the predictor: a model that looks only at the previous slice (channel 0)
+    vol = patterned_volume(depth=depth)
+    out = threshold_predictor(channel=0).predict(vol, start_slice=0)
+    previous = vol.array[[0, 0, 1, 2, 3, 4]]
+    assert np.array_equal(out.labels.array, (previous > 50).astype(np.uint8))
+
+
+def test_cancel_between_batches():
+    token = CancelToken()
+    pred = threshold_predictor(batch_size=2)
+    seen = []
+
+    def on_slice(z, labels, probs):
+        seen.append(z)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        pred.predict(patterned_volume(depth=7), on_slice=on_slice, cancel=token)
+    assert seen == [3] and pred.model.batches == [1]
+
+
+def test_flip_tta_maps_the_flipped_pass_back():
+    vol = patterned_volume()
+    plain = threshold_predictor().predict(vol)
+    tta = threshold_predictor(tta=True, batch_size=2)
+    out = tta.predict(vol)
+    assert np.array_equal(out.labels.array, plain.labels.array)
+    assert tta.model.batches == [1, 1, 2, 2, 2, 2]  # each batch twice: plain and flipped
+    assert np.allclose(out.probabilities.astype(np.float32), plain.probabilities.astype(np.float32), atol=1e-3)
+
+
+def test_progress_and_callback_arrays(tmp_path):
+    from ctseg_core.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("aa_unet", encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
+    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())
+    path = save_checkpoint(model, card, tmp_path / "tiny")
+    pred = Predictor.from_checkpoint(path, device="cpu", batch_size=2)
+    assert pred.device == torch.device("cpu") and pred.amp_dtype is None and not pred.channels_last
+    vol = patterned_volume(depth=3, shape=(64, 64))
+    got, progress = [], []
+    out = pred.predict(vol, on_slice=lambda z, lab, p: got.append((z, lab.dtype, lab.shape, p.dtype, p.shape)),
+                       progress=lambda done, total, msg="": progress.append((done, total)))
+    assert got == [(z, np.uint8, (64, 64), np.float16, (8, 64, 64)) for z in (1, 2, 0)]
+    assert progress == [(1, 3), (3, 3)]
+    assert np.array_equal(out.labels.array, out.probabilities.argmax(axis=1))
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    with pytest.raises(ValueError, match="amp"):
+        threshold_predictor(amp="fp8")

@@ -8,6 +8,7 @@ header a second time.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -136,6 +137,11 @@ _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 _TEXT = {"DS", "IS", "CS", "UI", "AS", "DA", "TM"}
 
 
+@functools.lru_cache(maxsize=None)
+def _tag(keyword: str) -> int:
+    return tag_for_keyword(keyword)
+
+
 class _Values:
     """Top-level values read from their raw bytes: pydicom's general value conversion costs more than
     parsing the whole header, and scanning hundreds of files must be fast. Anything unusual (already
@@ -146,10 +152,10 @@ class _Values:
 
     def get(self, keyword: str):
         """A list of values (str for text VRs, numbers for binary VRs), or None when absent."""
-        tag = tag_for_keyword(keyword)
-        elem = self.ds.get_item(tag)
-        if elem is None:
+        tag = _tag(keyword)
+        if tag not in self.ds:
             return None
+        elem = self.ds.get_item(tag)
         vr = elem.VR or dictionary_VR(tag)
         if not isinstance(elem, RawDataElement) or (vr not in _BINARY and vr not in _TEXT):
             value = self.ds[tag].value
@@ -164,6 +170,16 @@ class _Values:
         text = raw.decode("latin-1").strip(" \x00")
         return [t.strip(" \x00") for t in text.split("\\")] if text else None
 
+    def string(self, keyword: str) -> str:
+        """A text value; non-ASCII text is decoded by pydicom with the dataset's character set."""
+        tag = _tag(keyword)
+        if tag not in self.ds:
+            return ""
+        elem = self.ds.get_item(tag)
+        if isinstance(elem, RawDataElement) and elem.value is not None and elem.value.isascii():
+            return elem.value.decode("ascii").strip(" \x00")
+        return str(self.ds[tag].value or "")
+
     def one(self, keyword: str, default=None):
         values = self.get(keyword)
         return values[0] if values else default
@@ -173,19 +189,15 @@ class _Values:
         return "\\".join(str(v) for v in values) if values else ""
 
 
-def _looks_like_dicom(path: Path) -> bool:
-    with open(path, "rb") as fp:
-        head = fp.read(132)
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
 def read_file_header(path: Path) -> tuple[FileHeader, list[SliceRef]]:
     """Parse the header of ``path`` (pixels are not read). Raises NotDicomFile, CorruptFile or NoPixelData."""
     path = Path(path)
-    if not _looks_like_dicom(path):
-        raise NotDicomFile("not a DICOM file (no DICM marker)")
     try:
         with open(path, "rb") as fp:
+            head = fp.read(132)
+            if len(head) < 132 or head[128:132] != b"DICM":
+                raise NotDicomFile("not a DICOM file (no DICM marker)")
+            fp.seek(0)
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             pixel_pos = fp.tell()
             element_head = fp.read(12)
@@ -243,7 +255,7 @@ def _locate_pixel_data(ts: str, element_head: bytes, pos: int, size: int, ds) ->
 
 def _file_header(path: Path, ds, ts: str, pixel_offset: int | None) -> FileHeader:
     v = _Values(ds)
-    pad = ds.get("PixelPaddingValue")
+    pad = v.one("PixelPaddingValue")
     bits = _int(v.one("BitsAllocated"), 16)
     return FileHeader(
         path=path,
@@ -253,8 +265,8 @@ def _file_header(path: Path, ds, ts: str, pixel_offset: int | None) -> FileHeade
         study_uid=v.text("StudyInstanceUID"),
         frame_of_reference_uid=v.text("FrameOfReferenceUID"),
         modality=v.text("Modality"),
-        description=str(ds.get("SeriesDescription", "") or ""),
-        patient_id=str(ds.get("PatientID", "") or ""),
+        description=v.string("SeriesDescription"),
+        patient_id=v.string("PatientID"),
         series_number=_int(v.one("SeriesNumber")),
         image_type=tuple(str(t).upper() for t in (v.get("ImageType") or [])),
         rows=_int(v.one("Rows"), 0),
@@ -287,7 +299,7 @@ def _group_item(ds, frame: int, sequence: str, per_frame):
 
 
 def _slices_of(ds, header: FileHeader) -> list[SliceRef]:
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") if 0x52009230 in ds else None
     if per_frame is None:
         v = _Values(ds)
         return [SliceRef(header, None, _floats(v.get("ImageOrientationPatient"), 6),

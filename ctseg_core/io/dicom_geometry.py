@@ -22,7 +22,7 @@ import numpy as np
 from ctseg_core.errors import GeometryError
 from ctseg_core.io.dicom_headers import SliceRef
 
-SNAP_PX = 1e-3  # in-plane shifts closer than this to a whole pixel are taken as whole
+SNAP_PX = 0.01  # in-plane shifts within 1/100 pixel of a whole pixel are taken as whole (no blur from rounding)
 AIR_HU = -1024.0
 
 

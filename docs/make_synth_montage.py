@@ -52,19 +52,20 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = []
     real = real_slices()
-    rows.append(("real GE", [real[i] for i in (4, 9, 14, 17, 22)], None))
+    rows.append(("real GE", [real[i] for i in (4, 9, 14, 17, 22, 19)], None))
     for s in args.seeds:
         case = generate_case(s)
         ks = pick_levels(case.volume.shape[0])
+        lab = case.labels.array
+        ks.append(int(np.argmax((lab > 0).sum(axis=(1, 2)))) if lab.any() else ks[3])
         names = ",".join(les["name"] for les in case.lesions) or "normal"
-        rows.append((f"seed {s} ({names})", [case.volume.array[k] for k in ks], [case.labels.array[k] for k in ks]))
-    fig, axes = plt.subplots(len(rows), 5, figsize=(15, 3.1 * len(rows)))
+        rows.append((f"seed {s} ({names})", [case.volume.array[k] for k in ks], [lab[k] for k in ks]))
+    fig, axes = plt.subplots(len(rows), 6, figsize=(18, 3.1 * len(rows)))
     for r, (name, imgs, labs) in enumerate(rows):
         for c, img in enumerate(imgs):
-            lab = None if labs is None or c % 2 == 0 else labs[c]
-            show(axes[r, c], img, f"{name} #{c}", lab)
+            show(axes[r, c], img, f"{name} #{c}", None if labs is None or c < 5 else labs[c])
     fig.suptitle("synthetic head CT (rows 2..) beside a real GE head CT (row 1), brain window 40/80; "
-                 "label contours on columns 2 and 4", fontsize=9)
+                 "last column: the slice with most lesion voxels, with label contours", fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out, dpi=args.dpi)
     print(args.out)

@@ -54,10 +54,10 @@ def sample_head(rng: np.random.Generator, fov_mm: float) -> Head:
         centre_xy=(float(cx), float(cy) + 4.0 * bool(room > 6)), centre_z=0.0, angle=float(np.deg2rad(rng.uniform(-10, 10))),
         half_width=float(hw), half_length=float(hl), half_height=float(hl * rng.uniform(0.84, 0.94)),
         half_depth=float(hl * rng.uniform(1.02, 1.12)), taper=float(rng.uniform(0.04, 0.1)),
-        skull_mm=float(rng.uniform(5.0, 7.5)), scalp_mm=float(rng.uniform(4.0, 7.0)), gap_mm=float(rng.uniform(0.6, 2.2)),
+        skull_mm=float(rng.uniform(4.0, 6.0)), scalp_mm=float(rng.uniform(4.0, 7.0)), gap_mm=float(rng.uniform(0.6, 2.2)),
         ventricle_scale=float(rng.uniform(0.8, 1.35)), floor_shift=float(rng.uniform(-4, 4)),
         mastoid_air=float(rng.uniform(0.2, 0.8)), table=bool(rng.random() < 0.7),
-        table_radius=float(rng.uniform(95, 125)), table_offset=float(rng.uniform(8, 25)))
+        table_radius=0.0, table_offset=float(rng.uniform(6, 20)))
     j = lambda s: float(rng.normal(0, s))  # noqa: E731
     sph = (j(2), -14 + j(2), -44 + j(2), 13 + j(2), 11 + j(2), 10 + j(2), T.SINUS_AIR)
     eth = (0.0, -46 + j(2), -38 + j(2), 10, 19, 12, T.SINUS_AIR)
@@ -173,9 +173,7 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
         f = min((-15 - w) / 12, 1.0) * (1.0 - 0.28 * float(np.clip((-70 - w) / 40, 0, 1))) ** 2
         outer |= pre["face_r2"] < f
     tissue[outer] = T.SOFT
-    tissue[(depth < -(skull + 0.4 * scalp)) & (depth > -(skull + 0.7 * scalp)) & (tex > -0.3) & outer] = T.FAT
-    if tf > 0.3:
-        tissue[(depth < -(skull + 0.5)) & (depth > -(skull + pre["lat"] * np.float32(tf)))] = T.MUSCLE
+    tissue[(depth < -(skull + 0.45 * scalp)) & (depth > -(skull + 0.7 * scalp)) & outer] = T.FAT
     inside_vault = depth > 0
     below = inside_vault & (w <= floor)
     base_bone = below & (w > floor - pre["base_thick"])
@@ -216,10 +214,10 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
 
 
 def render_table(head: Head, xx, yy) -> np.ndarray:
-    """2-D mask of the curved headrest (fixed in the scanner frame, below/behind the head)."""
+    """2-D mask of the U-shaped headrest (fixed in the scanner frame) around the back of the head."""
     cx, cy = head.centre_xy
-    cyt = cy - head.table_radius + head.half_length + head.skull_mm + head.scalp_mm + head.table_offset
-    r = np.hypot(xx - cx, yy - cyt)
-    ang = np.arctan2(yy - cyt, xx - cx)
-    band = np.abs(r - head.table_radius) < 1.6
-    return band & (np.abs(ang - np.pi / 2) < 0.95)
+    out = head.skull_mm + head.scalp_mm + head.table_offset
+    ax, ay = head.half_width + out, head.half_length + out
+    r = np.hypot((xx - cx) / ax, (yy - cy) / ay)
+    band = np.abs(r - 1.0) * min(ax, ay) < 1.4
+    return band & (yy > cy + 0.15 * ay)

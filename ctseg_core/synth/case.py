@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ctseg_core.labels import NUM_CLASSES
+from ctseg_core.labels import CLASSES
 from ctseg_core.synth import lesions as L
 from ctseg_core.synth import tissues as T
 from ctseg_core.synth.anatomy import (Head, floor_height, frame_uv, inner_depth, prepare_extracranial, render_extracranial,
@@ -16,7 +16,7 @@ from ctseg_core.synth.fields import polar_wave_field, upsample_linear, wave_fiel
 from ctseg_core.synth.physics import blur_inplane, correlated_noise, streaks, sub_plane_offsets
 from ctseg_core.volume import Geometry, LabelMap, Volume, VolumeMeta
 
-P_NORMAL = 0.25  # probability that a case holds no lesion (when ``normal`` is None)
+P_NORMAL = 0.15  # probability that a case holds no lesion (when ``normal`` is None)
 
 
 @dataclass
@@ -42,10 +42,13 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
     extras = sample_extras(rng, head)
     hu_lut, amp_lut = T.hu_table(rng)
     dz = 1.0 if thin else 5.0
+    bottom = head.centre_z - rng.uniform(68, 80)  # just below the foramen magnum
+    top = head.vertex_z + rng.uniform(0.0, 4.0)
     if n_slices is None:
-        n_slices = int(round(rng.uniform(120, 160))) if thin else int(rng.integers(24, 33))
-    top = head.vertex_z + rng.uniform(-1.0, 4.0)
-    z0 = top - (n_slices - 1) * dz
+        n_slices = int(np.ceil((top - bottom) / dz)) + 1
+        z0 = bottom
+    else:  # centre the requested coverage on the scanned range
+        z0 = (bottom + top) / 2 - (n_slices - 1) * dz / 2
     origin = (-(nx - 1) / 2 * ps, -(ny - 1) / 2 * ps, float(z0))
     geom = Geometry((n_slices, ny, nx), (dz, ps, ps), origin)
 
@@ -107,6 +110,8 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
                 tissue_crop[k] = t_plane
     sigma_px = float(np.clip(0.3 / ps, 0.4, 0.9))
     hu_crop = blur_inplane(hu_crop, sigma_px)
+    labels = np.zeros((n, ny, nx), np.uint8)
+    _labels_from_fractions(frac, hu_crop, sigma_px, labels[:, y0:y1, x0:x1])
     for k in range(n):  # beam hardening at the skull base: dark bands between dense bone
         if zs[k] < -22 and rng.random() < 0.8:
             dense = (tissue_crop[k] == T.CORTICAL) & (floor > -60) & (floor < zs[k] + 8)
@@ -121,7 +126,7 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
         tissue[:, table2d > -500] = T.TABLE
     hu[:, y0:y1, x0:x1] = np.where(tissue_crop == T.AIR, hu[:, y0:y1, x0:x1], hu_crop)
     tissue[:, y0:y1, x0:x1] = np.where(tissue_crop == T.AIR, tissue[:, y0:y1, x0:x1], tissue_crop)
-    noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 5.0), rng.uniform(0.8, 1.1))
+    noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 4.5), rng.uniform(0.9, 1.3))
     hu[:, y0:y1, x0:x1] += noise
     # air outside the head box: the same grain, wrapped (cheaper than drawing the whole volume)
     outside = np.pad(noise, ((0, 0), (y0, ny - y1), (x0, nx - x1)), mode="wrap")
@@ -129,18 +134,23 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
     hu += outside
     np.clip(hu, -1024, 3071, out=hu)
     np.rint(hu, out=hu)
-    labels = np.zeros((n, ny, nx), np.uint8)
-    lab_crop = labels[:, y0:y1, x0:x1]
-    best = np.zeros(shape_c, np.float32)
+    return hu, labels, tissue
+
+
+def _labels_from_fractions(frac: dict, clean_hu: np.ndarray, sigma_px: float, out: np.ndarray) -> None:
+    """Label = the class covering at least half of a voxel's footprint (slice profile x in-plane blur),
+    where the noise-free image shows that class's CT numbers (drops rims mixed with bone)."""
+    best = np.zeros(out.shape, np.float32)
     for cls in sorted(frac):
         box = _bbox3(frac[cls] > 0, pad=4)
         if box is None:
             continue
         f = blur_inplane(frac[cls][box], sigma_px)
-        sel = (f >= 0.5) & (f > best[box])
-        lab_crop[box][sel] = cls
+        lo, hi = CLASSES[cls].hu_range
+        hu = clean_hu[box]
+        sel = (f >= 0.5) & (f > best[box]) & (hu >= lo - 40) & (hu <= hi + 40)
+        out[box][sel] = cls
         best[box] = np.maximum(best[box], f * sel)
-    return hu, labels, tissue
 
 
 def _head_box(head: Head, xs, ys):
@@ -202,11 +212,12 @@ def _brain_and_lesions(head, extras, mass, lesions, u, v, w, depth, floor, gyri,
             if t is not None:
                 thick[id(les)] = t
                 np.maximum(ext, t, out=ext)
-    ic = render_brain(head, extras, mass, u, v, w, depth - ext, floor, gyri, tex, tissue)
+    render_brain(head, extras, mass, u, v, w, depth - ext, floor, gyri, tex, tissue)
+    ic = (depth > 0) & (w > floor)  # the intracranial cavity (brain plus extra-axial space)
+    if thick:
+        tissue[ic & (depth < ext)] = T.EXTRA_AXIAL
     if not lesions:
         return None
-    if thick:
-        tissue[ic & (depth < ext) & (depth > 0)] = T.EXTRA_AXIAL
     um = u - shift_field(head, mass, u, v, w)
     Lh = head.half_length / 80.0
     fissure = (v < -34 * Lh) | (v > 36 * Lh) | (w > 24.0)

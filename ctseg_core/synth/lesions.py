@@ -20,7 +20,7 @@ PAINT_ORDER = (CSDH, SDH, EDH, SAH, IVH, ICH, PNEUMO)
 
 
 def choose_classes(rng: np.random.Generator) -> list[int]:
-    n = int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))
+    n = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
     keys = list(CLASS_WEIGHTS)
     p = np.array([CLASS_WEIGHTS[k] for k in keys])
     return sorted(int(c) for c in rng.choice(keys, size=n, replace=False, p=p / p.sum()))
@@ -72,7 +72,7 @@ def _edh(rng, head):
 
 
 def _sdh(rng, head):
-    les = _extra_axial(rng, head, SDH, "crescent", rng.uniform(4, 15), rng.uniform(65, 100), rng.uniform(45, 70),
+    les = _extra_axial(rng, head, SDH, "crescent", rng.uniform(3, 14), rng.uniform(50, 85), rng.uniform(35, 60),
                        (-25, 25), (-5, 30), _hu(rng, SDH, (6, 8)))
     les["falx_mm"] = float(rng.uniform(2, 4)) if rng.random() < 0.3 else 0.0
     les["tentorium_mm"] = float(rng.uniform(2, 3.5)) if rng.random() < 0.25 else 0.0
@@ -81,7 +81,7 @@ def _sdh(rng, head):
 
 def _csdh(rng, head):
     mode = str(rng.choice(["homogeneous", "layered", "mixed"], p=[0.45, 0.3, 0.25]))
-    les = _extra_axial(rng, head, CSDH, "crescent", rng.uniform(7, 20), rng.uniform(70, 100), rng.uniform(50, 75),
+    les = _extra_axial(rng, head, CSDH, "crescent", rng.uniform(6, 18), rng.uniform(55, 90), rng.uniform(40, 65),
                        (-20, 25), (0, 35), float(rng.uniform(6, 20)), mode=mode)
     les["dense_hu"] = float(rng.uniform(30, 45))
     return les
@@ -193,8 +193,9 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
         m = np.zeros(u.shape, bool) if th is None else (ctx["depth"] > 0) & (ctx["depth"] < th) & (w > ctx["floor"] + 1)
         if cls == SDH and les.get("falx_mm"):
             s = les["side"]
-            m |= (s * um > 0.6) & (s * um < 0.6 + les["falx_mm"]) & ctx["fissure"] & (ctx["depth"] > 2) & \
-                (np.abs(v - les["anchor"][1]) < 45)
+            if w > 12 and abs(w - les["anchor"][2]) < 35:
+                m |= (s * um > 0.6) & (s * um < 0.6 + les["falx_mm"]) & ctx["fissure"] & (ctx["depth"] > 2) & \
+                    (np.abs(v - les["anchor"][1]) < 45)
         if cls == SDH and les.get("tentorium_mm"):
             wt = tentorium_height(head, um, v)
             m |= (w > wt + 0.6) & (w < wt + 0.6 + les["tentorium_mm"]) & (v > 8) & (les["side"] * um > 6) & \
@@ -206,7 +207,8 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
         for c in les["spheres"]:
             if abs(w - c[2]) < c[3]:
                 m |= (u - c[0]) ** 2 + (v - c[1]) ** 2 + (w - c[2]) ** 2 < c[3] ** 2
-        return m & (tis == T.CSF) & ctx["ic"]
+        away = (ctx["depth"] > 2.5) & (w > ctx["floor"] + 2.5)  # sulci, fissures, cisterns; not the thin rim at the bone
+        return m & (tis == T.CSF) & ctx["ic"] & away
     if cls == IVH:
         vent = tis == T.VENTRICLE
         m = vent & (v > les["level_v"]) & np.isin(np.sign(um).astype(int), les["sides"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import open_and_wait, phantom_volume, tiny_real_predictor
+from gui_helpers import open_and_wait, phantom_volume, tiny_real_predictor
 from ctseg_core.io.images import write_volume
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
 
-from conftest import ThresholdPredictor, open_and_wait, phantom_volume, tiny_real_predictor
+from gui_helpers import ThresholdPredictor, open_and_wait, phantom_volume, tiny_real_predictor
 from ctseg_core.io.images import write_volume
 
 

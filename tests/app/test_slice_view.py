@@ -208,3 +208,22 @@ def test_right_drag_changes_window_level(views):
     assert w.width > 80 + 50 and w.level > 40 and w.name == "custom"
     low, high = ax.hu_item.levels
     assert low == pytest.approx(w.low) and high == pytest.approx(w.high)
+
+
+def test_left_drag_reaches_the_tool_as_press_drag_release(views, qtbot):
+    from PySide6.QtTest import QTest
+
+    session, v = views
+    ax = v["axial"]
+    k = session.position[0]
+    tool = RecordingTool()
+    session.set_active_tool(tool)
+    vp = ax.graphics.viewport()
+    pts = [_widget_point(ax, k, 200, 100 + 10 * n) for n in range(5)]
+    QTest.mousePress(vp, Qt.LeftButton, Qt.NoModifier, pts[0])
+    for p in pts[1:]:
+        QTest.mouseMove(vp, p)
+    QTest.mouseRelease(vp, Qt.LeftButton, Qt.NoModifier, pts[-1])
+    kinds = [e[0] for e in tool.events]
+    assert kinds[0] == "press" and kinds[-1] == "release" and "drag" in kinds, kinds
+    assert abs(tool.events[0][1][2] - 100) <= 1 and abs(tool.events[-1][1][2] - 140) <= 1

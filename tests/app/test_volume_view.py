@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.viewer.surfaces import class_surfaces, head_surface
-from conftest import phantom_volume
+from gui_helpers import phantom_volume
 from ctseg_core.volume import Geometry
 
 
@@ -73,7 +73,7 @@ RENDER_SCRIPT = textwrap.dedent("""
     from PySide6.QtWidgets import QApplication
     app = QApplication([])
     sys.path.insert(0, sys.argv[1])
-    from conftest import phantom_volume
+    from gui_helpers import phantom_volume
     from app.session import Session
     from app.viewer.volume_view import VolumeView
     s = Session()

@@ -166,11 +166,11 @@ class InferenceWorker(QObject):
         if token.cancelled:
             self.cancelled.emit(request_id)
             return
-        from app.viewer.overlay import entropy_uncertainty
+        from app.viewer.overlay import slice_uncertainty
 
         def on_slice(z, labels_yx, probs_cyx):
             token.raise_if_cancelled()
-            unc = entropy_uncertainty(probs_cyx) if probs_cyx is not None else None
+            unc = slice_uncertainty(probs_cyx) if probs_cyx is not None else None
             self.slice_ready.emit(request_id, int(z), np.array(labels_yx, np.uint8), unc)
 
         def on_progress(done, total, message=""):

@@ -101,6 +101,10 @@ class OptionsBar(QToolBar):
                       self.addWidget(self.hi)],
             "mode": [self.addSeparator(), self.addWidget(QLabel(" Paint ")), self.addWidget(self.mode)],
         }
+        self.hint = QLabel()  # always shown: keeps the bar's height when a tool has no options
+        self.hint.setStyleSheet("color: #888; padding-left: 8px;")
+        self.addWidget(self.hint)
+        self.setMinimumHeight(self.sizeHint().height())  # all groups shown: the views do not move on tool changes
         self.size.valueChanged.connect(lambda v: self.opts.set(radius_mm=v))
         self.sphere.toggled.connect(lambda on: self.opts.set(sphere=on))
         self.fill_3d.toggled.connect(lambda on: self.opts.set(fill_3d=on))
@@ -143,6 +147,8 @@ class OptionsBar(QToolBar):
         used = set(getattr(tool, "options", ())) if tool is not None else set()
         if "threshold" in used or "fill_range" in used:
             used.add("range")
+        self.hint.setText(f"{tool.title}: {tool.tip}" if tool is not None else
+                          "Navigate: click moves the crosshair, drag pans; pick a tool (B E P F R) to edit")
         for name, actions in self.groups.items():
             for action in actions:
                 action.setVisible(name in used)

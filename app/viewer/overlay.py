@@ -43,8 +43,7 @@ def uncertainty_lut() -> np.ndarray:
     return lut
 
 
-def entropy_uncertainty(probs_cyx: np.ndarray) -> np.ndarray:
-    """Normalised entropy of per-class probabilities (C, y, x) -> float32 (y, x) in [0, 1]."""
-    p = np.clip(probs_cyx.astype(np.float32), 1e-6, 1.0)
-    h = -(p * np.log(p)).sum(axis=0)
-    return (h / np.log(p.shape[0])).astype(np.float32)
+def slice_uncertainty(probs_cyx: np.ndarray) -> np.ndarray:
+    """1 - the largest class probability, float32 (y, x): the measure of
+    ``ctseg_core.predictor.Prediction.uncertainty``, for one streamed slice."""
+    return np.subtract(1.0, probs_cyx.max(axis=0), dtype=np.float32)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from app.viewer.overlay import class_lut, entropy_uncertainty, outline
+from app.viewer.overlay import class_lut, outline, slice_uncertainty
 from app.viewer.plane import patient_axes, view_plane
 from ctseg_core.labels import CLASSES
 from ctseg_core.volume import Geometry
@@ -47,11 +47,17 @@ def test_class_lut_colours_visibility_and_outline():
     assert (edge == 3).sum() == 20
 
 
-def test_entropy_uncertainty_range():
-    p = np.zeros((8, 2, 2), np.float16)
-    p[0, 0, 0] = 1.0  # certain
-    p[:, 1, 1] = 1 / 8  # uniform: most uncertain
-    p[0, 0, 1] = p[1, 0, 1] = 0.5
-    p[0, 1, 0] = 1.0
-    u = entropy_uncertainty(p)
-    assert u.dtype == np.float32 and u[0, 0] < 0.01 and abs(u[1, 1] - 1.0) < 0.01 and 0.2 < u[0, 1] < 0.5
+def test_slice_uncertainty_matches_the_predictor_measure():
+    from ctseg_core.predictor import Prediction
+    from ctseg_core.volume import LabelMap
+
+    rng = np.random.default_rng(0)
+    p = rng.random((3, 8, 5, 6)).astype(np.float32)
+    p = (p / p.sum(axis=1, keepdims=True)).astype(np.float16)
+    whole = Prediction(LabelMap(np.zeros((3, 5, 6), np.uint8), Geometry((3, 5, 6), (1, 1, 1))), p).uncertainty()
+    for z in range(3):
+        u = slice_uncertainty(p[z])
+        assert u.dtype == np.float32 and np.allclose(u, whole[z])
+    certain = np.zeros((8, 2, 2), np.float16)
+    certain[0] = 1
+    assert slice_uncertainty(certain).max() == 0

@@ -1,0 +1,124 @@
+"""The Cases dock: every case of the workspace with its review status, annotator and findings summary.
+
+Filter by status, double-click (or Open) to open a case, "Next unreviewed" opens the oldest new case;
+the status of the open case and the annotator name are set here too (also in the Review menu).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ctseg_core.store import STATUSES
+
+COLUMNS = ("Case", "Status", "Annotator", "Findings", "Modified")
+STATUS_TITLES = {"new": "new", "in_review": "in review", "corrected": "corrected", "approved": "approved"}
+STATUS_COLOURS = {"new": (200, 200, 200), "in_review": (240, 200, 80), "corrected": (120, 190, 255),
+                  "approved": (110, 220, 120)}
+
+
+def findings_text(findings: dict) -> str:
+    """'SDH 12.3 mL, ICH 0.4 mL*' (* = below the 3-consecutive-slice rule) or 'none'."""
+    parts = []
+    for key, f in sorted(findings.items(), key=lambda kv: -kv[1].get("volume_ml", 0.0)):
+        short = key.upper() if len(key) <= 4 else key.capitalize()
+        parts.append(f"{short} {f.get('volume_ml', 0.0):.1f} mL" + ("" if f.get("positive", True) else "*"))
+    return ", ".join(parts) if parts else "none"
+
+
+class CasesPanel(QWidget):
+    def __init__(self, editor, parent=None):
+        super().__init__(parent)
+        self.editor = editor
+        self.records = []  # shown rows, in table order
+        self.filter = QComboBox()
+        self.filter.addItem("All cases", None)
+        for status in STATUSES:
+            self.filter.addItem(STATUS_TITLES[status].capitalize(), status)
+        self.filter.currentIndexChanged.connect(lambda _: self.refresh())
+        self.next_button = QPushButton("Next unreviewed")
+        self.next_button.setToolTip("open the oldest case that nobody has reviewed yet")
+        self.next_button.clicked.connect(editor.open_next_unreviewed)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        self.table.cellDoubleClicked.connect(lambda row, _: self.open_row(row))
+        self.status = QComboBox()
+        for status in STATUSES[1:]:
+            self.status.addItem(STATUS_TITLES[status].capitalize(), status)
+        self.set_status_button = QPushButton("Set status")
+        self.set_status_button.setToolTip("review status of the open case (saved with the annotator's name)")
+        self.set_status_button.clicked.connect(lambda: editor.set_status(self.status.currentData()))
+        self.annotator = QLineEdit(editor.annotator)
+        self.annotator.setPlaceholderText("annotator name")
+        self.annotator.editingFinished.connect(lambda: editor.set_annotator(self.annotator.text()))
+        self.current = QLabel()
+        self.current.setWordWrap(True)
+        self.workspace_label = QLabel()
+        self.workspace_label.setWordWrap(True)
+        self.workspace_label.setStyleSheet("color: #888;")
+
+        top = QHBoxLayout()
+        top.addWidget(self.filter, 1)
+        top.addWidget(self.next_button)
+        review = QHBoxLayout()
+        review.addWidget(self.status, 1)
+        review.addWidget(self.set_status_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.current)
+        layout.addLayout(review)
+        layout.addWidget(self.annotator)
+        layout.addWidget(self.workspace_label)
+        editor.cases_changed.connect(self.refresh)
+        editor.case_opened.connect(lambda _: self.refresh())
+        self.refresh()
+
+    def refresh(self) -> None:
+        ws = self.editor.workspace
+        self.workspace_label.setText(f"Workspace: {ws.root}" if ws is not None else "No workspace")
+        wanted = self.filter.currentData()
+        try:
+            records = ws.cases() if ws is not None else []
+        except Exception as exc:  # a damaged case.json must not break the panel
+            self.editor.session.log(f"could not list the cases: {exc}", "error")
+            records = []
+        self.records = [r for r in records if wanted is None or r.status == wanted]
+        open_id = self.editor.case.id if self.editor.case is not None else None
+        self.table.setRowCount(len(self.records))
+        for row, rec in enumerate(self.records):
+            cells = (rec.description or rec.id, STATUS_TITLES.get(rec.status, rec.status), rec.annotator,
+                     findings_text(rec.findings), (rec.modified or "")[:16].replace("T", " "))
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(f"{rec.id}\n{rec.source.path}" if col == 0 else text)
+                if col == 1:
+                    item.setForeground(QColor(*STATUS_COLOURS.get(rec.status, (200, 200, 200))))
+                if rec.id == open_id:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.table.setItem(row, col, item)
+        case = self.editor.case
+        if case is None:
+            self.current.setText("Open case: none")
+        else:
+            self.current.setText(f"Open case: {case.record.description or case.id} "
+                                 f"({STATUS_TITLES.get(case.record.status, case.record.status)})")
+            index = self.status.findData(case.record.status)
+            if index >= 0:
+                self.status.setCurrentIndex(index)
+        self.set_status_button.setEnabled(case is not None)
+
+    def open_row(self, row: int) -> None:
+        if 0 <= row < len(self.records):
+            self.editor.open_record(self.records[row])

@@ -1,7 +1,8 @@
 """``ctseg-app [PATH] [--screenshot OUT.png] [--no-infer] [--model CKPT] [--no-3d]``
 
 With no PATH the bundled demo case opens. ``--screenshot`` loads the scan, waits for inference, the
-findings and the 3-D surfaces, saves a picture of the main window and exits (0 on success).
+findings and the 3-D surfaces, moves to the largest finding, saves a picture of the main window and
+exits (0 on success, 2 when the scan or the model failed, 1 on a time-out).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class _ScreenshotWhenIdle:
 
     def _on_done(self, state: str) -> None:
         self.window.session.log(f"pipeline: {state}")
+        self.state = state
         self.done_at = time.perf_counter()
         self.focused = False
 
@@ -64,7 +66,7 @@ class _ScreenshotWhenIdle:
         self.timer.stop()
         self.window.save_screenshot(self.out)
         print(f"screenshot written to {self.out}" + (" (timed out waiting)" if timed_out else ""))
-        self.rc = 1 if timed_out else 0
+        self.rc = 1 if timed_out else (2 if getattr(self, "state", "") == "failed" else 0)
         self.window.close()
         self.app.quit()
 
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         window.opener.opened.connect(lambda _: window.open_labels(args.labels))
     window.open_path(path, series_uid=args.series)
     rc = app.exec()
+    from app.workers import task_pool
+
+    task_pool().waitForDone(10000)  # let background jobs end before the interpreter shuts down
     return shot.rc if shot is not None else rc
 
 

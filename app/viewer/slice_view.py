@@ -93,6 +93,7 @@ class SliceView(QWidget):
         self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pen)
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pen)
         for line in (self.hline, self.vline):
+            line.setVisible(False)  # until a scan is open
             line.setZValue(10)
             self.viewbox.addItem(line, ignoreBounds=True)
         self._edge_labels = {side: self._make_edge_label() for side in ("top", "bottom", "left", "right")}
@@ -175,6 +176,8 @@ class SliceView(QWidget):
         for item in (self.hu_item, self.label_item, self.uncertainty_item):
             item.setTransform(tr)
         self._slice_index = -1
+        self.hline.setVisible(True)
+        self.vline.setVisible(True)
         self._update_edge_labels()
         self._on_position(*self.session.position)
         self._on_window(self.session.window.level, self.session.window.width)

@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     window = MainWindow(model_path=args.model, auto_infer=False if args.no_infer else None,
                         enable_3d=not args.no_3d, interactive=args.screenshot is None)
+    from app.editing import install_editing
+
+    install_editing(window)  # tools, undo, workspace/autosave, Cases dock ($CTSEG_WORKSPACE or File > Set workspace)
     window.show()
     shot = _ScreenshotWhenIdle(window, args.screenshot, app) if args.screenshot else None
     path = args.path or str(DEMO_CT)

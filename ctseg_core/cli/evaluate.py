@@ -61,7 +61,7 @@ def format_table(results: list, field: str, title: str) -> str:
     from ctseg_core.labels import LESION_CLASSES
 
     width = max([len(r.model) for r in results] + [5]) + 2
-    head = f"{'model':<{width}}" + "".join(f"{c.key.upper():>8}" for c in LESION_CLASSES) + f"{'mean':>8}"
+    head = f"{'model':<{width}}" + "".join(f"{column_name(c):>8}" for c in LESION_CLASSES) + f"{'mean':>8}"
     lines = [title, head, "-" * len(head)]
     for r in results:
         values = getattr(r.overlap, field)
@@ -78,7 +78,7 @@ def format_detection(results: list) -> str:
 
     width = max([len(r.model) for r in results] + [5]) + 2
     head = (f"{'model':<{width}}{'acc':>7}{'recall':>8}{'prec':>7}{'F1':>7}   F1 per class: "
-            + " ".join(c.key.upper() for c in LESION_CLASSES))
+            + " ".join(column_name(c) for c in LESION_CLASSES))
     lines = ["Scan-level detection (any hemorrhage; a class counts when on 3+ consecutive slices)", head,
              "-" * len(head)]
     for r in results:
@@ -87,6 +87,11 @@ def format_detection(results: list) -> str:
         lines.append(f"{r.model:<{width}}{_short(a.accuracy):>7}{_short(a.recall):>8}{_short(a.precision):>7}"
                      f"{_short(a.f1):>7}   {per_class}")
     return "\n".join(lines)
+
+
+def column_name(cls) -> str:
+    """A class's short column title: its key in capitals, at most 6 letters (PNEUMO)."""
+    return cls.key.upper()[:6]
 
 
 def _cell(v: float) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
@@ -77,7 +77,7 @@ class EditingController(QObject):
         self.options.changed.connect(self._on_options)
         self.session.volume_changed.connect(self._on_volume)
         window.inference.finished.connect(self._on_inference_finished)
-        window.installEventFilter(self)
+        self._hook_close(window)
         root = workspace_root or self.settings.value("workspace/root", "") or default_root()
         self.set_workspace(root, remember=False)
 
@@ -360,10 +360,16 @@ class EditingController(QObject):
             return
         self.open_record(record)
 
-    def eventFilter(self, obj, ev) -> bool:
-        if obj is self.window and ev.type() == QEvent.Close:
+    def _hook_close(self, window) -> None:
+        """Save when the window closes (wraps its closeEvent; an event filter returning bools from Python
+        corrupts the refcount of False in this PySide6 version and aborts the interpreter at exit)."""
+        original = window.closeEvent
+
+        def close_event(ev):
             self.flush()
-        return False
+            original(ev)
+
+        window.closeEvent = close_event
 
 
 # ---------------------------------------------------------------- installing into the main window
@@ -402,6 +408,7 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     c.options_bar.show_for(None)
     c.cases_panel = CasesPanel(c)
     c.cases_dock = window.add_dock(c.cases_panel, "Cases", Qt.LeftDockWidgetArea)
+    window.resizeDocks([c.cases_dock], [330], Qt.Horizontal)
     window.menu("&View").addAction(c.cases_dock.toggleViewAction())
 
     edit = window.menu("&Edit")

@@ -1,21 +1,19 @@
 """The main window: assembles views, docks, menus and actions; the work is done elsewhere.
 
 - ``Session`` (app.session) holds the case; views and panels read from it.
-- ``InferenceController`` (app.workers) runs the model in its own thread.
+- ``ModelRunner`` (app.model_runner) loads and runs the model (its own thread), with progress and cancel.
 - ``app.loading.ScanOpener`` opens scans off the GUI thread.
 Other modules hook in with ``add_dock``, ``menu(name)`` and ``session.set_active_tool``.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
-                               QPushButton, QSplitter, QWidget)
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QWidget
 
 from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
 from ctseg_core.windowing import PRESETS
@@ -26,7 +24,8 @@ from app.panels.log_panel import LogPanel
 from app.session import Session
 from app.viewer.slice_view import SliceView, describe_voxel
 from app.viewer.volume_view import VolumeView
-from app.workers import InferenceController, TaskError
+from app.model_runner import ModelRunner
+from app.workers import TaskError
 
 MAX_RECENT = 10
 PRESET_KEYS = {"brain": ("F1", "Alt+1"), "subdural": ("F2", "Alt+2"), "stroke": ("F3", "Alt+3"), "bone": ("F4", "Alt+4")}
@@ -42,11 +41,9 @@ class MainWindow(QMainWindow):
         self.interactive = interactive  # False: no modal dialogs (series picker takes the recommendation)
         self._auto_override = auto_infer  # from the command line; not stored in the settings
         self.session = Session(self)
-        self.inference = InferenceController(self)
+        self.model = ModelRunner(self.session, self.settings, self)
+        self.inference = self.model.controller  # the inference thread's controller (signals: finished, ...)
         self.opener = ScanOpener(self.session, self)
-        self._infer_pending = False
-        self._infer_started = 0.0
-        self.model_state = "none"  # "none", "loading", "ready", "failed"
         self.error_boxes: list[QMessageBox] = []
 
         self._build_views()
@@ -57,7 +54,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1600, 1000)
         self._update_title()
-        self._load_model(model_path)
+        self.model.load_model(model_path)
 
     # ---- assembly ----
     def _build_views(self) -> None:
@@ -100,15 +97,9 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.model_label = QLabel()
         self.cursor_label = QLabel()
-        self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
-        self.progress.setVisible(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(self.cancel_inference)
         bar.addWidget(self.cursor_label, 1)
-        bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.cancel_button)
+        bar.addPermanentWidget(self.model.progress)
+        bar.addPermanentWidget(self.model.cancel_button)
         bar.addPermanentWidget(self.model_label)
         self._on_model_summary("")
 
@@ -174,19 +165,11 @@ class MainWindow(QMainWindow):
         s = self.session
         s.model_changed.connect(self._on_model_summary)
         s.volume_changed.connect(self._update_title)
-        s.volume_changed.connect(self._on_new_volume)
         s.display_changed.connect(self._sync_view_actions)
         for v in self.views.values():
             v.cursor_moved.connect(self._on_cursor)
-        inf = self.inference
-        inf.model_loaded.connect(self._on_model_loaded)
-        inf.model_failed.connect(self._on_model_failed)
-        inf.slice_ready.connect(lambda z, lab, unc: s.apply_predicted_slice(z, lab, unc))
-        inf.progress.connect(self._on_progress)
-        inf.finished.connect(self._on_inference_finished)
-        inf.failed.connect(self._on_inference_failed)
-        inf.cancelled.connect(self._on_inference_cancelled)
-        inf.running_changed.connect(s.set_inference_running)
+        self.model.done.connect(self.pipeline_done)
+        self.model.error.connect(self.show_error)
         self.findings_panel.class_activated.connect(self.go_to_class)
         self.opener.opened.connect(self._on_scan_opened)
         self.opener.failed.connect(self._on_open_failed)
@@ -257,18 +240,11 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
         self.recent_menu.setEnabled(bool(self.recent_files()))
 
-    def _on_new_volume(self) -> None:
-        if self.inference.running:
-            self.inference.invalidate()
-            self._end_inference()
-            self.session.log("inference of the previous scan stopped", "warning")
-
     def _on_scan_opened(self, path: str) -> None:
         self._add_recent(path)
         self.views["axial"].setFocus()
         if self.auto_infer:
-            self._infer_pending = True
-            self._maybe_start_inference()
+            self.model.request_run()
         else:
             self.session.log("automatic inference is off (Model menu): viewing only")
             self.pipeline_done.emit("not run")
@@ -287,109 +263,34 @@ class MainWindow(QMainWindow):
             self.open_path(paths[0])
 
     # ---- model ----
+    @property
+    def model_state(self) -> str:
+        return self.model.state
+
     def load_model(self, path: str | None) -> None:
         """Load a checkpoint in the inference thread (None: the configured or the bundled default model)."""
-        self._load_model(path)
-
-    def _load_model(self, path: str | None) -> None:
-        from ctseg_core.resources import DEFAULT_MODEL
-
-        path = path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)
-        if not Path(path).exists():
-            self.model_state = "none" if self.model_state != "ready" else "ready"
-            self.session.log(f"No model installed ({path} not found): the app works as a viewer. "
-                             "Load a checkpoint from the Model menu.", "warning")
-            return
-        self.session.log(f"loading model {path}")
-        self.model_state = "loading"
-        self.inference.load_model(path)
+        self.model.load_model(path)
 
     def load_predictor(self, predictor) -> None:
         """Use an already built predictor (anything with .card.summary() and .predict(...))."""
-        self.model_state = "loading"
-        self.inference.load_model(predictor)
+        self.model.load_predictor(predictor)
 
     def ask_load_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load model checkpoint", "", "Checkpoints (*.safetensors)")
         if path:
             self.settings.setValue("model/path", path)
-            self._load_model(path)
+            self.model.load_model(path)
 
-    def _on_model_loaded(self, summary: str) -> None:
-        self.model_state = "ready"
-        self.session.set_model_summary(summary)
-        self.session.log(f"model ready: {summary}")
-        self._maybe_start_inference()
+    def run_inference(self) -> None:
+        self.model.run()
 
-    def _on_model_failed(self, error: TaskError) -> None:
-        self.model_state = "failed"
-        self.session.set_model_summary("")
-        self.show_error("Could not load the model", error)
-        self._maybe_start_inference()
+    def cancel_inference(self) -> None:
+        self.model.cancel()
 
     def _on_model_summary(self, summary: str) -> None:
         self.model_label.setText(f"Model: {summary}" if summary else "No model: viewer only")
         self.model_label.setToolTip(summary or "no model is loaded; load one from the Model menu")
         self._update_title()
-
-    def _maybe_start_inference(self) -> None:
-        if not self._infer_pending or not self.session.has_volume() or self.model_state == "loading":
-            return
-        self._infer_pending = False
-        if self.model_state == "ready":
-            self.run_inference()
-        else:
-            self.session.log("no model: showing the scan without segmentation", "warning")
-            self.pipeline_done.emit("no model")
-
-    def run_inference(self) -> None:
-        if not self.session.has_volume():
-            return
-        if not self.inference.has_model:
-            self.session.log("no model loaded: load a checkpoint from the Model menu", "warning")
-            return
-        self.session.reset_prediction()
-        z = self.session.position[0]
-        self._infer_started = time.perf_counter()
-        self.inference.start(self.session.volume, z)
-        self.session.log(f"inference started at slice {z + 1} of {self.session.volume.shape[0]}")
-        self.progress.setRange(0, self.session.volume.shape[0])
-        self.progress.setValue(0)
-        self.progress.setFormat("Inference %v/%m")
-        self.progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-
-    def cancel_inference(self) -> None:
-        if self.inference.running:
-            self.inference.cancel()
-
-    def _on_progress(self, done: int, total: int, eta: float) -> None:
-        self.progress.setRange(0, total)
-        self.progress.setValue(done)
-        eta_text = "" if np.isnan(eta) else f", about {eta:.0f} s left"
-        self.progress.setFormat(f"Inference %v/%m{eta_text}")
-
-    def _end_inference(self) -> None:
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
-
-    def _on_inference_finished(self, labels: np.ndarray) -> None:
-        s = self.session
-        for z in np.nonzero(~s.predicted_slices)[0]:  # slices the stream did not deliver
-            s.apply_predicted_slice(int(z), labels[z], None)
-        self._end_inference()
-        s.log(f"inference finished in {time.perf_counter() - self._infer_started:.1f} s")
-        self.pipeline_done.emit("inferred")
-
-    def _on_inference_failed(self, error: TaskError) -> None:
-        self._end_inference()
-        self.show_error("Inference failed", error)
-        self.pipeline_done.emit("failed")
-
-    def _on_inference_cancelled(self) -> None:
-        self._end_inference()
-        self.session.log("inference cancelled (the slices already predicted are kept)", "warning")
-        self.pipeline_done.emit("cancelled")
 
     # ---- view actions ----
     def go_to_class(self, class_id: int) -> bool:
@@ -492,5 +393,5 @@ class MainWindow(QMainWindow):
         box.show()
 
     def closeEvent(self, ev):
-        self.inference.shutdown()
+        self.model.shutdown()
         super().closeEvent(ev)

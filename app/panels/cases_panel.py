@@ -13,10 +13,10 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLin
 
 from ctseg_core.store import STATUSES
 
-COLUMNS = ("Case", "Status", "Annotator", "Findings", "Modified")
+COLUMNS = ("Case", "Status", "Findings")
 STATUS_TITLES = {"new": "new", "in_review": "in review", "corrected": "corrected", "approved": "approved"}
-STATUS_COLOURS = {"new": (200, 200, 200), "in_review": (240, 200, 80), "corrected": (120, 190, 255),
-                  "approved": (110, 220, 120)}
+STATUS_COLOURS = {"new": (110, 110, 110), "in_review": (200, 120, 0), "corrected": (30, 100, 200),
+                  "approved": (30, 140, 50)}
 
 
 def findings_text(findings: dict) -> str:
@@ -47,8 +47,11 @@ class CasesPanel(QWidget):
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.setSelectionMode(QTableWidget.SingleSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        self.table.setWordWrap(False)
         self.table.cellDoubleClicked.connect(lambda row, _: self.open_row(row))
         self.status = QComboBox()
         for status in STATUSES[1:]:
@@ -96,11 +99,14 @@ class CasesPanel(QWidget):
         open_id = self.editor.case.id if self.editor.case is not None else None
         self.table.setRowCount(len(self.records))
         for row, rec in enumerate(self.records):
-            cells = (rec.description or rec.id, STATUS_TITLES.get(rec.status, rec.status), rec.annotator,
-                     findings_text(rec.findings), (rec.modified or "")[:16].replace("T", " "))
+            cells = (rec.description or rec.id, STATUS_TITLES.get(rec.status, rec.status), findings_text(rec.findings))
+            tip = (f"{rec.id}\nsource: {rec.source.path}\nstatus: {STATUS_TITLES.get(rec.status, rec.status)}"
+                   + (f" by {rec.annotator}" if rec.annotator else "")
+                   + f"\nmodified: {(rec.modified or '')[:19].replace('T', ' ')}\nfindings: {cells[2]}"
+                   + ("\n* = on fewer than 3 consecutive slices" if "*" in cells[2] else ""))
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(f"{rec.id}\n{rec.source.path}" if col == 0 else text)
+                item.setToolTip(tip)
                 if col == 1:
                     item.setForeground(QColor(*STATUS_COLOURS.get(rec.status, (200, 200, 200))))
                 if rec.id == open_id:

@@ -125,37 +125,44 @@ def test_real_small_model_runs_and_event_loop_stays_responsive(qtbot, window, tm
     write_volume(phantom_volume(depth=16, size=192), path)
     _use_predictor(qtbot, window, tiny_real_predictor())
     assert "aa_unet" in window.model_label.text()
-    late = []
-    last = [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        late.append(now - last[0] - 0.010)
-        last[0] = now
-
-    timer = QTimer(interval=10)
-    timer.timeout.connect(tick)
     ax = window.views["axial"]
-    scroll = QTimer(interval=50)
-    scroll.timeout.connect(lambda: ax.scroll(1 if len(late) % 2 else -1))  # the user scrolls meanwhile
-    window.open_path(path)
-    qtbot.waitUntil(lambda: window.session.inference_running, timeout=30000)
-    last[0] = time.perf_counter()
-    timer.start()
-    scroll.start()
-    with qtbot.waitSignal(window.pipeline_done, timeout=120000) as blocker:
-        pass
-    timer.stop()
-    scroll.stop()
-    assert blocker.args[0] == "inferred"
-    assert window.session.predicted_slices.all()
-    assert len(late) > 20
-    print("lateness ms top", sorted((round(v * 1000), i) for i, v in enumerate(late))[-6:], len(late))
-    # the 99th percentile must stay under 50 ms; the worst single tick gets slack for other processes
-    # sharing the CPU (measured max on a quiet machine: about 10 ms; see benchmarks/bench_gui.py)
-    p99 = float(np.percentile(late, 99))
-    assert p99 < 0.050, f"event loop was late by {p99 * 1000:.0f} ms at the 99th percentile"
-    assert max(late) < 0.150, f"event loop was late by up to {max(late) * 1000:.0f} ms"
+    window._auto_override = False  # open first, measure the machine's own noise, then run the model
+    assert open_and_wait(qtbot, window, path) == "not run"
+
+    def lateness_while(wait):
+        """Lateness of a 10 ms timer while ``wait()`` runs and the user scrolls every 50 ms."""
+        late, last = [], [time.perf_counter()]
+
+        def tick():
+            now = time.perf_counter()
+            late.append(now - last[0] - 0.010)
+            last[0] = now
+
+        timer, scroll = QTimer(interval=10), QTimer(interval=50)
+        timer.timeout.connect(tick)
+        scroll.timeout.connect(lambda: ax.scroll(1 if len(late) % 2 else -1))
+        last[0] = time.perf_counter()
+        timer.start()
+        scroll.start()
+        wait()
+        timer.stop()
+        scroll.stop()
+        return np.array(late)
+
+    baseline = lateness_while(lambda: qtbot.wait(1500))
+
+    def run_model():
+        with qtbot.waitSignal(window.pipeline_done, timeout=120000) as blocker:
+            window.run_inference()
+        assert blocker.args[0] == "inferred"
+
+    during = lateness_while(run_model)
+    assert window.session.predicted_slices.all() and len(during) > 20
+    p99, p99_base = float(np.percentile(during, 99)), float(np.percentile(baseline, 99))
+    print(f"lateness p99 {p99 * 1000:.1f} ms (baseline {p99_base * 1000:.1f} ms), max {during.max() * 1000:.1f} ms")
+    # under 50 ms at the 99th percentile, beyond what the machine shows without the model (other
+    # processes sharing the CPU); on a quiet machine the baseline is ~1 ms (see benchmarks/bench_gui.py)
+    assert p99 < 0.050 + p99_base, f"event loop late by {p99 * 1000:.0f} ms (p99; baseline {p99_base * 1000:.0f} ms)"
 
 
 def test_opening_another_scan_during_inference_drops_the_old_run(qtbot, window, tmp_path):

@@ -9,6 +9,7 @@ Files are decoded on a small thread pool: file reads, numpy casts and the C deco
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -69,15 +70,31 @@ def _native_dtype(header: FileHeader) -> np.dtype | None:
     return np.dtype("<" + code) if code else None
 
 
+_scratch = threading.local()  # per-thread buffers: no large allocation (mmap + page faults) per slice
+
+
+def _buffer(name: str, size: int, dtype) -> np.ndarray:
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.nbytes < size * np.dtype(dtype).itemsize:
+        buf = np.empty(size * np.dtype(dtype).itemsize, dtype=np.uint8)
+        setattr(_scratch, name, buf)
+    return buf[: size * np.dtype(dtype).itemsize].view(dtype)
+
+
 def _read_native(header: FileHeader, dtype: np.dtype) -> np.ndarray:
+    """The raw pixels straight from the file (a per-thread buffer: use before the next read)."""
     count = header.rows * header.cols
-    raw = np.fromfile(header.path, dtype=dtype, count=count, offset=header.pixel_offset)
-    if raw.size != count:
-        raise ValueError(f"pixel data ends early ({raw.size} of {count} pixels)")
+    raw = _buffer("raw", count, dtype)
+    with open(header.path, "rb") as fp:
+        fp.seek(header.pixel_offset)
+        got = fp.readinto(memoryview(raw).cast("B"))
+    if got != raw.nbytes:
+        raise ValueError(f"pixel data ends early ({got // dtype.itemsize} of {count} pixels)")
     raw = raw.reshape(header.rows, header.cols)
     shift = header.bits_allocated - header.bits_stored
     if header.pixel_representation and 0 < shift < header.bits_allocated:
-        raw = (raw << shift) >> shift  # sign-extend from the stored bits
+        raw <<= shift  # sign-extend from the stored bits
+        raw >>= shift
     return raw
 
 
@@ -100,10 +117,10 @@ def to_hu(raw: np.ndarray, dst: np.ndarray, slope: float, intercept: float, padd
         dst += np.float32(intercept)
     if padding is None:
         return 0
-    mask = raw == padding
+    mask = np.equal(raw, padding, out=_buffer("mask", raw.size, np.bool_).reshape(raw.shape))
     n = int(np.count_nonzero(mask))
     if n:
-        dst[mask] = AIR_HU
+        np.copyto(dst, np.float32(AIR_HU), where=mask)
     return n
 
 

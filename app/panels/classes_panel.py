@@ -70,6 +70,8 @@ class ClassesPanel(QWidget):
         self.source.addItem("model prediction", PREDICTION)
         self.source.currentIndexChanged.connect(lambda i: session.set_show_source(self.source.itemData(i)))
 
+        session.display_changed.connect(self._sync)
+
         form = QFormLayout()
         form.addRow("Opacity", self.opacity)
         form.addRow("Display", style)
@@ -80,6 +82,22 @@ class ClassesPanel(QWidget):
         layout.addWidget(self.table)
         layout.addLayout(form)
         self._on_active_class(session.active_class)
+
+    def _sync(self) -> None:
+        """Follow display changes made elsewhere (menus, other panels) without echoing them back."""
+        s = self.session
+        for widget, value in ((self.outlined, s.outline), (self.uncertainty, s.show_uncertainty)):
+            if widget.isChecked() != value:
+                widget.setChecked(value)
+        self.filled.setChecked(not s.outline)
+        index = self.source.findData(s.show_source)
+        if index != self.source.currentIndex():
+            self.source.setCurrentIndex(index)
+        for cid, box in self.show_boxes.items():
+            if box.isChecked() != s.class_visible[cid]:
+                box.setChecked(s.class_visible[cid])
+        if self.opacity.value() != round(s.opacity * 100):
+            self.opacity.setValue(round(s.opacity * 100))
 
     def _on_active_class(self, class_id: int) -> None:
         if 1 <= class_id < len(CLASSES) and self.table.currentRow() != class_id - 1:

@@ -237,3 +237,21 @@ def test_window_preset_keys_and_drop_to_open(qtbot, window, tmp_path):
     with qtbot.waitSignal(window.pipeline_done, timeout=20000):
         window.dropEvent(ev)
     assert window.session.volume.shape == (3, 32, 32)
+
+
+def test_classes_panel_and_menus_stay_in_step(window):
+    s, panel = window.session, window.classes_panel
+    window.uncertainty_action.trigger()
+    assert s.show_uncertainty and panel.uncertainty.isChecked()
+    panel.outlined.setChecked(True)
+    assert s.outline and window.outline_action.isChecked()
+    s.set_show_source("prediction")
+    assert panel.source.currentData() == "prediction"
+    panel.show_boxes[3].setChecked(False)
+    assert s.class_visible[3] is False
+    s.set_class_visible(3, True)
+    assert panel.show_boxes[3].isChecked()
+    panel.lock_boxes[2].setChecked(True)
+    assert s.is_locked(2) and s.locked_classes() == [2]
+    panel.opacity.setValue(80)
+    assert s.opacity == pytest.approx(0.8)

@@ -89,9 +89,11 @@ class Findings:
 
 def compute_findings(labels: LabelMap, source: str = "", scan: str = "") -> Findings:
     """Findings for every lesion class of ``labels`` (absent classes get zero volume, negative)."""
+    from ctseg_core.metrics import class_volumes_ml  # metrics imports this module's detection rule
+
     arr = labels.array
-    voxel_ml = labels.geometry.voxel_volume_ml
     counts = np.bincount(arr.ravel(), minlength=len(CLASSES))
+    volumes = class_volumes_ml(labels)
     present_z = _slices_per_class(arr, counts)
     findings = []
     for cls in LESION_CLASSES:
@@ -99,7 +101,7 @@ def compute_findings(labels: LabelMap, source: str = "", scan: str = "") -> Find
         abc2 = abc2_estimate(arr == cls.id, labels.geometry.spacing) if (cls.id == ICH_ID and slices) else None
         findings.append(ClassFinding(
             class_id=cls.id, key=cls.key, name=cls.name, voxels=int(counts[cls.id]),
-            volume_ml=float(counts[cls.id]) * voxel_ml, slices=slices,
+            volume_ml=volumes[cls.id], slices=slices,
             positive=longest_run(slices) >= MIN_CONSECUTIVE_SLICES, abc2=abc2))
     return Findings(findings, source=source, scan=scan)
 

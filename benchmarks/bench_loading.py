@@ -4,7 +4,7 @@ Series: the real GE head series (28 tilted slices, uneven spacing) and a generat
 uncompressed 512x512 slices (copies of the real GE slices with new UIDs, axial orientation, no tilt,
 0.625 mm apart, files named in shuffled order) so all three readers read the same thing.
 
-Each reader runs ``--repeats`` times per series (files warm in the page cache after the first run);
+Each reader runs ``--repeats`` times per series, the readers taking turns (files warm in the page cache);
 the table shows the median wall time, its ratio to SimpleITK, and the median CPU time of the process
 (all threads; less sensitive than wall time to other work on a shared machine).
 
@@ -81,18 +81,24 @@ def read_pydicom_loop(folder: Path) -> np.ndarray:
 READERS = {"ctseg": read_ctseg, "SimpleITK": read_sitk, "pydicom loop": read_pydicom_loop}
 
 
-def time_reader(fn, folder: Path, repeats: int) -> tuple[float, float, tuple]:
-    """Median wall time, median CPU time (all threads of this process) and the output shape."""
-    times, cpu, shape = [], [], None
+def time_once(fn, folder: Path) -> tuple[float, float, tuple]:
+    """Wall time, CPU time (all threads of this process) and the output shape of one read."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = fn(folder)
+    return time.perf_counter() - t0, time.process_time() - c0, arr.shape
+
+
+def time_readers(folder: Path, repeats: int) -> dict[str, tuple[float, float, tuple]]:
+    """Median wall and CPU time per reader; the readers take turns in every round, so a burst of other
+    work on the machine hits all of them alike."""
+    runs: dict[str, list] = {name: [] for name in READERS}
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = fn(folder)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        shape = arr.shape
-    return statistics.median(times), statistics.median(cpu), shape
+        for name, fn in READERS.items():
+            runs[name].append(time_once(fn, folder))
+    return {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[-1][2])
+            for name, rs in runs.items()}
 
 
 def main(argv=None) -> int:
@@ -106,9 +112,8 @@ def main(argv=None) -> int:
                  (f"generated {args.slices}x512x512", generated)]
         print(f"{'series':<28} {'reader':<14} {'median s':>9} {'x SimpleITK':>12} {'cpu s':>7}  output shape")
         for name, folder in cases:
-            for fn in READERS.values():  # warm the page cache and imports
-                time_reader(fn, folder, 1)
-            results = {r: time_reader(fn, folder, args.repeats) for r, fn in READERS.items()}
+            time_readers(folder, 1)  # warm the page cache and imports
+            results = time_readers(folder, args.repeats)
             base = results["SimpleITK"][0]
             for reader, (sec, cpu, shape) in results.items():
                 print(f"{name:<28} {reader:<14} {sec:>9.3f} {sec / base:>12.2f} {cpu:>7.3f}  {shape}")

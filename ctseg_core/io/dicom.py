@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 
 from ctseg_core.errors import GeometryError, LoadError, NotCTError
-from ctseg_core.io.dicom_decode import AIR_HU, decode_stack, is_lossy
-from ctseg_core.io.dicom_geometry import GridPlan, Stack, apply_plan, build_stack, plan_grid, tilt_tag_note
+from ctseg_core.io.dicom_decode import decode_stack, is_lossy
+from ctseg_core.io.dicom_geometry import AIR_HU, GridPlan, Stack, apply_plan, build_stack, plan_grid, tilt_tag_note
 from ctseg_core.io.dicom_scan import FolderScan, SeriesInfo, Skipped, scan_folder
 from ctseg_core.volume import Geometry, Volume, VolumeMeta
 

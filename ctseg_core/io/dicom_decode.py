@@ -18,9 +18,9 @@ import pydicom
 from pydicom.uid import UID
 
 from ctseg_core.errors import UnsupportedTransferSyntaxError
+from ctseg_core.io.dicom_geometry import AIR_HU
 from ctseg_core.io.dicom_headers import FileHeader, SliceRef
 
-AIR_HU = -1024.0
 PLUGIN_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle python-gdcm"
 
 

@@ -199,7 +199,8 @@ def _shear_note(plan: GridPlan, rows: int, cols: int) -> str:
     return (f"gantry tilt {plan.stack.tilt_deg:+.2f}° (from ImageOrientationPatient and the slice positions): "
             f"each slice was shifted within its plane onto an orthogonal grid (shear correction, linear "
             f"interpolation); the plane grows from {rows}x{cols} to {plan.out_rows}x{plan.out_cols} pixels so "
-            f"no part of any slice is cut; voxels outside the scanned region are air ({AIR_HU:.0f} HU)")
+            f"no part of any slice is cut; voxels outside the scanned region are air ({AIR_HU:.0f} HU, or the "
+            f"scan's minimum if lower)")
 
 
 def tilt_tag_note(tilt_deg: float, tags: list[float | None]) -> str | None:

@@ -13,7 +13,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
-                         JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless, generate_uid)
+                         JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless,
+                         generate_uid)
 
 from ctseg_core.errors import UnsupportedTransferSyntaxError
 from ctseg_core.io.dicom import load_dicom_series
@@ -52,6 +53,30 @@ def test_lossless_syntaxes_load_to_the_same_hu(plain, reference, tmp_path, synta
     assert v.geometry.matches(reference.geometry)
     assert np.array_equal(v.array, reference.array)
     assert not any("lossy" in n for n in v.meta.notes)
+
+
+def test_jpeg_lossless_sv1_through_gdcm(plain, reference, tmp_path):
+    """JPEG Lossless, first-order prediction (common in CT archives); pydicom has no encoder, gdcm has."""
+    import gdcm
+
+    folder = tmp_path / "jl"
+    folder.mkdir()
+    for f in sorted(plain.glob("*.dcm")):
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(f))
+        assert reader.Read()
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(reader.GetImage())
+        assert change.Change()
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(folder / f.name))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write()
+    assert pydicom.dcmread(folder / "01.dcm").file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    v = load_dicom_series(folder)
+    assert np.array_equal(v.array, reference.array)
 
 
 @pytest.mark.parametrize("syntax", [DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian], ids=lambda u: u.name)

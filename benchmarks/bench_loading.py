@@ -53,8 +53,11 @@ def make_series(folder: Path, n: int, spacing_mm: float = 0.625, source: Path = 
 
 
 def read_ctseg(folder: Path) -> np.ndarray:
+    """A cold load: the header cache (which spares a second parse after ``scan_folder``) is emptied."""
     from ctseg_core.io.dicom import load_dicom_series
+    from ctseg_core.io.dicom_scan import clear_header_cache
 
+    clear_header_cache()
     return load_dicom_series(folder).array
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +106,38 @@ def list_files(folder: Path) -> list[Path]:
     return out
 
 
+HEADER_CACHE_FILES = 8192  # headers of recently read files, keyed by (path, size, mtime): a folder
+_header_cache: OrderedDict = OrderedDict()  # scanned to pick a series and then loaded is parsed once
+_header_lock = threading.Lock()
+
+
+def clear_header_cache() -> None:
+    with _header_lock:
+        _header_cache.clear()
+
+
+def _read_header_cached(path: Path) -> list[SliceRef]:
+    """``read_file_header``'s slices, reusing the result while the file's size and mtime are unchanged."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _header_lock:
+        hit = _header_cache.get(key)
+        if hit is not None:
+            _header_cache.move_to_end(key)
+    if hit is None:
+        try:
+            hit = read_file_header(path)[1]
+        except (NotDicomFile, CorruptFile, NoPixelData) as exc:
+            hit = exc
+        with _header_lock:
+            _header_cache[key] = hit
+            while len(_header_cache) > HEADER_CACHE_FILES:
+                _header_cache.popitem(last=False)
+    if isinstance(hit, Exception):
+        raise type(hit)(str(hit))
+    return hit
+
+
 def scan_folder(folder, progress=None) -> FolderScan:
     """Read the headers of every file under ``folder`` (recursively) and describe the series found."""
     folder = Path(folder)
@@ -114,7 +148,7 @@ def scan_folder(folder, progress=None) -> FolderScan:
     skipped: list[Skipped] = []
     for i, path in enumerate(files):
         try:
-            slices.extend(read_file_header(path)[1])
+            slices.extend(_read_header_cached(path))
         except NotDicomFile as exc:
             skipped.append(Skipped(path, str(exc)))
             log.info("skipped %s: %s", path, exc)

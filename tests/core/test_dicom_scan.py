@@ -163,3 +163,22 @@ def test_progress_is_reported(ge_tilt_altered):
     headers = [c for c in calls if c[2] == "reading DICOM headers"]
     pixels = [c for c in calls if c[2] == "reading pixels"]
     assert headers[-1][:2] == (28, 28) and pixels[-1][:2] == (28, 28)
+
+
+def test_headers_read_once_for_scan_then_load_but_changes_are_seen(ge_tilt_altered, tmp_path, monkeypatch):
+    import ctseg_core.io.dicom_scan as dicom_scan
+
+    for f in sorted(ge_tilt_altered.glob("*.dcm"))[:4]:
+        shutil.copy(f, tmp_path / f.name)
+    dicom_scan.clear_header_cache()
+    reads = []
+    real = dicom_scan.read_file_header
+    monkeypatch.setattr(dicom_scan, "read_file_header", lambda p: reads.append(p.name) or real(p))
+    scan_folder(tmp_path)
+    assert load_dicom_series(tmp_path).shape[0] == 4
+    assert sorted(reads) == ["01.dcm", "02.dcm", "03.dcm", "04.dcm"]  # parsed once for both
+    data = (tmp_path / "04.dcm").read_bytes()
+    (tmp_path / "04.dcm").write_bytes(data[:-100])  # changed: read again, and found truncated
+    with pytest.warns(UserWarning, match="04.dcm"):
+        assert load_dicom_series(tmp_path).shape[0] == 3
+    assert reads.count("04.dcm") == 2

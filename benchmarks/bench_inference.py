@@ -86,7 +86,7 @@ def variant_runners(name, full, enc, x):
         t = time.perf_counter()
         with torch.inference_mode():
             fj = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(full, x, check_trace=False)))
-            ej = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(_EncoderSum(enc), x,
+            ej = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(_EncoderSum(enc).eval(), x,
                                                                                   check_trace=False)))
         return eager_runner(fj, x), eager_runner(ej, x), f"trace+freeze {time.perf_counter() - t:.0f} s"
     if name == "compile":
@@ -119,7 +119,7 @@ def onnx_runners(full, enc, x):
     tmp = Path(tempfile.mkdtemp())
     t = time.perf_counter()
     sessions = []
-    for module, name in ((full, "full"), (_EncoderSum(enc), "enc")):
+    for module, name in ((full, "full"), (_EncoderSum(enc).eval(), "enc")):
         path = tmp / f"{name}.onnx"
         torch.onnx.export(module, (x,), str(path), opset_version=18, dynamo=False)
         opts = ort.SessionOptions()

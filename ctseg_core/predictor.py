@@ -9,6 +9,8 @@ Preprocessing comes from the model card's plan (``ctseg_core.preprocess``), the 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctseg_core.atomic import atomic_path
 from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
 from ctseg_core.jobs import CancelToken
 from ctseg_core.volume import LabelMap, Volume
@@ -64,6 +67,65 @@ def slice_order(depth: int, start: int | None = None) -> list[int]:
     return order
 
 
+def onnx_cache_dir() -> Path:
+    """Where exported ONNX models are kept (``CTSEG_CACHE`` or ~/.cache/ctseg), one file per weights hash."""
+    return Path(os.environ.get("CTSEG_CACHE", Path.home() / ".cache" / "ctseg")) / "onnx"
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OnnxRuntimeEngine:
+    """The model run by ONNX Runtime on the CPU (measured faster than eager PyTorch there).
+
+    The model is exported once (TorchScript-based exporter, batch/height/width dynamic) to
+    ``onnx_cache_dir()/<architecture>-<weights hash>.onnx`` and reused by later sessions."""
+
+    def __init__(self, model: nn.Module, card: ModelCard, threads: int | None = None,
+                 cache_dir: Path | None = None):
+        import onnxruntime as ort
+
+        digest = (card.weights_sha256 or _state_digest(model))[:20]
+        self.path = (cache_dir or onnx_cache_dir()) / f"{card.architecture}-{digest}.onnx"
+        if not self.path.is_file():
+            export_onnx(model, self.path, in_chans=int(card.config.get("in_chans", 3)))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(out)
+
+
+def export_onnx(model: nn.Module, path: Path, in_chans: int = 3, size: int = 256) -> Path:
+    """Export ``model`` to ONNX (atomic write) with dynamic batch, height and width."""
+    import warnings
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.zeros(1, in_chans, size, size)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval().cpu(), (x,), str(tmp), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+                          opset_version=18, dynamo=False)
+    return path
+
+
+def _state_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 @dataclass
 class Prediction:
     labels: LabelMap
@@ -80,9 +142,12 @@ class Prediction:
 class Predictor:
     def __init__(self, model: nn.Module, card: ModelCard, device: str | torch.device = "auto",
                  batch_size: int | None = None, tta: bool = False, amp: str = "auto",
-                 channels_last: bool | None = None):
+                 channels_last: bool | None = None, engine: str = "torch"):
         """``amp``: "auto" (bf16 or fp16 autocast on CUDA, fp16 on MPS, none on CPU), "bf16", "fp16" or
-        "off". ``channels_last``: default on for GPUs, off on CPU (measured slower there with GroupNorm)."""
+        "off". ``channels_last``: default on for GPUs, off on CPU (measured slower there with GroupNorm).
+        ``engine``: "torch" (default), "onnxruntime" (CPU only; exports the model once to a cache), or
+        "auto": ONNX Runtime on a CPU where it is installed, else torch (benchmarks/bench_inference.py
+        measures the difference)."""
         self.card = card
         self.plan = check_plan_fits(card)
         self.device = resolve_device(device)
@@ -93,6 +158,7 @@ class Predictor:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self.engine = self._engine(engine, model, card)
         self.batch_size = batch_size
         self.first_batch_size = 1
 
@@ -100,6 +166,15 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kw) -> "Predictor":
         model, card = load_checkpoint(path, device="cpu")
         return cls(model, card, device=device, **kw)
+
+    def _engine(self, engine: str, model: nn.Module, card: ModelCard):
+        if engine not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"engine must be auto, torch or onnxruntime, got {engine!r}")
+        if engine == "onnxruntime" and self.device.type != "cpu":
+            raise ValueError("the onnxruntime engine runs on the CPU only")
+        use_ort = engine == "onnxruntime" or (engine == "auto" and self.device.type == "cpu"
+                                              and self.amp_dtype is None and onnxruntime_available())
+        return OnnxRuntimeEngine(model, card) if use_ort else None
 
     def _amp_dtype(self, amp: str) -> torch.dtype | None:
         if amp == "off":
@@ -178,6 +253,8 @@ class Predictor:
         return p
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.engine is not None:
+            return self.engine(x)
         if self.amp_dtype is None:
             return self.model(x)
         with torch.autocast(self.device.type, dtype=self.amp_dtype):

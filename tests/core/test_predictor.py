@@ -152,3 +152,25 @@ def test_resolve_device():
     assert resolve_device("auto").type in ("cuda", "mps", "cpu")
     with pytest.raises(ValueError, match="amp"):
         threshold_predictor(amp="fp8")
+
+
+def test_onnxruntime_engine_matches_torch(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")  # an optional engine: tested where it is installed (the test extra)
+    from ctseg_core.models import create_model
+
+    monkeypatch.setenv("CTSEG_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = create_model("aa_unet", encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
+    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())
+    path = save_checkpoint(model, card, tmp_path / "tiny")
+    vol = patterned_volume(depth=3, shape=(64, 96))
+    reference = Predictor.from_checkpoint(path, device="cpu", engine="torch").predict(vol)
+    ort = Predictor.from_checkpoint(path, device="cpu", engine="onnxruntime")
+    assert ort.engine.path.parent == tmp_path / "cache" / "onnx" and ort.engine.path.is_file()
+    out = ort.predict(vol)
+    diff = np.abs(out.probabilities.astype(np.float32) - reference.probabilities.astype(np.float32))
+    assert diff.max() < 2e-3
+    agree = (out.labels.array == reference.labels.array).mean()
+    assert agree > 0.999
+    with pytest.raises(ValueError, match="engine"):
+        Predictor(model, card, device="cpu", engine="tensorrt")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ctseg_core.synth import tissues as T
 
@@ -77,14 +78,34 @@ def frame_uv(head: Head, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np
 
 
 def inner_depth(head: Head, u, v, w) -> np.ndarray:
-    """Approximate depth (mm) below the inner table along the ray from the origin (negative outside)."""
+    """Approximate depth (mm) below the inner table along the ray from the origin (negative outside).
+
+    Below w = 0 the vault is deeper and leans backwards (room for the posterior fossa)."""
+    q, rho2 = _vault_terms(head, u, v, w)
     c = head.half_height if w >= 0 else head.half_depth
-    vs = v - (0.18 * -w if w < 0 else 0.0)
+    r = np.sqrt(q + (w / c) ** 2) + 1e-6
+    return (1.0 - r) * np.sqrt(rho2 + w * w + 1e-6) / r
+
+
+def _vault_terms(head: Head, u, v, w: float):
+    """In-plane part of the vault's normalised radius (squared) and of the squared distance to the axis."""
+    lean = float(np.clip(-w / 60.0, 0.0, 1.0))
+    pre = getattr(head, "_vault_cache", None)
+    if pre is not None and pre[0] is u:
+        q0, q1, rho2 = pre[1]
+    else:
+        q0, rho2 = _vault_q(head, u, v, 0.0), u * u + v * v
+        q1 = _vault_q(head, u, v, 11.0)
+        head._vault_cache = (u, (q0, q1, rho2))
+    if lean == 0.0:
+        return q0, rho2
+    return q0 + np.float32(lean) * (q1 - q0), rho2
+
+
+def _vault_q(head: Head, u, v, lean_mm: float):
+    vs = v - lean_mm
     a = head.half_width * (1.0 + head.taper * np.clip(vs / head.half_length, -1.2, 1.0))
-    r2 = (u / a) ** 2 + (vs / head.half_length) ** 2 + (w / c) ** 2
-    rho = np.sqrt(u * u + vs * vs + w * w) + 1e-3
-    r = np.sqrt(r2) + 1e-6
-    return (1.0 - r) * rho / r
+    return ((u / a) ** 2 + (vs / head.half_length) ** 2).astype(np.float32)
 
 
 def floor_height(head: Head, u, v) -> np.ndarray:
@@ -98,7 +119,10 @@ def floor_height(head: Head, u, v) -> np.ndarray:
     petrous = _ridge(au, v, (54 * L, 22 * L), (12 * L, -3 * L), -30, 0.08)
     wing = _ridge(au, v, (50 * L, -24 * L), (10 * L, -26 * L), -26, 0.15)
     clivus = -34 - 0.25 * u * u - 0.3 * np.maximum(0, v - 2 * L) ** 2 - 0.3 * np.maximum(0, -8 * L - v) ** 2
-    return np.maximum(np.maximum(floor, petrous), np.maximum(wing, clivus)) + head.floor_shift
+    floor = np.maximum(np.maximum(floor, petrous), np.maximum(wing, clivus))
+    hole = 1 - (u * u + (v - 16 * L) ** 2) / 15.0 ** 2
+    magnum = np.where(hole > 0, -62 - 60 * hole, 1e3)  # the foramen magnum
+    return np.minimum(floor, magnum) + head.floor_shift
 
 
 def _ridge(au, v, p0, p1, height, k):
@@ -165,20 +189,24 @@ def prepare_extracranial(head: Head, u, v) -> dict:
 def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tissue) -> None:
     """Scalp, skull vault, skull base, sinuses, orbits and face into ``tissue`` (one plane)."""
     skull = pre["frontal"] * np.float32(np.exp(-((w + 4) / 13) ** 2)) + np.float32(head.skull_mm) * (
-        1.0 + pre["vpos"] - pre["lat4"] * np.float32(np.exp(-((w + 10) / 25) ** 2))) + 0.6 * tex
+        1.0 + pre["vpos"] - pre["lat4"] * np.float32(np.exp(-((w + 10) / 25) ** 2)))
     tf = 5.0 * np.exp(-((w + 15) / 18) ** 2)
     scalp = head.scalp_mm + (pre["lat"] * np.float32(tf) if tf > 0.3 else 0.0)
     outer = depth > -(skull + scalp)
+    scalp_fat = (depth < -(skull + 0.45 * scalp)) & (depth > -(skull + 0.7 * scalp))
     if w < -15:
         f = min((-15 - w) / 12, 1.0) * (1.0 - 0.28 * float(np.clip((-70 - w) / 40, 0, 1))) ** 2
-        outer |= pre["face_r2"] < f
+        face = pre["face_r2"] < f
+        outer |= face
+        scalp_fat &= ~ndi.binary_erosion(face, iterations=6) if f > 0.2 else True
     tissue[outer] = T.SOFT
-    tissue[(depth < -(skull + 0.45 * scalp)) & (depth > -(skull + 0.7 * scalp)) & outer] = T.FAT
+    tissue[scalp_fat & outer] = T.FAT
     inside_vault = depth > 0
     below = inside_vault & (w <= floor)
     base_bone = below & (w > floor - pre["base_thick"])
     deep = (outer & (depth <= -(skull + scalp))) | (below & ~base_bone)  # face and neck below the skull base
     tissue[deep] = T.MUSCLE
+    tissue[deep & (tex < -1.1)] = T.FAT  # fat between the muscles of the face and neck
     bone = (depth <= 0) & (depth > -skull)
     tissue[bone | base_bone] = T.DIPLOE
     tissue[bone & ((depth > -1.3) | (depth <= -skull + 1.5))] = T.CORTICAL
@@ -188,8 +216,8 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
         if hit is not None:
             box, e = hit
             t = tissue[box]
-            t[(e < 1.0) & ((t == T.DIPLOE) | (t == T.CORTICAL) | (t == T.MUSCLE)) & (depth[box] < -1.2)
-              | (e < 1.0) & below[box]] = code
+            t[(e < 1.0) & ((t == T.DIPLOE) | (t == T.CORTICAL) | (t == T.MUSCLE) | (t == T.FAT))
+              & ((depth[box] < -1.2) | below[box])] = code
     for ell in pre["mastoids"]:  # porous air in the mastoid bone
         hit = ell.at(w)
         if hit is not None:

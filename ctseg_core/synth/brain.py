@@ -53,8 +53,8 @@ def shift_field(head: Head, mass: MassEffect, u, v, w: float) -> np.ndarray:
 def _capsules(side: int, k: float, L: float):
     """Lateral ventricle centre line (u, v, w, radius) nodes and the segments joining them."""
     s = side
-    nodes = [(s * 6, -33 * L, 12, 3.0 * k), (s * 9, -20 * L, 15, 6.0 * k), (s * 9.5, -2 * L, 19, 4.0 * k),
-             (s * 14, 18 * L, 14, 4.2 * k), (s * 12, 38 * L, 8, 2.0 * k),
+    nodes = [(s * 6.5, -33 * L, 12, 3.5 * k), (s * 10, -20 * L, 15, 7.0 * k), (s * 10.5, -2 * L, 19, 5.5 * k),
+             (s * 15, 18 * L, 14, 5.5 * k), (s * 12, 38 * L, 8, 2.5 * k),
              (s * 24, 12 * L, -6, 3.2 * k), (s * 27, -12 * L, -20, 2.0 * k)]
     segs = [(0, 1), (1, 2), (2, 3), (3, 4), (3, 5), (5, 6)]
     return nodes, segs

@@ -25,7 +25,8 @@ class SynthCase:
     labels: LabelMap  # uint8 class ids on the same grid
     lesions: list[dict]  # what was placed (JSON-able)
     seed: int
-    tissue: np.ndarray | None = field(default=None, repr=False)  # uint8 tissue codes (ctseg_core.synth.tissues)
+    tissue: np.ndarray | None = field(default=None, repr=False)  # uint8 tissue codes (ctseg_core.synth.tissues);
+    # MIXED where the planes that make one slice disagree (partial volume along z)
     params: dict = field(default_factory=dict)  # head and acquisition parameters (JSON-able)
 
 
@@ -42,7 +43,7 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
     extras = sample_extras(rng, head)
     hu_lut, amp_lut = T.hu_table(rng)
     dz = 1.0 if thin else 5.0
-    bottom = head.centre_z - rng.uniform(68, 80)  # just below the foramen magnum
+    bottom = head.centre_z - rng.uniform(60, 72)  # about the foramen magnum
     top = head.vertex_z + rng.uniform(0.0, 4.0)
     if n_slices is None:
         n_slices = int(np.ceil((top - bottom) / dz)) + 1
@@ -96,7 +97,6 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
     hu_crop = np.zeros(shape_c, np.float32)
     frac = {les["cls"]: np.zeros(shape_c, np.float32) for les in lesions}
     tissue_crop = np.zeros(shape_c, np.uint8)
-    centre_sub = int(np.argmax(wts))
     for k in range(n):
         for j, (off, wt) in enumerate(zip(offs, wts)):
             p = k * len(offs) + j
@@ -106,8 +106,10 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
             hu_crop[k] += wt * hu_plane
             for cls, m in masks.items():
                 frac[cls][k] += wt * m
-            if j == centre_sub:
+            if j == 0:
                 tissue_crop[k] = t_plane
+            else:  # where the slab's planes disagree the voxel is a partial-volume mix
+                tissue_crop[k][tissue_crop[k] != t_plane] = T.MIXED
     sigma_px = float(np.clip(0.3 / ps, 0.4, 0.9))
     hu_crop = blur_inplane(hu_crop, sigma_px)
     labels = np.zeros((n, ny, nx), np.uint8)
@@ -124,9 +126,10 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
                                sigma_px)
         hu[:] = table2d
         tissue[:, table2d > -500] = T.TABLE
-    hu[:, y0:y1, x0:x1] = np.where(tissue_crop == T.AIR, hu[:, y0:y1, x0:x1], hu_crop)
-    tissue[:, y0:y1, x0:x1] = np.where(tissue_crop == T.AIR, tissue[:, y0:y1, x0:x1], tissue_crop)
-    noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 4.5), rng.uniform(0.9, 1.3))
+    body = (tissue_crop != T.AIR) | (hu_crop > -990)
+    np.copyto(hu[:, y0:y1, x0:x1], hu_crop, where=body)
+    np.copyto(tissue[:, y0:y1, x0:x1], tissue_crop, where=body)
+    noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 4.5), 3 if ps < 0.7 else 2)
     hu[:, y0:y1, x0:x1] += noise
     # air outside the head box: the same grain, wrapped (cheaper than drawing the whole volume)
     outside = np.pad(noise, ((0, 0), (y0, ny - y1), (x0, nx - x1)), mode="wrap")

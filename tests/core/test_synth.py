@@ -38,7 +38,7 @@ def test_tissue_ct_numbers(mixed):
         away = bone | (case.labels.array > 0)  # partial volume with bone or blood is not the tissue's own number
         grey, white = hu[_far_from(inner(T.GREY), away, 3)].mean(), hu[_far_from(inner(T.WHITE), away, 3)].mean()
         assert 35 <= grey <= 45 and 22 <= white <= 30 and grey > white + 5, (case.seed, grey, white)
-        vent = hu[inner(T.VENTRICLE)]
+        vent = hu[_far_from(inner(T.VENTRICLE), case.labels.array > 0, 2)]
         assert 0 <= vent.mean() <= 15, (case.seed, vent.mean())
         csf = _far_from(inner(T.CSF), away, 3)
         assert 0 <= hu[csf].mean() <= 15, (case.seed, hu[csf].mean())
@@ -70,10 +70,10 @@ def test_lesion_ct_numbers_and_place(by_class, cls):
     for case in by_class[cls]:
         lab, hu, tis = case.labels.array, case.volume.array, case.tissue
         m = lab == cls
-        assert m.sum() > 10, (case.seed, case.lesions)
+        assert m.sum() > 3, (case.seed, case.lesions)
         assert set(np.unique(lab)) <= {0, cls}
         assert lo <= hu[m].mean() <= hi, (case.seed, hu[m].mean())
-        under = tis[m]
+        under = tis[m & (tis != T.MIXED)]  # the anatomy under the label where the slice is one tissue
         if cls in (2, 4, 5):  # extra-axial: fills the epidural/subdural space and touches the inner table
             bone = np.isin(tis, T.BONE)
             near = ndi.binary_dilation(m, np.ones((1, 5, 5), bool))
@@ -87,7 +87,7 @@ def test_lesion_ct_numbers_and_place(by_class, cls):
         elif cls == 3:
             assert np.mean(under == T.CSF) > 0.9
         elif cls == 6:
-            assert np.isin(under, T.INTRACRANIAL).all()
+            assert np.isin(under, T.INTRACRANIAL).all() and len(under) > 0
             per_slice = m.sum(axis=(1, 2))
             px_area = case.volume.spacing[1] * case.volume.spacing[2]
             mm2 = per_slice[per_slice > 0] * px_area

@@ -220,8 +220,7 @@ class Predictor:
                 continue
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            p = self._predict_batch(volume.array, zs, grid)  # (n, C, H, W) float16 on the scan's grid
-            lab = p.argmax(axis=1).astype(np.uint8)
+            p, lab = self._predict_batch(volume.array, zs, grid)  # on the scan's grid
             for i, z in enumerate(zs):
                 probs[z] = p[i]
                 labels[z] = lab[i]
@@ -236,15 +235,17 @@ class Predictor:
     def model_classes(self) -> int:
         return int(self.card.config.get("num_classes", len(self.card.classes)))
 
-    def _predict_batch(self, hu: np.ndarray, zs: list[int], grid) -> np.ndarray:
+    def _predict_batch(self, hu: np.ndarray, zs: list[int], grid) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (n, C, H, W) float16, labels (n, H, W) uint8) for slices ``zs``."""
         x = torch.from_numpy(np.stack([self.plan.input_stack(hu, z) for z in zs]))
         x = grid.to_model(x).to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             p = self._probabilities(x)
-            p = grid.to_scan(p).to(torch.float16)
-            return p.cpu().numpy()
+            p = grid.to_scan(p)
+            labels = p.argmax(dim=1).to(torch.uint8)  # in torch: numpy's float16 argmax is slow
+            return p.to(torch.float16).cpu().numpy(), labels.cpu().numpy()
 
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         p = torch.softmax(self._forward(x).float(), dim=1)

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from ctseg_core.io import load_volume
 from ctseg_core.io.images import read_labels
+from ctseg_core.labels import CLASSES
 from ctseg_core.synth import generate_case, write_case
 from ctseg_core.volume import to_sitk
 
@@ -94,3 +95,18 @@ def test_synth_command(tmp_path):
                  "--tilt", "10"]) == 0
     assert len(list((tmp_path / "d" / "case_3_dicom").glob("*.dcm"))) > 20
     assert main(["synth", "--n", "1", "--out", str(tmp_path), "--tilt", "5"]) == 2  # tilt needs DICOM: clear error
+
+
+def test_bundled_demo_case():
+    from ctseg_core.resources import DEMO_CT, DEMO_TRUTH
+
+    vol = load_volume(DEMO_CT)
+    lab = read_labels(DEMO_TRUTH, like=vol)
+    assert vol.shape[1:] == (512, 512) and 24 <= vol.shape[0] <= 32
+    present = set(np.unique(lab.array)) - {0}
+    assert len(present) >= 3 and {1, 2, 3, 7} <= present
+    assert sitk.ReadImage(str(DEMO_CT)).GetPixelID() == sitk.sitkInt16
+    assert DEMO_CT.stat().st_size + DEMO_TRUTH.stat().st_size < 10e6
+    for c in present:  # each class shows its own CT numbers
+        lo, hi = CLASSES[c].hu_range
+        assert lo <= vol.array[lab.array == c].mean() <= hi

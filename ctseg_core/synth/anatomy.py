@@ -56,9 +56,10 @@ def sample_head(rng: np.random.Generator, fov_mm: float) -> Head:
         half_width=float(hw), half_length=float(hl), half_height=float(hl * rng.uniform(0.84, 0.94)),
         half_depth=float(hl * rng.uniform(1.02, 1.12)), taper=float(rng.uniform(0.04, 0.1)),
         skull_mm=float(rng.uniform(4.0, 6.0)), scalp_mm=float(rng.uniform(4.0, 7.0)), gap_mm=float(rng.uniform(0.6, 2.2)),
-        ventricle_scale=float(rng.uniform(0.8, 1.35)), floor_shift=float(rng.uniform(-4, 4)),
+        ventricle_scale=float(rng.uniform(1.0, 1.45)), floor_shift=float(rng.uniform(-4, 4)),
         mastoid_air=float(rng.uniform(0.2, 0.8)), table=bool(rng.random() < 0.7),
         table_radius=0.0, table_offset=float(rng.uniform(6, 20)))
+    head.ventricle_scale += 0.3 * (head.gap_mm - 0.6) / 1.6  # atrophy: wider sulci and larger ventricles
     j = lambda s: float(rng.normal(0, s))  # noqa: E731
     sph = (j(2), -14 + j(2), -44 + j(2), 13 + j(2), 11 + j(2), 10 + j(2), T.SINUS_AIR)
     eth = (0.0, -46 + j(2), -38 + j(2), 10, 19, 12, T.SINUS_AIR)
@@ -193,7 +194,7 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
     tf = 5.0 * np.exp(-((w + 15) / 18) ** 2)
     scalp = head.scalp_mm + (pre["lat"] * np.float32(tf) if tf > 0.3 else 0.0)
     outer = depth > -(skull + scalp)
-    scalp_fat = (depth < -(skull + 0.45 * scalp)) & (depth > -(skull + 0.7 * scalp))
+    scalp_fat = (depth < -(skull + 0.5 * scalp)) & (depth > -(skull + 0.62 * scalp))
     if w < -15:
         f = min((-15 - w) / 12, 1.0) * (1.0 - 0.28 * float(np.clip((-70 - w) / 40, 0, 1))) ** 2
         face = pre["face_r2"] < f

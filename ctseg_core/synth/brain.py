@@ -133,8 +133,8 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w: float, 
     # posterior fossa: cerebellum (folia) and brainstem
     below_tent = post & (w < w_tent) | (w < -30) & (v > -2 * L)
     cereb = below_tent & (d > 0)
-    t[cereb] = T.GREY
-    t[cereb & (d > 14) & (np.abs(np.abs(um) - 14) < 6) & (ag < 0.6)] = T.DEEP_GREY  # dentate region
+    t[cereb] = T.DEEP_GREY  # cortex and white matter of the folia are too fine to resolve: a mix
+    t[cereb & (d < 2.0)] = T.GREY
     t[cereb & (ag < 0.03 + 0.03 * head.gap_mm) & (d < 10)] = T.CSF  # a few fissures between folia
     bs_v = (10 + (-w - 10) * 0.3) * L
     if w < -8:
@@ -153,7 +153,8 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w: float, 
     # dura: falx in the fissure, tentorium
     falx = (np.abs(um) < 0.45) & fissure & (d_conv > -gap + 0.5)
     t[falx] = T.DURA
-    t[post & (np.abs(w - w_tent) < 0.9) & (np.abs(um) > 8)] = T.DURA
+    slope2 = (0.013 * um) ** 2 + (0.009 * np.maximum(v - 8 * L, 0)) ** 2  # drawn where it crosses the plane steeply
+    t[post & (np.abs(w - w_tent) < 0.6) & (np.abs(um) > 8) & (slope2 > 0.12)] = T.DURA
     # physiological calcifications
     if ex.choroid_calc:
         for s in (-1, 1):

@@ -129,7 +129,7 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
     body = (tissue_crop != T.AIR) | (hu_crop > -990)
     np.copyto(hu[:, y0:y1, x0:x1], hu_crop, where=body)
     np.copyto(tissue[:, y0:y1, x0:x1], tissue_crop, where=body)
-    noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 4.5), 3 if ps < 0.7 else 2)
+    noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 4.0), 3 if ps < 0.7 else 2)
     hu[:, y0:y1, x0:x1] += noise
     # air outside the head box: the same grain, wrapped (cheaper than drawing the whole volume)
     outside = np.pad(noise, ((0, 0), (y0, ny - y1), (x0, nx - x1)), mode="wrap")

@@ -216,7 +216,7 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
             m |= vent & (np.abs(um) < 4) & (w < 10)
         return m
     if cls == ICH:
-        return _ich_ratio(les, um, v, w, ctx["tex"]) < 1.0
+        return _ich_ratio(les, um, v, w, ctx["tex"], ctx["tex2"]) < 1.0
     if cls == PNEUMO:
         m = np.zeros(u.shape, bool)
         for p in les["pockets"]:
@@ -226,10 +226,11 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
     raise ValueError(cls)
 
 
-def _ich_ratio(les, um, v, w, tex):
+def _ich_ratio(les, um, v, w, tex, fine):
+    """Normalised radius of the (irregular) ICH: < 1 inside; lobulated by a coarse and a fine field."""
     c, r = les["centre"], les["radius_mm"]
     dist = np.sqrt((um - c[0]) ** 2 + (v - c[1]) ** 2 + ((w - c[2]) * 1.15) ** 2)
-    return dist / (r * (1.0 + les["irregularity"] * tex))
+    return dist / (r * (1.0 + les["irregularity"] * (0.6 * tex + 0.5 * fine)))
 
 
 def paint(les: dict, mask: np.ndarray, hu: np.ndarray, ctx: dict) -> None:
@@ -245,7 +246,7 @@ def paint(les: dict, mask: np.ndarray, hu: np.ndarray, ctx: dict) -> None:
         elif les["mode"] == "mixed":
             val += (les["dense_hu"] - les["hu"]) * (tex2 > 0.7)
     if cls == ICH:
-        ratio = _ich_ratio(les, ctx["um"], ctx["v"], ctx["w"], tex)
+        ratio = _ich_ratio(les, ctx["um"], ctx["v"], ctx["w"], tex, tex2)
         rim = (ratio >= 1.0) & (ratio < 1.0 + les["oedema_mm"] / les["radius_mm"]) & np.isin(
             ctx["tissue"], (T.GREY, T.WHITE, T.DEEP_GREY))
         hu[rim] = les["oedema_hu"] + 1.5 * tex2[rim]

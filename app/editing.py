@@ -239,6 +239,7 @@ class EditingController(QObject):
         self.case = case
         if origin in ("recovered", "final"):
             session.set_final(labels)
+            self._show_stored_prediction(case, volume)
         elif origin == "prediction":  # the stored model output is the map to edit until a final exists
             session.final.array[:] = labels.array
             session.prediction.array[:] = labels.array
@@ -256,6 +257,17 @@ class EditingController(QObject):
             self.autosave_timer.start(0)
         self.case_opened.emit(case)
         self.cases_changed.emit()
+
+    def _show_stored_prediction(self, case, volume) -> None:
+        """The stored model output, for comparing with the corrections (Labels: prediction)."""
+        try:
+            prediction = case.load_prediction(volume)
+        except (CtsegError, OSError) as exc:
+            self.session.log(f"the stored prediction could not be read: {exc}", "warning")
+            return
+        if prediction is not None:
+            self.session.prediction.array[:] = prediction.array
+            self.session.labels_changed.emit(PREDICTION, None)
 
     def _autosave(self) -> None:
         if self.case is None or self._history is None or not self.dirty:

@@ -13,7 +13,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from conftest import open_and_wait, phantom_volume
+from gui_helpers import open_and_wait, phantom_volume
 from ctseg_core.edit import HU_PRESETS, PaintMode, PaintPolicy, ops
 from ctseg_core.io.images import read_labels, write_volume
 

@@ -1,0 +1,114 @@
+"""The annotation store in the app: Cases dock, opening cases, review status, prediction stored with the
+model version, saving on case switch. Small generated scans in a temporary workspace."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from gui_helpers import ThresholdPredictor, open_and_wait
+from test_tools import click, drag, make_window, workspace, write_phantom  # noqa: F401  (fixture)
+from ctseg_core.io.images import read_labels
+from ctseg_core.store import Workspace
+
+
+def _open_row(qtbot, win, panel, row):
+    """Double-click a row of the case table and wait for the scan to open."""
+    rect = panel.table.visualItemRect(panel.table.item(row, 0))
+    with qtbot.waitSignal(win.pipeline_done, timeout=60000):
+        QTest.mouseClick(panel.table.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())  # Qt 6 item views
+        QTest.mouseDClick(panel.table.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())  # need both
+
+
+def test_case_list_status_filter_next_unreviewed_and_save_on_switch(qtbot, settings, tmp_path, workspace):
+    scans = [write_phantom(tmp_path / f"scan{n}.nii.gz", seed_shift=float(n)) for n in range(3)]
+    win, editor = make_window(qtbot, settings, tmp_path, workspace, autosave_ms=600000)
+    panel = editor.cases_panel
+    for scan in scans:
+        assert open_and_wait(qtbot, win, scan) == "no model"
+    assert panel.table.rowCount() == 3
+    assert [panel.table.item(r, 1).text() for r in range(3)] == ["new"] * 3
+    assert [panel.table.item(r, 0).text() for r in range(3)] == [s.name for s in scans]
+    assert panel.table.item(2, 0).font().bold()  # the open case
+
+    # edit the open case (scan2), mark it corrected with the annotator's name from the panel
+    panel.annotator.setText("dr_test")
+    panel.annotator.editingFinished.emit()
+    assert settings.value("review/annotator") == "dr_test"
+    win.session.set_position(5, 64, 64)
+    win.session.set_active_class(1)
+    editor.select_tool("flood fill")
+    click(win.views["axial"], 47, 50)
+    edited = win.session.final.array.copy()
+    panel.status.setCurrentIndex(panel.status.findData("corrected"))
+    panel.set_status_button.click()
+    rec = Workspace(workspace).case(editor.case.id).record
+    assert rec.status == "corrected" and rec.annotator == "dr_test"
+    assert np.array_equal(read_labels(editor.case.final_path).array, edited)  # saved before the status
+    assert panel.table.item(2, 1).text() == "corrected" and "ICH" in panel.table.item(2, 2).text()
+
+    # filter by status
+    panel.filter.setCurrentIndex(panel.filter.findData("corrected"))
+    assert panel.table.rowCount() == 1 and panel.table.item(0, 0).text() == "scan2.nii.gz"
+    panel.filter.setCurrentIndex(panel.filter.findData("new"))
+    assert [panel.table.item(r, 0).text() for r in range(panel.table.rowCount())] == ["scan0.nii.gz", "scan1.nii.gz"]
+    panel.filter.setCurrentIndex(0)
+
+    # next unreviewed: the oldest "new" case opens; the edits of the case left behind are saved on the switch
+    win.session.set_active_class(3)
+    click(win.views["axial"], 47, 50)  # unsaved edit in scan2 (autosave is far away)
+    edited = win.session.final.array.copy()
+    scan2_final = editor.case.final_path
+    with qtbot.waitSignal(win.pipeline_done, timeout=60000):
+        panel.next_button.click()
+    assert editor.case.record.source.path == str(scans[0].resolve())
+    assert np.array_equal(read_labels(scan2_final).array, edited)
+    assert not win.session.final.array.any()  # scan0 has no labels yet
+
+    # double-click opens a case: back to scan2, its saved map is loaded and locked against the model
+    row = [panel.table.item(r, 0).text() for r in range(3)].index("scan2.nii.gz")
+    _open_row(qtbot, win, panel, row)
+    assert editor.case.final_path == scan2_final
+    assert np.array_equal(win.session.final.array, edited) and win.session.edited_slices.all()
+    win.close()
+    win.inference.shutdown()
+
+
+def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit(qtbot, settings, tmp_path,
+                                                                                 workspace):
+    scan = write_phantom(tmp_path / "scan.nii.gz")
+    win, editor = make_window(qtbot, settings, tmp_path, workspace)
+    with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
+        win.load_predictor(ThresholdPredictor())
+    assert open_and_wait(qtbot, win, scan) == "inferred"
+    case = editor.case
+    qtbot.waitUntil(lambda: Workspace(workspace).case(case.id).record.prediction_saved != "", timeout=10000)
+    predicted = win.session.prediction.array.copy()
+    assert predicted.any()
+    assert np.array_equal(read_labels(case.folder / "prediction.nii.gz").array, predicted)
+    assert "stub-threshold v0" in Workspace(workspace).case(case.id).record.model_version
+    assert np.array_equal(win.session.final.array, predicted)  # the prediction is the editable map
+    win.close()  # nothing edited: no final map is written
+    win.inference.shutdown()
+    assert not case.final_path.exists()
+
+    # reopened without a model: the stored prediction is loaded as the map to edit
+    win2, editor2 = make_window(qtbot, settings, tmp_path, workspace)
+    logs = []
+    win2.session.log_message.connect(lambda level, text: logs.append(text))
+    assert open_and_wait(qtbot, win2, scan) == "no model"
+    assert np.array_equal(win2.session.final.array, predicted)
+    assert np.array_equal(win2.session.prediction.array, predicted)
+    assert any("editing the stored prediction (stub-threshold v0" in t for t in logs)
+    # an edit on top of it, then undo: back to the prediction bit for bit
+    win2.session.set_position(5, 64, 64)
+    win2.session.set_active_class(0)
+    editor2.select_tool("component")
+    click(win2.views["axial"], 47, 50)
+    assert not win2.session.final.array[5].any() and win2.session.final.array[4].any()  # 2-D: this slice only
+    assert editor2.undo_action.text() == "Undo remove component"
+    editor2.undo()
+    assert np.array_equal(win2.session.final.array, predicted)
+    win2.close()
+    win2.inference.shutdown()

@@ -58,9 +58,12 @@ class EditingController(QObject):
     saved = Signal(str)  # case id
 
     def __init__(self, window, workspace_root: str | Path | None = None, autosave_ms: int = AUTOSAVE_MS,
-                 budget_bytes: int = DEFAULT_BUDGET_BYTES):
+                 budget_bytes: int | None = None):
         super().__init__(window)
         self.window, self.session, self.settings = window, window.session, window.settings
+        if budget_bytes is None:  # undo memory per case (QSettings editing/undo_budget_mb)
+            budget_bytes = int(float(self.settings.value("editing/undo_budget_mb", DEFAULT_BUDGET_BYTES / 2**20))
+                               * 2**20)
         self.budget_bytes = budget_bytes
         self.options = ToolOptions(self)
         self.tools = create_tools(self)
@@ -75,7 +78,9 @@ class EditingController(QObject):
         self.autosave_timer = QTimer(self, singleShot=True, interval=autosave_ms)
         self.autosave_timer.timeout.connect(self._autosave)
         self.options.changed.connect(self._on_options)
+        self._opening = False
         self.session.volume_changed.connect(self._on_volume)
+        self.session.labels_changed.connect(self._on_labels_replaced)
         window.inference.finished.connect(self._on_inference_finished)
         self._hook_close(window)
         root = workspace_root or self.settings.value("workspace/root", "") or default_root()
@@ -226,6 +231,14 @@ class EditingController(QObject):
         if ws is None or not session.has_volume():
             return
         volume = session.volume
+        self._opening = True
+        try:
+            self._load_case(ws, volume)
+        finally:
+            self._opening = False
+
+    def _load_case(self, ws, volume) -> None:
+        session = self.session
         try:
             case = ws.open_case(volume, volume.meta.source_path or None)
             pending = len(case.journal)
@@ -254,9 +267,22 @@ class EditingController(QObject):
             session.log(f"recovered {pending} edit step(s) of case {case.id} that were not saved when the app "
                         "last closed; they are saved now", "warning")
             self._changes += 1
-            self.autosave_timer.start(0)
+            QTimer.singleShot(0, self._autosave)
         self.case_opened.emit(case)
         self.cases_changed.emit()
+
+    def _on_labels_replaced(self, which: str, box) -> None:
+        """A whole new corrected map (e.g. File > Open label map): edit and save that one."""
+        final = self.session.final
+        if (which != FINAL or box is not None or self._opening or final is None or self._labels is None
+                or final.array is self._labels.array):
+            return
+        self._new_history(final)
+        if self.case is not None:
+            self._changes += 1
+            self.autosave_timer.start()
+            self.session.log(f"the new label map replaces the corrected map of case {self.case.id} "
+                             "(saved in a few seconds; earlier steps cannot be undone)")
 
     def _show_stored_prediction(self, case, volume) -> None:
         """The stored model output, for comparing with the corrections (Labels: prediction)."""

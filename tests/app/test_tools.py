@@ -427,3 +427,34 @@ def test_exit_saves_and_reopening_loads_the_final_map(qtbot, settings, tmp_path,
     assert win2.session.edited_slices.all()  # a model run will not overwrite the saved corrections
     win2.close()
     win2.inference.shutdown()
+
+
+def test_undo_budget_drops_the_oldest_steps(edit_win):
+    win, editor = edit_win
+    s, ax = win.session, win.views["axial"]
+    editor.history.budget_bytes = 1200  # about two small strokes
+    editor.select_tool("brush")
+    editor.options.set(radius_mm=3.0)
+    for row in (20, 40, 60, 80):
+        drag(ax, [(row, 20), (row, 30)])
+    h = editor.history
+    assert h.dropped_steps >= 1 and h.undo_count == 4 - h.dropped_steps and h.nbytes <= 1200
+    while h.can_undo:
+        editor.undo()
+    assert (s.final.array[5, 18:23] != 0).any()  # the first stroke is beyond the budget: it stays
+    assert not s.final.array[5, 75:90].any()
+
+
+def test_a_loaded_label_map_replaces_the_final_map_and_is_saved(edit_win, qtbot, tmp_path):
+    from ctseg_core.io.images import write_labels
+    from ctseg_core.volume import LabelMap
+
+    win, editor = edit_win
+    labels = np.zeros(win.session.volume.shape, np.uint8)
+    labels[4:7, 30:40, 30:40] = 5
+    path = tmp_path / "other.nii.gz"
+    write_labels(LabelMap(labels, win.session.volume.geometry), path)
+    assert win.open_labels(str(path))
+    assert editor.history.labels is win.session.final.array
+    qtbot.waitUntil(lambda: editor.case.final_path.exists() and not editor.dirty, timeout=10000)
+    assert np.array_equal(read_labels(editor.case.final_path).array, labels)

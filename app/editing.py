@@ -21,6 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog
+from shiboken6 import isValid
 
 from ctseg_core.edit import History, PaintPolicy, ops
 from ctseg_core.edit.history import DEFAULT_BUDGET_BYTES
@@ -326,13 +327,23 @@ class EditingController(QObject):
                 return
             self._on_saved(case)
 
+    def _alive(self) -> bool:
+        """False once the window (and this controller) is gone while a background job was finishing."""
+        return isValid(self) and isValid(self.session)
+
+    def _log(self, text: str, level: str = "info") -> None:
+        if self._alive():
+            self.session.log(text, level)
+
     def _on_saved(self, case) -> None:
+        if not self._alive():
+            return
         self.session.log(f"case {case.id} saved")
         self.saved.emit(case.id)
         self.cases_changed.emit()
 
     def _on_save_failed(self, error) -> None:
-        self.session.log(f"autosave failed: {error.message()} (the edit journal still holds the edits)", "error")
+        self._log(f"autosave failed: {error.message()} (the edit journal still holds the edits)", "error")
 
     def wait_for_save(self, timeout: float | None = 30.0) -> bool:
         return self._save_idle.wait(timeout)
@@ -360,8 +371,8 @@ class EditingController(QObject):
         copy = LabelMap(labels.copy(), volume.geometry)
         version = self.session.model_summary or "unknown model"
         run_task(lambda: case.save_prediction(copy, version),
-                 lambda _: self.session.log(f"prediction stored in case {case.id}"),
-                 lambda e: self.session.log(f"could not store the prediction: {e.message()}", "error"))
+                 lambda _: self._log(f"prediction stored in case {case.id}"),
+                 lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
 
     # ---- review ----
     @property

@@ -56,6 +56,7 @@ class EditingController(QObject):
     case_opened = Signal(object)  # ctseg_core.store.Case or None
     cases_changed = Signal()  # a case was created, saved or its status changed
     history_changed = Signal()
+    annotator_changed = Signal(str)
     saved = Signal(str)  # case id
 
     def __init__(self, window, workspace_root: str | Path | None = None, autosave_ms: int = AUTOSAVE_MS,
@@ -381,6 +382,7 @@ class EditingController(QObject):
 
     def set_annotator(self, name: str) -> None:
         self.settings.setValue("review/annotator", name.strip())
+        self.annotator_changed.emit(name.strip())
 
     def set_status(self, status: str) -> None:
         if self.case is None:
@@ -395,6 +397,12 @@ class EditingController(QObject):
         self.session.log(f"case {self.case.id}: {status.replace('_', ' ')}"
                          + (f" by {self.annotator}" if self.annotator else ""))
         self.cases_changed.emit()
+
+    def request_status(self, status: str) -> None:
+        """Set the status from the menu / case panel: ask for the annotator's name first if none is known."""
+        if not self.annotator and getattr(self.window, "interactive", False):
+            _ask_annotator(self.window, self)
+        self.set_status(status)
 
     def open_record(self, record) -> None:
         """Open a case of the workspace (its source scan)."""
@@ -490,7 +498,7 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
 
     review = window.menu("&Review")
     for status, title in REVIEW_STATUSES.items():
-        _add(window, review, f"Mark as {title.lower()}", lambda s=status: c.set_status(s))
+        _add(window, review, f"Mark as {title.lower()}", lambda s=status: c.request_status(s))
     review.addSeparator()
     _add(window, review, "Annotator name...", lambda: _ask_annotator(window, c))
     _add(window, review, "Open next unreviewed case", c.open_next_unreviewed, ("Ctrl+N",))

@@ -58,7 +58,7 @@ class CasesPanel(QWidget):
             self.status.addItem(STATUS_TITLES[status].capitalize(), status)
         self.set_status_button = QPushButton("Set status")
         self.set_status_button.setToolTip("review status of the open case (saved with the annotator's name)")
-        self.set_status_button.clicked.connect(lambda: editor.set_status(self.status.currentData()))
+        self.set_status_button.clicked.connect(lambda: editor.request_status(self.status.currentData()))
         self.annotator = QLineEdit(editor.annotator)
         self.annotator.setPlaceholderText("annotator name")
         self.annotator.editingFinished.connect(lambda: editor.set_annotator(self.annotator.text()))
@@ -83,6 +83,8 @@ class CasesPanel(QWidget):
         layout.addWidget(self.annotator)
         layout.addWidget(self.workspace_label)
         editor.cases_changed.connect(self.refresh)
+        editor.annotator_changed.connect(lambda name: self.annotator.setText(name) if name != self.annotator.text()
+                                         else None)
         editor.case_opened.connect(lambda _: self.refresh())
         self.refresh()
 

@@ -1,24 +1,27 @@
 """Polygon / lasso fill on one slice: drag to draw a lasso (filled on release), or click vertices and
-click the first one again to close the polygon. Esc drops it. Honours the HU limit and the paint mode."""
+close the polygon by clicking the first vertex again or double-clicking. Esc drops it. Honours the HU
+limit and the paint mode."""
 
 from __future__ import annotations
 
 import math
 
 import pyqtgraph as pg
+from PySide6.QtCore import QPointF
 
 from ctseg_core.edit import ops
 from app.tools.base import EditTool
 from app.tools.plane_ops import run_in_plane, stroke_point
 
-CLOSE_DISTANCE_PX = 1.5  # a click this close (in pixels of the slice) to the first vertex closes the polygon
+CLOSE_DISTANCE_PX = 8.0  # a click this close (screen pixels) to the first or the last vertex closes the polygon
 
 
 class PolygonTool(EditTool):
     name = "polygon"
     title = "Polygon"
     shortcut = "P"
-    tip = "drag a lasso, or click vertices and click the first one to close; the inside gets the active class"
+    tip = ("drag a lasso, or click vertices and close with a click on the first one or a double-click; "
+           "the inside gets the active class")
     options = ("threshold", "mode")
 
     def __init__(self, editor):
@@ -37,7 +40,7 @@ class PolygonTool(EditTool):
             self.escape()
         if not self._vertices:
             self._view, self._slice = ev.view, s
-        elif len(self._vertices) >= 3 and self._near_first(r, c):
+        elif len(self._vertices) >= 3 and self._closes(r, c):
             self.close()
             return True
         self._dragged = False
@@ -57,9 +60,15 @@ class PolygonTool(EditTool):
                 self._add(*stroke_point(ev)[1:])
             self.close()
 
-    def _near_first(self, r, c) -> bool:
-        r0, c0 = self._vertices[0]
-        return math.hypot(r - r0, c - c0) <= CLOSE_DISTANCE_PX
+    def _screen(self, r: float, c: float):
+        x, y = self._view.index_to_view(r + 0.5, c + 0.5)
+        return self._view.viewbox.mapViewToScene(QPointF(x, y))
+
+    def _closes(self, r, c) -> bool:
+        """A click on the first vertex (closing the loop) or on the last one (a double-click)."""
+        p = self._screen(r, c)
+        return any(math.hypot(p.x() - q.x(), p.y() - q.y()) <= CLOSE_DISTANCE_PX
+                   for q in (self._screen(*self._vertices[0]), self._screen(*self._vertices[-1])))
 
     def _add(self, r: float, c: float) -> None:
         if self._vertices and self._vertices[-1] == (r, c):

@@ -251,6 +251,14 @@ def test_polygon_lasso_and_clicked_polygon(edit_win):
     expected = before.copy()
     ops.polygon_fill(expected, 6, [stroke_point(ax, p)[1:] for p in pts], 5).apply(expected)
     assert np.array_equal(s.final.array, expected) and (expected[6] == 5).sum() >= 19 * 19
+    # a double-click on the last vertex closes it too
+    s.set_position(7, 64, 64)
+    before = s.final.array.copy()
+    pts = [click(ax, *c) for c in [(10, 60), (10, 90), (25, 75)]]
+    click(ax, 25, 75)
+    expected = before.copy()
+    ops.polygon_fill(expected, 7, [stroke_point(ax, p)[1:] for p in pts], 5).apply(expected)
+    assert np.array_equal(s.final.array, expected) and (expected[7] == 5).sum() > 150
     # Esc drops a polygon in progress, a second Esc returns to navigation
     click(ax, 10, 10)
     click(ax, 10, 20)

@@ -112,3 +112,25 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     assert np.array_equal(win2.session.final.array, predicted)
     win2.close()
     win2.inference.shutdown()
+
+
+def test_esc_still_cancels_inference_when_no_tool_is_busy(qtbot, settings, tmp_path, workspace):
+    from test_tools import key
+
+    scan = write_phantom(tmp_path / "scan.nii.gz")
+    win, editor = make_window(qtbot, settings, tmp_path, workspace)
+    with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
+        win.load_predictor(ThresholdPredictor(delay_s=0.3))
+    editor.select_tool("polygon")
+    with qtbot.waitSignal(win.pipeline_done, timeout=60000) as done:
+        win.open_path(scan)
+        qtbot.waitUntil(lambda: win.session.inference_running, timeout=30000)
+        click(win.views["axial"], 10, 10)
+        key(win, Qt.Key_Escape)  # 1: drops the polygon in progress, inference goes on
+        assert editor.tools["polygon"].vertices == [] and win.session.inference_running
+        key(win, Qt.Key_Escape)  # 2: leaves the tool
+        assert win.session.active_tool is None and win.session.inference_running
+        key(win, Qt.Key_Escape)  # 3: cancels the model run
+    assert done.args[0] == "cancelled"
+    win.close()
+    win.inference.shutdown()

@@ -345,6 +345,11 @@ def test_keys_switch_class_tools_and_brush_size_without_clashes(edit_win):
     k0 = s.position[0]
     key(win, Qt.Key_Up)
     assert s.position[0] == k0 + 1
+    # typing in a text field of the window does not trigger the single-key shortcuts
+    name = editor.cases_panel.annotator
+    name.setFocus()
+    QTest.keyClicks(name, "Bob 2 E")
+    assert name.text() == "Bob 2 E" and s.active_class == 7 and s.active_tool is None
     shortcuts = [seq.toString() for a in win.findChildren(QAction) for seq in a.shortcuts()]
     assert len(shortcuts) == len(set(shortcuts)), "two actions share a shortcut"
 

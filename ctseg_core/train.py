@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -21,6 +22,10 @@ def print_event(event: dict) -> None:
     print(json.dumps(event), flush=True)
 
 
+def _rank() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 def run_with_signals(request) -> int:
     from ctseg_core.training.run import run_training
 
@@ -29,12 +34,18 @@ def run_with_signals(request) -> int:
     try:
         result = run_training(request, print_event, cancel)
     except CtsegError as exc:
-        print_event({"event": "error", "message": str(exc)})
+        if _rank()[0] == 0:
+            print_event({"event": "error", "message": str(exc)})
         print(f"ctseg train: error: {exc}", file=sys.stderr)
         return 2
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    rank, world = _rank()
+    if world > 1:
+        print(f"ctseg train: rank {rank} of {world} finished ({result['event']})", file=sys.stderr, flush=True)
+    if rank != 0:
+        return 0
     if result["event"] == "done":
         print(f"ctseg train: {result['reason']}", file=sys.stderr)
     else:

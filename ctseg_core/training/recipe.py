@@ -41,7 +41,7 @@ class Recipe:
     val_fraction: float = 0.25  # share of cases held out for validation when none are named
     checkpoint_every: int = 50  # steps between training-state saves (for --resume)
     mixed_precision: bool = True  # bf16 autocast where the device supports it (CUDA)
-    channels_last: bool = True
+    channels_last: bool | None = None  # None: on GPUs, off on CPU (slower there with GroupNorm)
     compile: bool = False  # torch.compile the model (GPU runs)
     num_workers: int = 0  # DataLoader worker processes
     augment: Augmentation = field(default_factory=Augmentation)

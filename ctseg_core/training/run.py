@@ -129,6 +129,8 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
     all_cases = load_cases(cases if cases is not None else workspace_cases(_workspace(req.workspace)))
     run = saved[1]["run"] if saved else _new_run(req, store, all_cases, device, ctx.world_size)
     recipe = Recipe.from_json(run["recipe"])
+    if recipe.channels_last is None:
+        recipe = dataclasses.replace(recipe, channels_last=device.type != "cpu")
     seed_everything(run["seed"])
 
     parent = store.get(run["parent"])
@@ -158,7 +160,7 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
     trainable = apply_strategy(model, recipe.strategy)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(trainable, recipe)
+    optimizer, scheduler = make_optimizer(trainable, recipe, run["total_steps"])
     start_step = restore_training_state(*saved, model=model, optimizer=optimizer, scheduler=scheduler) if saved else 0
     wrapped = dist_util.wrap(model, ctx, device)
     net = torch.compile(wrapped) if recipe.compile else wrapped

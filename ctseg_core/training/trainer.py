@@ -54,11 +54,15 @@ def set_train_mode(model: nn.Module, strategy: str) -> None:
         model.encoder.eval()  # a frozen encoder keeps its batch-norm running statistics
 
 
-def make_optimizer(params, recipe: Recipe):
-    """AdamW with the recipe's cyclic learning rate (CyclicLR, triangular, between base_lr and lr)."""
+def make_optimizer(params, recipe: Recipe, total_steps: int):
+    """AdamW with the recipe's cyclic learning rate (CyclicLR, triangular, between base_lr and lr).
+
+    A half-cycle is ``recipe.cycle_steps`` long, shortened to half the run for short runs so that
+    every run climbs to the peak and ends back at the floor."""
     optimizer = torch.optim.AdamW(params, lr=recipe.base_lr, weight_decay=recipe.weight_decay)
+    half = max(1, min(recipe.cycle_steps, total_steps // 2))
     scheduler = torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=recipe.base_lr, max_lr=recipe.lr,
-                                                  step_size_up=recipe.cycle_steps, cycle_momentum=False)
+                                                  step_size_up=half, cycle_momentum=False)
     return optimizer, scheduler
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ctseg_core.synth import tissues as T
 
@@ -167,7 +166,7 @@ def prepare_extracranial(head: Head, u, v) -> dict:
     """The plane-independent parts of the scalp, skull, base and face (2-D arrays, ellipse boxes)."""
     au = np.abs(u)
     hl, hw = head.half_length, head.half_width
-    fa, fb = hw + 6, hl + 10
+    fa, fb = hw * 0.92, hl + 6
     orbits, globes, mastoids = [], [], []
     for s in (-1, 1):
         orbits.append(Ellipse2D(u, v, (s * 30, -hl + 12, -36, 14, 18, 14)))
@@ -178,8 +177,9 @@ def prepare_extracranial(head: Head, u, v) -> dict:
         vpos=(0.35 * np.clip(v / hl, 0, 1)).astype(np.float32),
         lat4=(0.3 * np.clip(au / hw, 0, 1) ** 4).astype(np.float32),
         lat=(np.clip(au / hw - 0.5, 0, 1) * 2).astype(np.float32),
-        face_r2=((u / fa) ** 2 + ((v + 4) / fb) ** 2).astype(np.float32),
-        base_thick=(5.0 + 8.0 * np.exp(-_seg_dist2(au, v, (50, 20), (14, -2)) / 80.0)).astype(np.float32),
+        face_r2=((u / fa) ** 2 + ((v + 8) / fb) ** 2).astype(np.float32),
+        base_thick=(9.0 + 14.0 * np.exp(-_seg_dist2(au, v, (50, 20), (14, -2)) / 120.0)
+                    + 8.0 * np.exp(-(u * u + (v + 12) ** 2) / 300.0)).astype(np.float32),
         cavities=[(Ellipse2D(u, v, c), c[6]) for c in head.cavities],
         orbits=orbits, globes=globes, mastoids=mastoids,
         spine=(((u / 14) ** 2 + ((v - 30) / 12) ** 2)).astype(np.float32),
@@ -199,7 +199,7 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
         f = min((-15 - w) / 12, 1.0) * (1.0 - 0.28 * float(np.clip((-70 - w) / 40, 0, 1))) ** 2
         face = pre["face_r2"] < f
         outer |= face
-        scalp_fat &= ~ndi.binary_erosion(face, iterations=6) if f > 0.2 else True
+        scalp_fat &= pre["face_r2"] > 0.85 * f  # no scalp fat inside the face
     tissue[outer] = T.SOFT
     tissue[scalp_fat & outer] = T.FAT
     inside_vault = depth > 0
@@ -235,7 +235,8 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
             g = glb.at(w)
             if g is not None:
                 gbox, ge = g
-                tissue[gbox][(ge < 1.0) & (tissue[gbox] == T.ORBIT_FAT)] = T.EYE
+                gt = tissue[gbox]
+                gt[(ge < 1.0) & ((gt == T.ORBIT_FAT) | (gt == T.SOFT) | (gt == T.MUSCLE))] = T.EYE
     if w < -62:
         tissue[(pre["spine"] < 1) & deep] = T.DIPLOE
         tissue[(pre["spine"] < 0.35) & deep] = T.SOFT

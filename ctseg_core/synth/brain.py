@@ -134,7 +134,8 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w: float, 
     below_tent = post & (w < w_tent) | (w < -30) & (v > -2 * L)
     cereb = below_tent & (d > 0)
     t[cereb] = T.DEEP_GREY  # cortex and white matter of the folia are too fine to resolve: a mix
-    t[cereb & (d < 2.0)] = T.GREY
+    t[cereb & ((d < 2.0) | (ag < 0.5 * ex.grey_t))] = T.GREY
+    t[cereb & (ag < 0.6 * ex.sulcal_t) & (d < 12)] = T.CSF
     t[cereb & (ag < 0.03 + 0.03 * head.gap_mm) & (d < 10)] = T.CSF  # a few fissures between folia
     bs_v = (10 + (-w - 10) * 0.3) * L
     if w < -8:

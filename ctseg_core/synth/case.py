@@ -130,11 +130,8 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
     np.copyto(hu[:, y0:y1, x0:x1], hu_crop, where=body)
     np.copyto(tissue[:, y0:y1, x0:x1], tissue_crop, where=body)
     noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 4.0), 3 if ps < 0.7 else 2)
-    hu[:, y0:y1, x0:x1] += noise
-    # air outside the head box: the same grain, wrapped (cheaper than drawing the whole volume)
-    outside = np.pad(noise, ((0, 0), (y0, ny - y1), (x0, nx - x1)), mode="wrap")
-    outside[:, y0:y1, x0:x1] = 0.0
-    hu += outside
+    # outside the head box the air gets the same grain, wrapped (cheaper than drawing the whole volume)
+    hu += np.pad(noise, ((0, 0), (y0, ny - y1), (x0, nx - x1)), mode="wrap")
     np.clip(hu, -1024, 3071, out=hu)
     np.rint(hu, out=hu)
     return hu, labels, tissue

@@ -31,7 +31,7 @@ def hu_table(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         CORTICAL: (rng.uniform(1450, 1700), 60), DIPLOE: (rng.uniform(750, 950), 150),
         SINUS_AIR: (-990, 5), CSF: (rng.uniform(5, 11), 1.0), VENTRICLE: (rng.uniform(5, 10), 0.5),
         GREY: (grey, 1.2), WHITE: (white, 1.0), DEEP_GREY: (grey - rng.uniform(4, 7), 1.0),
-        DURA: (rng.uniform(50, 65), 3), CALCIFICATION: (rng.uniform(250, 700), 80), EYE: (rng.uniform(8, 15), 1),
+        DURA: (rng.uniform(50, 65), 3), CALCIFICATION: (rng.uniform(250, 700), 80), EYE: (rng.uniform(12, 22), 1),
         ORBIT_FAT: (rng.uniform(-100, -70), 8), TABLE: (rng.uniform(250, 600), 20), EXTRA_AXIAL: (8, 1),
         BRAINSTEM: (white + rng.uniform(3, 6), 1.0), MUSCLE: (rng.uniform(38, 48), 4), FOAM: (rng.uniform(-930, -850), 15),
     }

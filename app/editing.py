@@ -411,7 +411,10 @@ class EditingController(QObject):
         self.window.open_path(record.source.path, series_uid=record.source.series_uid or None)
 
     def open_next_unreviewed(self) -> None:
-        record = self.workspace.next_unreviewed() if self.workspace is not None else None
+        """Open the oldest case still "new", other than the open one."""
+        records = self.workspace.cases() if self.workspace is not None else []
+        open_id = self.case.id if self.case is not None else None
+        record = next((r for r in records if r.status == "new" and r.id != open_id), None)
         if record is None:
             self.session.log("no unreviewed case left in the workspace")
             return

@@ -65,6 +65,9 @@ def test_case_list_status_filter_next_unreviewed_and_save_on_switch(qtbot, setti
     assert editor.case.record.source.path == str(scans[0].resolve())
     assert np.array_equal(read_labels(scan2_final).array, edited)
     assert not win.session.final.array.any()  # scan0 has no labels yet
+    with qtbot.waitSignal(win.pipeline_done, timeout=60000):
+        panel.next_button.click()  # scan0 is still new but open: the next one is scan1
+    assert editor.case.record.source.path == str(scans[1].resolve())
 
     # double-click opens a case: back to scan2, its saved map is loaded and locked against the model
     row = [panel.table.item(r, 0).text() for r in range(3)].index("scan2.nii.gz")

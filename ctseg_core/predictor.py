@@ -126,6 +126,13 @@ def _state_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes with logits floored at 80 below the largest: probabilities stay above
+    1e-35 and never become float32 denormals, which slow every later operation on x86 by 10-100x."""
+    logits = logits - logits.amax(dim=1, keepdim=True)
+    return torch.softmax(logits.clamp_(min=-80.0), dim=1)
+
+
 @dataclass
 class Prediction:
     labels: LabelMap
@@ -242,15 +249,15 @@ class Predictor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            p = self._probabilities(x)
-            p = grid.to_scan(p)
+            p = self._scan_probabilities(x, grid)
             labels = p.argmax(dim=1).to(torch.uint8)  # in torch: numpy's float16 argmax is slow
             return p.to(torch.float16).cpu().numpy(), labels.cpu().numpy()
 
-    def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(self._forward(x).float(), dim=1)
-        if self.tta:  # left-right flip
-            p = (p + torch.softmax(self._forward(x.flip(-1)).float(), dim=1).flip(-1)) / 2
+    def _scan_probabilities(self, x: torch.Tensor, grid) -> torch.Tensor:
+        """Softmax on the scan's grid: logits are mapped back (cropped, resampled), then normalised."""
+        p = _softmax(grid.to_scan(self._forward(x).float()))
+        if self.tta:  # left-right flip, flipped back on the model's grid
+            p = (p + _softmax(grid.to_scan(self._forward(x.flip(-1)).float().flip(-1)))) / 2
         return p
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,9 +28,14 @@ def real_slices() -> list[np.ndarray]:
     return [d.pixel_array.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in ds]
 
 
-def pick_levels(n: int) -> list[int]:
-    """Skull base, posterior fossa, basal ganglia, ventricle bodies, high convexity."""
-    return [int(round(f * (n - 1))) for f in (0.12, 0.3, 0.5, 0.62, 0.8)]
+LEVELS_MM = (-48, -32, -12, 12, 48)  # head-frame heights: skull base, orbits, suprasellar, ventricles, convexity
+
+
+def pick_levels(case) -> list[int]:
+    """Slices nearest the levels of the real series' columns (the generator's head frame has w = scanner z)."""
+    g = case.volume.geometry
+    zs = g.origin[2] + g.spacing[0] * np.arange(g.shape[0])
+    return [int(np.argmin(np.abs(zs - w))) for w in LEVELS_MM]
 
 
 def show(ax, img, title, labels=None):
@@ -55,7 +60,7 @@ def main(argv=None) -> int:
     rows.append(("real GE", [real[i] for i in (4, 9, 14, 17, 22, 19)], None))
     for s in args.seeds:
         case = generate_case(s)
-        ks = pick_levels(case.volume.shape[0])
+        ks = pick_levels(case)
         lab = case.labels.array
         ks.append(int(np.argmax((lab > 0).sum(axis=(1, 2)))) if lab.any() else ks[3])
         names = ",".join(les["name"] for les in case.lesions) or "normal"
@@ -65,8 +70,8 @@ def main(argv=None) -> int:
         for c, img in enumerate(imgs):
             show(axes[r, c], img, f"{name} #{c}", None if labs is None or c < 5 else labs[c])
     fig.suptitle("synthetic head CT (rows 2..) beside a real GE head CT (row 1), brain window 40/80; "
-                 "last column: the slice with most lesion voxels, with label contours", fontsize=9)
-    fig.tight_layout()
+                 "last column: the slice with most lesion voxels, with label contours", fontsize=9, y=0.998)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(args.out, dpi=args.dpi)
     print(args.out)
     return 0

@@ -31,8 +31,8 @@ class Head:
     cavities: list = field(default_factory=list)  # (u, v, w, su, sv, sw, tissue)
     mastoid_air: float = 0.5
     table: bool = True
-    table_radius: float = 110.0
-    table_offset: float = 15.0
+    table_offset: float = 15.0  # gap between the scalp and the headrest, mm
+    _vault_cache: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def outer_extent(self) -> float:
@@ -57,7 +57,7 @@ def sample_head(rng: np.random.Generator, fov_mm: float) -> Head:
         skull_mm=float(rng.uniform(4.0, 6.0)), scalp_mm=float(rng.uniform(4.0, 7.0)), gap_mm=float(rng.uniform(0.6, 2.2)),
         ventricle_scale=float(rng.uniform(1.0, 1.45)), floor_shift=float(rng.uniform(-4, 4)),
         mastoid_air=float(rng.uniform(0.2, 0.8)), table=bool(rng.random() < 0.7),
-        table_radius=0.0, table_offset=float(rng.uniform(6, 20)))
+        table_offset=float(rng.uniform(6, 20)))
     head.ventricle_scale += 0.3 * (head.gap_mm - 0.6) / 1.6  # atrophy: wider sulci and larger ventricles
     j = lambda s: float(rng.normal(0, s))  # noqa: E731
     sph = (j(2), -14 + j(2), -44 + j(2), 13 + j(2), 11 + j(2), 10 + j(2), T.SINUS_AIR)

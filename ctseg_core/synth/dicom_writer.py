@@ -22,7 +22,10 @@ INTERCEPT = -1024.0
 
 
 def write_case(case, out_dir, fmt: str = "nifti", tilt_deg: float = 0.0) -> dict[str, Path]:
-    """Write ``case`` into ``out_dir``; returns the written paths ({"ct": ..., "labels": ...})."""
+    """Write ``case`` into ``out_dir``; returns the written paths ({"ct": ..., "labels": ...}).
+
+    DICOM uses ``tilt_deg``, or when that is 0 the tilt the case was generated with (``generate_case(tilt_deg=)``).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"case_{case.seed}"
@@ -36,6 +39,7 @@ def write_case(case, out_dir, fmt: str = "nifti", tilt_deg: float = 0.0) -> dict
         return {"ct": ct_path, "labels": labels_path}
     if fmt != "dicom":
         raise ValueError(f"unknown format {fmt!r}: use 'nifti' or 'dicom'")
+    tilt_deg = tilt_deg or float(getattr(case, "params", {}).get("tilt_deg", 0.0))
     series_dir = out_dir / f"{stem}_dicom"
     write_dicom_series(case, series_dir, tilt_deg)
     if tilt_deg:

@@ -63,14 +63,3 @@ def upsample_linear(a: np.ndarray, out_shape: tuple[int, int], factor: int) -> n
         shape[axis] = n_out
         a = a0 + (a1 - a0) * t.reshape(shape)
     return a
-
-
-def upsample_nearest(a: np.ndarray, out_shape: tuple[int, int], factor: int) -> np.ndarray:
-    """Pixel repetition (for very smooth fields, where steps of a few pixels do not show)."""
-    return a.repeat(factor, axis=-2)[..., : out_shape[0], :].repeat(factor, axis=-1)[..., : out_shape[1]]
-
-
-def coarse_wave_field(rng, z_mm, yy_mm, xx_mm, wavelength_mm, n_waves, factor: int, z_squash: float = 1.0):
-    """``wave_field`` evaluated on every ``factor``-th pixel and upsampled bilinearly (for smooth fields)."""
-    f = wave_field(rng, z_mm, yy_mm[::factor, ::factor], xx_mm[::factor, ::factor], wavelength_mm, n_waves, z_squash)
-    return upsample_linear(f, yy_mm.shape, factor)

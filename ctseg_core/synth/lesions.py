@@ -10,7 +10,7 @@ import numpy as np
 
 from ctseg_core.labels import CLASSES
 from ctseg_core.synth import tissues as T
-from ctseg_core.synth.anatomy import Head, floor_height, inner_depth
+from ctseg_core.synth.anatomy import Head, inner_depth
 from ctseg_core.synth.brain import MassEffect, tentorium_height
 
 ICH, SDH, SAH, EDH, CSDH, PNEUMO, IVH = 1, 2, 3, 4, 5, 6, 7
@@ -126,21 +126,16 @@ def _sah(rng, head):
 
 
 def _pneumo(rng, head):
-    L = head.half_length / 80.0
+    """2-5 small air pockets just under the frontal inner table (air rises anteriorly in a supine patient)."""
     pockets = []
     for _ in range(int(rng.integers(2, 6))):
-        side = int(rng.choice([-1, 1]))
-        p0, n = _table_point(head, side, -rng.uniform(0.55, 0.8) * head.half_length, float(rng.uniform(0, 40)))
-        # rotate the lateral anchor towards the front: take the frontal table point at small |u|
-        u = float(rng.uniform(-30, 30))
+        u, w = float(rng.uniform(-30, 30)), float(rng.uniform(0, 40))
         vs = np.linspace(0, -head.half_length * 1.3, 400)
-        w = p0[2]
         d = inner_depth(head, np.full_like(vs, u), vs, w)
-        i = int(np.argmax(d < 0))
+        i = int(np.argmax(d < 0))  # the frontal inner table along this line
         rad = float(rng.uniform(1.1, 1.8))
         pockets.append([u, float(vs[max(i - 1, 0)] + rad * 0.9), w, float(rng.uniform(2.0, 3.5)), rad,
                         float(rng.uniform(2.0, 3.5))])
-    del L
     return dict(cls=PNEUMO, kind="frontal pockets", pockets=pockets, hu=-1000.0)
 
 

@@ -117,7 +117,7 @@ def scan_detection(labels, min_slices: int = MIN_CONSECUTIVE_SLICES) -> dict[int
         raise ValueError(f"scan_detection needs a (z, y, x) label map, got shape {arr.shape}")
     on_slice = np.zeros((arr.shape[0], NUM_CLASSES), dtype=bool)  # [z, class]
     for z in range(arr.shape[0]):
-        on_slice[z, np.unique(arr[z])] = True
+        on_slice[z] = np.bincount(arr[z].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] > 0
     return {c.id: longest_run(np.flatnonzero(on_slice[:, c.id]).tolist()) >= min_slices for c in LESION_CLASSES}
 
 

@@ -6,7 +6,6 @@ the status of the open case and the annotator name are set here too (also in the
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
@@ -29,9 +28,10 @@ def findings_text(findings: dict) -> str:
 
 
 class CasesPanel(QWidget):
-    def __init__(self, editor, parent=None):
+    def __init__(self, store, request_status, parent=None):
+        """``store``: app.case_store.CaseStore; ``request_status(status)`` sets the open case's status."""
         super().__init__(parent)
-        self.editor = editor
+        self.store = store
         self.records = []  # shown rows, in table order
         self.filter = QComboBox()
         self.filter.addItem("All cases", None)
@@ -40,7 +40,7 @@ class CasesPanel(QWidget):
         self.filter.currentIndexChanged.connect(lambda _: self.refresh())
         self.next_button = QPushButton("Next unreviewed")
         self.next_button.setToolTip("open the oldest case that nobody has reviewed yet")
-        self.next_button.clicked.connect(editor.open_next_unreviewed)
+        self.next_button.clicked.connect(store.open_next_unreviewed)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -58,10 +58,10 @@ class CasesPanel(QWidget):
             self.status.addItem(STATUS_TITLES[status].capitalize(), status)
         self.set_status_button = QPushButton("Set status")
         self.set_status_button.setToolTip("review status of the open case (saved with the annotator's name)")
-        self.set_status_button.clicked.connect(lambda: editor.request_status(self.status.currentData()))
-        self.annotator = QLineEdit(editor.annotator)
+        self.set_status_button.clicked.connect(lambda: request_status(self.status.currentData()))
+        self.annotator = QLineEdit(store.annotator)
         self.annotator.setPlaceholderText("annotator name")
-        self.annotator.editingFinished.connect(lambda: editor.set_annotator(self.annotator.text()))
+        self.annotator.editingFinished.connect(lambda: store.set_annotator(self.annotator.text()))
         self.current = QLabel()
         self.current.setWordWrap(True)
         self.workspace_label = QLabel()
@@ -82,23 +82,23 @@ class CasesPanel(QWidget):
         layout.addLayout(review)
         layout.addWidget(self.annotator)
         layout.addWidget(self.workspace_label)
-        editor.cases_changed.connect(self.refresh)
-        editor.annotator_changed.connect(lambda name: self.annotator.setText(name) if name != self.annotator.text()
+        store.cases_changed.connect(self.refresh)
+        store.annotator_changed.connect(lambda name: self.annotator.setText(name) if name != self.annotator.text()
                                          else None)
-        editor.case_opened.connect(lambda _: self.refresh())
+        store.case_opened.connect(lambda _: self.refresh())
         self.refresh()
 
     def refresh(self) -> None:
-        ws = self.editor.workspace
+        ws = self.store.workspace
         self.workspace_label.setText(f"Workspace: {ws.root}" if ws is not None else "No workspace")
         wanted = self.filter.currentData()
         try:
             records = ws.cases() if ws is not None else []
         except Exception as exc:  # a damaged case.json must not break the panel
-            self.editor.session.log(f"could not list the cases: {exc}", "error")
+            self.store.session.log(f"could not list the cases: {exc}", "error")
             records = []
         self.records = [r for r in records if wanted is None or r.status == wanted]
-        open_id = self.editor.case.id if self.editor.case is not None else None
+        open_id = self.store.case.id if self.store.case is not None else None
         self.table.setRowCount(len(self.records))
         for row, rec in enumerate(self.records):
             cells = (rec.description or rec.id, STATUS_TITLES.get(rec.status, rec.status), findings_text(rec.findings))
@@ -116,7 +116,7 @@ class CasesPanel(QWidget):
                     font.setBold(True)
                     item.setFont(font)
                 self.table.setItem(row, col, item)
-        case = self.editor.case
+        case = self.store.case
         if case is None:
             self.current.setText("Open case: none")
         else:
@@ -129,4 +129,4 @@ class CasesPanel(QWidget):
 
     def open_row(self, row: int) -> None:
         if 0 <= row < len(self.records):
-            self.editor.open_record(self.records[row])
+            self.store.open_record(self.records[row])

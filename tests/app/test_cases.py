@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from gui_helpers import ThresholdPredictor, open_and_wait
-from test_tools import click, drag, make_window, workspace, write_phantom  # noqa: F401  (fixture)
+from test_tools import click, make_window, workspace, write_phantom  # noqa: F401  (workspace: a fixture)
 from ctseg_core.io.images import read_labels
 from ctseg_core.store import Workspace
 
@@ -43,9 +43,9 @@ def test_case_list_status_filter_next_unreviewed_and_save_on_switch(qtbot, setti
     edited = win.session.final.array.copy()
     panel.status.setCurrentIndex(panel.status.findData("corrected"))
     panel.set_status_button.click()
-    rec = Workspace(workspace).case(editor.case.id).record
+    rec = Workspace(workspace).case(editor.store.case.id).record
     assert rec.status == "corrected" and rec.annotator == "dr_test"
-    assert np.array_equal(read_labels(editor.case.final_path).array, edited)  # saved before the status
+    assert np.array_equal(read_labels(editor.store.case.final_path).array, edited)  # saved before the status
     assert panel.table.item(2, 1).text() == "corrected" and "ICH" in panel.table.item(2, 2).text()
 
     # filter by status
@@ -59,20 +59,20 @@ def test_case_list_status_filter_next_unreviewed_and_save_on_switch(qtbot, setti
     win.session.set_active_class(3)
     click(win.views["axial"], 47, 50)  # unsaved edit in scan2 (autosave is far away)
     edited = win.session.final.array.copy()
-    scan2_final = editor.case.final_path
+    scan2_final = editor.store.case.final_path
     with qtbot.waitSignal(win.pipeline_done, timeout=60000):
         panel.next_button.click()
-    assert editor.case.record.source.path == str(scans[0].resolve())
+    assert editor.store.case.record.source.path == str(scans[0].resolve())
     assert np.array_equal(read_labels(scan2_final).array, edited)
     assert not win.session.final.array.any()  # scan0 has no labels yet
     with qtbot.waitSignal(win.pipeline_done, timeout=60000):
         panel.next_button.click()  # scan0 is still new but open: the next one is scan1
-    assert editor.case.record.source.path == str(scans[1].resolve())
+    assert editor.store.case.record.source.path == str(scans[1].resolve())
 
     # double-click opens a case: back to scan2, its saved map is loaded and locked against the model
     row = [panel.table.item(r, 0).text() for r in range(3)].index("scan2.nii.gz")
     _open_row(qtbot, win, panel, row)
-    assert editor.case.final_path == scan2_final
+    assert editor.store.case.final_path == scan2_final
     assert np.array_equal(win.session.final.array, edited) and win.session.edited_slices.all()
     win.close()
     win.inference.shutdown()
@@ -85,7 +85,7 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
         win.load_predictor(ThresholdPredictor())
     assert open_and_wait(qtbot, win, scan) == "inferred"
-    case = editor.case
+    case = editor.store.case
     qtbot.waitUntil(lambda: Workspace(workspace).case(case.id).record.prediction_saved != "", timeout=10000)
     predicted = win.session.prediction.array.copy()
     assert predicted.any()

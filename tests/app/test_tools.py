@@ -30,7 +30,7 @@ def make_window(qtbot, settings, tmp_path, workspace, autosave_ms=150):
                      interactive=False)
     qtbot.addWidget(win)
     editor = install_editing(win, workspace)
-    editor.autosave_timer.setInterval(autosave_ms)
+    editor.store.autosave_timer.setInterval(autosave_ms)
     win.show()
     win.activateWindow()
     qtbot.waitUntil(lambda: win.isActiveWindow(), timeout=5000)
@@ -107,7 +107,7 @@ def edit_win(qtbot, settings, tmp_path, workspace):
     win, editor = make_window(qtbot, settings, tmp_path, workspace)
     scan = write_phantom(tmp_path / "phantom.nii.gz")
     assert open_and_wait(qtbot, win, scan) == "no model"
-    assert editor.case is not None
+    assert editor.store.case is not None
     win.session.set_position(5, 64, 64)
     yield win, editor
     win.close()
@@ -376,13 +376,13 @@ def test_brush_outline_follows_the_mouse_with_the_size_in_mm(edit_win, qtbot):
 def test_autosave_writes_final_after_the_debounce(edit_win, qtbot):
     win, editor = edit_win
     s, ax = win.session, win.views["axial"]
-    case = editor.case
+    case = editor.store.case
     s.set_active_class(1)
     editor.select_tool("brush")
     drag(ax, [(20, 20), (20, 40)])
     assert case.journal.last_seq == 1 and len(case.journal) == 1  # the stroke is journaled at once
     assert not case.final_path.exists()
-    qtbot.waitUntil(lambda: case.final_path.exists() and not editor.dirty, timeout=10000)
+    qtbot.waitUntil(lambda: case.final_path.exists() and not editor.store.dirty, timeout=10000)
     qtbot.waitUntil(lambda: len(case.journal) == 0, timeout=5000)
     assert np.array_equal(read_labels(case.final_path).array, s.final.array)
     assert case.record.status == "in_review" and case.record.findings["ich"]["volume_ml"] > 0
@@ -400,11 +400,11 @@ def test_recovery_after_a_crash_restores_unsaved_edits(qtbot, settings, tmp_path
     editor.select_tool("flood fill")
     click(ax, 47, 50)
     edited = s.final.array.copy()
-    case_dir = editor.case.folder
-    assert not (case_dir / "final.nii.gz").exists() and len(editor.case.journal) == 2
+    case_dir = editor.store.case.folder
+    assert not (case_dir / "final.nii.gz").exists() and len(editor.store.case.journal) == 2
     # the app dies: nothing is saved (the controller forgets its case so closing the window writes nothing)
-    editor.autosave_timer.stop()
-    editor.case = None
+    editor.store.autosave_timer.stop()
+    editor.store.case = None
     win.close()
     assert not (case_dir / "final.nii.gz").exists()
 
@@ -412,10 +412,11 @@ def test_recovery_after_a_crash_restores_unsaved_edits(qtbot, settings, tmp_path
     logs = []
     win2.session.log_message.connect(lambda level, text: logs.append((level, text)))
     assert open_and_wait(qtbot, win2, scan) == "no model"
-    assert editor2.case.folder == case_dir
+    assert editor2.store.case.folder == case_dir
     assert np.array_equal(win2.session.final.array, edited)
     assert any(level == "warning" and "recovered 2 edit step" in text for level, text in logs)
-    qtbot.waitUntil(lambda: (case_dir / "final.nii.gz").exists() and len(editor2.case.journal) == 0, timeout=10000)
+    qtbot.waitUntil(lambda: (case_dir / "final.nii.gz").exists() and len(editor2.store.case.journal) == 0,
+                    timeout=10000)
     assert np.array_equal(read_labels(case_dir / "final.nii.gz").array, edited)
     win2.close()
     win2.inference.shutdown()
@@ -430,7 +431,7 @@ def test_exit_saves_and_reopening_loads_the_final_map(qtbot, settings, tmp_path,
     editor.select_tool("brush")
     drag(win.views["axial"], [(90, 90), (95, 99)])
     edited = win.session.final.array.copy()
-    final = editor.case.final_path
+    final = editor.store.case.final_path
     win.close()  # closeEvent: saved at once
     assert np.array_equal(read_labels(final).array, edited)
     win.inference.shutdown()
@@ -469,5 +470,5 @@ def test_a_loaded_label_map_replaces_the_final_map_and_is_saved(edit_win, qtbot,
     write_labels(LabelMap(labels, win.session.volume.geometry), path)
     assert win.open_labels(str(path))
     assert editor.history.labels is win.session.final.array
-    qtbot.waitUntil(lambda: editor.case.final_path.exists() and not editor.dirty, timeout=10000)
-    assert np.array_equal(read_labels(editor.case.final_path).array, labels)
+    qtbot.waitUntil(lambda: editor.store.case.final_path.exists() and not editor.store.dirty, timeout=10000)
+    assert np.array_equal(read_labels(editor.store.case.final_path).array, labels)

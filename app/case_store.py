@@ -1,0 +1,295 @@
+"""The annotation store of the open scan: its case in the workspace, autosave, recovery, review status.
+
+``CaseStore`` (created by ``app.editing.install_editing``; the editor's ``store``)
+- opens the scan's case when a scan opens (``Workspace.open_case``) and loads the map to edit
+  (``Case.load_for_editing``: recovered > final > prediction > empty), telling the user in the log when
+  unsaved edits were recovered after a crash; the editor then journals every committed step into it;
+- saves ``final`` a few seconds after the last edit (a copy written off the GUI thread, with
+  ``journal_upto``) and at once on case switch, status change and exit; source files are never written;
+- stores the model's prediction with the model's summary when an inference run finishes;
+- sets the review status with the annotator's name (QSettings ``review/annotator``) and opens cases.
+The workspace is ``QSettings workspace/root``, else ``$CTSEG_WORKSPACE``, else ``~/ctseg-workspace``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from shiboken6 import isValid
+
+from ctseg_core.errors import CtsegError
+from ctseg_core.store import Workspace, default_root
+from ctseg_core.volume import LabelMap
+from app.session import FINAL, PREDICTION
+from app.workers import run_task
+
+AUTOSAVE_MS = 3000
+ORIGIN_TEXT = {"recovered": "the final map with unsaved edits recovered", "final": "the saved final map",
+               "prediction": "the stored prediction", "empty": "an empty map"}
+
+
+class CaseStore(QObject):
+    case_opened = Signal(object)  # ctseg_core.store.Case or None
+    cases_changed = Signal()  # a case was created, saved or its status changed
+    saved = Signal(str)  # case id
+    annotator_changed = Signal(str)
+
+    def __init__(self, editor, autosave_ms: int = AUTOSAVE_MS):
+        super().__init__(editor)
+        self.editor, self.window = editor, editor.window
+        self.session, self.settings = editor.session, editor.window.settings
+        self.workspace: Workspace | None = None
+        self.case = None
+        self._changes = 0  # edits since the case was opened (apply, undo, redo, a replaced map)
+        self._saved_changes = 0  # _changes when the last save copied the map
+        self._opening = False
+        self._save_idle = threading.Event()
+        self._save_idle.set()
+        self.autosave_timer = QTimer(self, singleShot=True, interval=autosave_ms)
+        self.autosave_timer.timeout.connect(self._autosave)
+        self.session.volume_changed.connect(self._on_volume)
+        self.window.inference.finished.connect(self._on_inference_finished)
+        self._hook_close(self.window)
+
+    def configured_root(self) -> Path:
+        """QSettings ``workspace/root``, else ``$CTSEG_WORKSPACE``, else ``~/ctseg-workspace``."""
+        return Path(self.settings.value("workspace/root", "") or default_root())
+
+    # ---- the editor reports ----
+    def note_change(self) -> None:
+        """The edited map changed: save it a few seconds after the last change."""
+        self._changes += 1
+        self.autosave_timer.start()
+
+    def journal(self, deltas) -> None:
+        """History's journal hook: every committed step is fsync'd into the case's journal."""
+        if self.case is None:
+            return
+        try:
+            self.case.journal_append(deltas)
+        except OSError as exc:
+            self.session.log(f"could not write the edit journal ({exc}); edits are saved by the autosave only",
+                             "error")
+
+    @property
+    def opening(self) -> bool:
+        return self._opening
+
+    @property
+    def dirty(self) -> bool:
+        return self._changes != self._saved_changes
+
+    # ---- workspace and cases ----
+    def set_workspace(self, root, remember: bool = True) -> None:
+        """Use the workspace folder ``root`` (created if needed); the open scan's case is opened there."""
+        self.flush()
+        try:
+            self.workspace = Workspace(root)
+        except CtsegError as exc:
+            self.workspace = None
+            self.session.log(f"workspace unavailable: {exc}", "error")
+        if remember and self.workspace is not None:
+            self.settings.setValue("workspace/root", str(self.workspace.root))
+        if self.workspace is not None:
+            self.session.log(f"workspace: {self.workspace.root}")
+        self.case = None
+        if self.session.has_volume():
+            self._open_case()
+        self.cases_changed.emit()
+
+    def _on_volume(self) -> None:
+        self.flush()  # the previous case: the editor's history still holds its map
+        self.case = None
+        self.editor.forget_history()
+        self._open_case()
+
+    def _open_case(self) -> None:
+        self._changes = self._saved_changes = 0
+        if self.workspace is None or not self.session.has_volume():
+            return
+        self._opening = True
+        try:
+            self._load_case(self.workspace, self.session.volume)
+        finally:
+            self._opening = False
+
+    def _load_case(self, ws: Workspace, volume) -> None:
+        session = self.session
+        try:
+            case = ws.open_case(volume, volume.meta.source_path or None)
+            pending = len(case.journal)
+            labels, origin = case.load_for_editing(volume)
+        except (CtsegError, OSError) as exc:
+            session.log(f"the scan has no case in the workspace, edits are not saved: {exc}", "error")
+            self.editor.reset_history()
+            self.case_opened.emit(None)
+            return
+        self.case = case
+        if origin in ("recovered", "final"):
+            session.set_final(labels)  # marks every slice edited: a model run keeps the corrections
+            self._show_stored_prediction(case, volume)
+        elif origin == "prediction":  # the stored model output is the map to edit until a final exists
+            session.final.array[:] = labels.array
+            session.prediction.array[:] = labels.array
+            session.labels_changed.emit(PREDICTION, None)
+            session.labels_changed.emit(FINAL, None)
+        self.editor.reset_history()
+        what = ORIGIN_TEXT[origin] + (f" ({case.record.model_version or 'model unknown'})"
+                                      if origin == "prediction" else "")
+        session.log(f"case {case.id} ({case.record.status}): editing {what}")
+        if origin == "recovered":
+            session.log(f"recovered {pending} edit step(s) of case {case.id} that were not saved when the app "
+                        "last closed; they are saved now", "warning")
+            self._changes += 1
+            QTimer.singleShot(0, self._autosave)
+        self.case_opened.emit(case)
+        self.cases_changed.emit()
+
+    def _show_stored_prediction(self, case, volume) -> None:
+        """The stored model output, for comparing with the corrections (Labels: prediction)."""
+        try:
+            prediction = case.load_prediction(volume)
+        except (CtsegError, OSError) as exc:
+            self.session.log(f"the stored prediction could not be read: {exc}", "warning")
+            return
+        if prediction is not None:
+            self.session.prediction.array[:] = prediction.array
+            self.session.labels_changed.emit(PREDICTION, None)
+
+    def map_replaced(self) -> None:
+        """A whole new corrected map was loaded (File > Open label map): it becomes the case's final map."""
+        if self.case is not None:
+            self.note_change()
+            self.session.log(f"the new label map replaces the corrected map of case {self.case.id} "
+                             "(saved in a few seconds; earlier steps cannot be undone)")
+
+    # ---- saving ----
+    def _autosave(self) -> None:
+        if self.case is None or self.editor.edited_map is None or not self.dirty:
+            return
+        if self.editor.in_stroke or not self._save_idle.is_set():
+            self.autosave_timer.start()  # try again after the stroke / the running save
+            return
+        self._save(background=True)
+
+    def _save(self, background: bool) -> None:
+        case, version, labels = self.case, self._changes, self.editor.edited_map
+        copy = LabelMap(labels.array.copy(), labels.geometry)
+        upto = case.journal.last_seq
+
+        def job():
+            try:
+                case.save_final(copy, journal_upto=upto)
+                self._saved_changes = version
+            finally:
+                self._save_idle.set()
+
+        self._save_idle.clear()
+        if background:
+            run_task(job, lambda _: self._on_saved(case), self._on_save_failed)
+        else:
+            try:
+                job()
+            except (CtsegError, OSError) as exc:
+                self.session.log(f"could not save case {case.id}: {exc}", "error")
+                return
+            self._on_saved(case)
+
+    def _alive(self) -> bool:
+        """False once the window (and this store) is gone while a background job was finishing."""
+        return isValid(self) and isValid(self.session)
+
+    def _log(self, text: str, level: str = "info") -> None:
+        if self._alive():
+            self.session.log(text, level)
+
+    def _on_saved(self, case) -> None:
+        if not self._alive():
+            return
+        self.session.log(f"case {case.id} saved")
+        self.saved.emit(case.id)
+        self.cases_changed.emit()
+
+    def _on_save_failed(self, error) -> None:
+        self._log(f"autosave failed: {error.message()} (the edit journal still holds the edits)", "error")
+
+    def wait_for_save(self, timeout: float | None = 30.0) -> bool:
+        return self._save_idle.wait(timeout)
+
+    def flush(self) -> None:
+        """Save now if there are unsaved edits (case switch, status change, exit)."""
+        self.autosave_timer.stop()
+        self.wait_for_save()
+        if self.case is None or self.editor.edited_map is None or not self.dirty:
+            return
+        self.editor.commit()  # a stroke still open becomes a step first
+        self._save(background=False)
+
+    def save_now(self) -> None:
+        """File > Save labels now: write the map even when nothing changed since the last save."""
+        if self.case is not None and self.editor.edited_map is not None and not self.dirty:
+            self._changes += 1
+        self.flush()
+
+    def _on_inference_finished(self, labels) -> None:
+        case, volume = self.case, self.session.volume
+        if case is None or volume is None or labels.shape != volume.shape:
+            return
+        copy = LabelMap(labels.copy(), volume.geometry)
+        version = self.session.model_summary or "unknown model"
+        run_task(lambda: case.save_prediction(copy, version),
+                 lambda _: self._log(f"prediction stored in case {case.id}"),
+                 lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
+
+    def _hook_close(self, window) -> None:
+        """Save when the window closes (wraps its closeEvent: an event filter returning bools from Python
+        corrupted reference counts under PySide6 6.12)."""
+        original = window.closeEvent
+
+        def close_event(ev):
+            self.flush()
+            original(ev)
+
+        window.closeEvent = close_event
+
+    # ---- review ----
+    @property
+    def annotator(self) -> str:
+        return str(self.settings.value("review/annotator", "") or "")
+
+    def set_annotator(self, name: str) -> None:
+        self.settings.setValue("review/annotator", name.strip())
+        self.annotator_changed.emit(name.strip())
+
+    def set_status(self, status: str) -> None:
+        """Review status of the open case ("in_review", "corrected", "approved"), saved first."""
+        if self.case is None:
+            self.session.log("no case is open", "warning")
+            return
+        self.flush()
+        try:
+            self.case.set_status(status, self.annotator)
+        except CtsegError as exc:
+            self.session.log(str(exc), "error")
+            return
+        self.session.log(f"case {self.case.id}: {status.replace('_', ' ')}"
+                         + (f" by {self.annotator}" if self.annotator else ""))
+        self.cases_changed.emit()
+
+    def open_record(self, record) -> None:
+        """Open a case of the workspace (its source scan)."""
+        if self.case is not None and record.id == self.case.id:
+            return
+        self.window.open_path(record.source.path, series_uid=record.source.series_uid or None)
+
+    def open_next_unreviewed(self) -> None:
+        """Open the oldest case still "new", other than the open one."""
+        records = self.workspace.cases() if self.workspace is not None else []
+        open_id = self.case.id if self.case is not None else None
+        record = next((r for r in records if r.status == "new" and r.id != open_id), None)
+        if record is None:
+            self.session.log("no unreviewed case left in the workspace")
+            return
+        self.open_record(record)

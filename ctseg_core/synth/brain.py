@@ -108,23 +108,20 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w: float, 
     w_tent = tentorium_height(head, um, v)
     post = v > (4 + 0.012 * um * um) * L
     d = np.minimum(d_conv, d_mid)
-    insula = None
-    if -24 < w < 14:
+    if -28 < w < 18:  # Sylvian fissure: a stem from the surface to the insula, and the insular cistern
         au = np.abs(um)
         v_syl = (-8 + 0.9 * (w + 8)) * L + 0.2 * (au - 36 * L) + 3.0 * tex  # the stem climbs backwards
-        stem = (au > 36 * L) & (np.abs(w + 5) < 17)
-        d = np.minimum(d, np.where(stem, np.abs(v - v_syl) - 0.5 - 0.5 * head.gap_mm, 1e3))
-        ins = (v > -20 * L) & (v < 18 * L) & (np.abs(w + 3) < 13)
-        d = np.minimum(d, np.where(ins, np.abs(au - 37 * L - 2.0 * tex) - 0.4 - 0.3 * head.gap_mm, 1e3))
-        insula = ins & (np.abs(au - 34.5 * L) < 2.2)
+        fade = 0.7 * max(0.0, abs(w + 5) - 11)  # the fissure thins out towards its ends instead of stopping
+        stem = np.abs(v - v_syl) - 0.5 - 0.5 * head.gap_mm + fade + 0.5 * np.maximum(0, 36 * L - au)
+        ins_fade = 0.7 * np.maximum(0, np.abs(v + 1 * L) - 13 * L) + 0.7 * max(0.0, abs(w + 3) - 8)
+        ins = np.abs(au - 37 * L - 2.0 * tex) - 0.4 - 0.3 * head.gap_mm + ins_fade
+        d = np.minimum(d, np.minimum(stem, ins))
     ag = np.abs(gyri)
     depth_s = ex.sulcal_depth * (1.0 + 0.35 * tex)
     sulcus = (ag < ex.sulcal_t) & (d < depth_s)
     grey = (d < 2.4) | ((ag < ex.grey_t) & (d < depth_s + 2.0))
     t = np.full(u.shape, T.WHITE, np.uint8)
     t[grey] = T.GREY
-    if insula is not None:
-        t[insula] = T.GREY
     # deep grey nuclei
     for s in (-1, 1):
         for c in ((s * 12, -16 * L, 8, 6.0, 9.0, 9.0), (s * 24, -4 * L, -2, 5.5, 14.0, 9.5), (s * 9, 9 * L, 3, 7.0, 10.0, 8.0)):
@@ -155,7 +152,7 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w: float, 
     falx = (np.abs(um) < 0.45) & fissure & (d_conv > -gap + 0.5)
     t[falx] = T.DURA
     slope2 = (0.013 * um) ** 2 + (0.009 * np.maximum(v - 8 * L, 0)) ** 2  # drawn where it crosses the plane steeply
-    t[post & (np.abs(w - w_tent) < 0.6) & (np.abs(um) > 8) & (slope2 > 0.12)] = T.DURA
+    t[post & (np.abs(w - w_tent) < 0.6) & (np.abs(um) > 8) & (slope2 > 0.45)] = T.DURA
     # physiological calcifications
     if ex.choroid_calc:
         for s in (-1, 1):

@@ -214,7 +214,7 @@ def _take_over_escape(window, controller) -> QAction:
         if esc in action.shortcuts():
             action.setShortcuts([s for s in action.shortcuts() if s != esc])
             action.setText(action.text().split("\t")[0])
-    action = QAction("Abort stroke / navigate", window)
+    action = QAction("Abort stroke, leave the tool, or cancel inference", window)
     action.setShortcut(esc)
     action.triggered.connect(lambda *_: controller.escape())
     return action

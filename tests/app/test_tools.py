@@ -131,9 +131,13 @@ def test_brush_stroke_paints_the_swept_disc_and_undo_redo_restore_bit_for_bit(ed
     assert np.array_equal(s.final.array, expected)
     assert (np.nonzero(s.final.array != before)[0] == 5).all()  # a 2-D stroke stays on the slice
     assert editor.undo_action.text() == "Undo brush" and editor.history.undo_count == 1
-    # the overlay shows it at once
+    # the overlay shows it at once, the findings follow (SDH volume = painted voxels x voxel volume)
     shown = ax.label_item.image
     assert np.array_equal(shown, s.final.array[5])
+    sdh_ml = (s.final.array == 2).sum() * s.volume.geometry.voxel_volume_ml
+    table = win.findings_panel.table
+    qtbot.waitUntil(lambda: table.item(1, 1) is not None and table.item(1, 1).text() == f"{sdh_ml:.2f}",
+                    timeout=5000)
     key(win, Qt.Key_Z, Qt.ControlModifier)
     assert np.array_equal(s.final.array, before)
     assert editor.redo_action.text() == "Redo brush"

@@ -238,7 +238,8 @@ class CaseStore(QObject):
         if case is None or volume is None or labels.shape != volume.shape:
             return
         copy = LabelMap(labels.copy(), volume.geometry)
-        version = self.session.model_summary or "unknown model"
+        # the card summary reads "aa_unet v3 — trained on ...": keep "aa_unet v3"
+        version = (self.session.model_summary or "unknown model").split(" — ")[0]
         run_task(lambda: case.save_prediction(copy, version),
                  lambda _: self._log(f"prediction stored in case {case.id}"),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))

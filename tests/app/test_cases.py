@@ -90,7 +90,7 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     predicted = win.session.prediction.array.copy()
     assert predicted.any()
     assert np.array_equal(read_labels(case.folder / "prediction.nii.gz").array, predicted)
-    assert "stub-threshold v0" in Workspace(workspace).case(case.id).record.model_version
+    assert Workspace(workspace).case(case.id).record.model_version == "stub-threshold v0"
     assert np.array_equal(win.session.final.array, predicted)  # the prediction is the editable map
     win.close()  # nothing edited: no final map is written
     win.inference.shutdown()

@@ -146,8 +146,9 @@ class EditingController(QObject):
         self.history_changed.emit()
         return box
 
-    def fill_between_slices(self, z: int | None = None):
-        """Interpolate the active class between the nearest annotated axial slices around slice ``z``."""
+    def fill_between_slices(self, z: int | None = None, pair: tuple[int, int] | None = None):
+        """Interpolate the active class between two axial slices: ``pair`` (0-based), or the nearest
+        annotated slices around slice ``z`` (default: the current slice)."""
         history, cls = self.history, self.session.active_class
         if history is None:
             return None
@@ -155,15 +156,18 @@ class EditingController(QObject):
             self.session.log("fill between slices: choose a class (1-7) first", "warning")
             return None
         z = self.session.position[0] if z is None else z
-        pair = slices_around(history.labels, cls, z)
+        pair = slices_around(history.labels, cls, z) if pair is None else tuple(sorted(pair))
         if pair is None:
             self.session.log(f"fill between slices: draw class {cls} on two slices around slice {z + 1} first",
                              "warning")
             return None
         spacing = self.session.volume.spacing
-        box = self.apply_step("fill between slices",
-                              ops.interpolate_slices(history.labels, cls, pair[0], pair[1], spacing,
-                                                     policy=self.policy()))
+        try:
+            delta = ops.interpolate_slices(history.labels, cls, pair[0], pair[1], spacing, policy=self.policy())
+        except ValueError as exc:
+            self.session.log(f"fill between slices: {exc}", "warning")
+            return None
+        box = self.apply_step("fill between slices", delta)
         self.session.log(f"filled class {cls} between slices {pair[0] + 1} and {pair[1] + 1}")
         return box
 
@@ -250,7 +254,9 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     for action in c.toolbar.class_actions:
         classes.addAction(action)
     edit.addSeparator()
-    c.interpolate_action = _add(window, edit, "Fill between slices (active class)", c.fill_between_slices, ("I",))
+    c.interpolate_action = _add(window, edit, "Fill between slices around this one (active class)",
+                                c.fill_between_slices, ("I",))
+    _add(window, edit, "Fill between chosen slices...", lambda: _ask_slices(window, c), ("Shift+I",))
     _add(window, edit, "Larger brush", lambda: c.options.grow_brush(BRUSH_STEP), ("]",))
     _add(window, edit, "Smaller brush", lambda: c.options.grow_brush(1 / BRUSH_STEP), ("[",))
     c.threshold_action = _add(window, edit, "HU limit on/off", lambda: c.options.set(threshold=not c.options.threshold),
@@ -290,6 +296,18 @@ def _ask_workspace(window, c: EditingController) -> None:
     folder = QFileDialog.getExistingDirectory(window, "Workspace folder", str(ws.root if ws else default_root()))
     if folder:
         c.store.set_workspace(folder)
+
+
+def _ask_slices(window, c: EditingController) -> None:
+    if not c.session.has_volume():
+        return
+    n, here = c.session.volume.shape[0], c.session.position[0] + 1
+    first, ok = QInputDialog.getInt(window, "Fill between slices", "From axial slice:", max(1, here - 1), 1, n)
+    if not ok:
+        return
+    last, ok = QInputDialog.getInt(window, "Fill between slices", "To axial slice:", min(n, here + 1), 1, n)
+    if ok:
+        c.fill_between_slices(pair=(first - 1, last - 1))
 
 
 def _ask_annotator(window, c: EditingController) -> None:

@@ -321,6 +321,16 @@ def test_fill_between_slices_interpolates_the_active_class(edit_win):
     assert editor.undo_action.text() == "Undo fill between slices"
     key(win, Qt.Key_Z, Qt.ControlModifier)
     assert np.array_equal(s.final.array, before)
+    # between two chosen slices (the nearest ones are 2 and 8; choose 2 and 5 after drawing on 5)
+    s.final.array[5, 45:55, 45:55] = 2
+    before = s.final.array.copy()
+    editor.fill_between_slices(pair=(5, 2))
+    expected = before.copy()
+    ops.interpolate_slices(expected, 2, 2, 5, s.volume.spacing).apply(expected)
+    assert np.array_equal(s.final.array, expected) and (expected[3:5] != before[3:5]).any()
+    assert np.array_equal(s.final.array[6:8], before[6:8])  # only the slices between the chosen two
+    assert editor.fill_between_slices(pair=(0, 5)) is None  # slice 0 holds no class 2: refused, nothing changed
+    assert np.array_equal(s.final.array, expected)
 
 
 def test_keys_switch_class_tools_and_brush_size_without_clashes(edit_win):

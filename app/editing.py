@@ -64,12 +64,15 @@ class EditingController(QObject):
     # ---- history ----
     @property
     def history(self) -> History | None:
-        """The undo history of the open map (rebuilt if the session's map was replaced)."""
+        """The undo history of the open map; None while a new scan's map is not yet taken over (the old
+        history keeps the previous case's map until the store has saved it)."""
         final = self.session.final
         if final is None:
             return None
-        if self._history is None or self._history.labels is not final.array:
+        if self._history is None:
             self.reset_history()
+        elif self._history.labels is not final.array:
+            return None
         return self._history
 
     def reset_history(self) -> None:

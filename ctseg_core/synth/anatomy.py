@@ -187,8 +187,11 @@ def prepare_extracranial(head: Head, u, v) -> dict:
     )
 
 
-def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tissue) -> None:
-    """Scalp, skull vault, skull base, sinuses, orbits and face into ``tissue`` (one plane)."""
+def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tissue, fine=None) -> None:
+    """Scalp, skull vault, skull base, sinuses, orbits and face into ``tissue`` (one plane).
+
+    ``fine`` (a unit-variance field with a ~10 mm grain) gives sinus septa and irregular base bone."""
+    fine = np.zeros_like(tex) if fine is None else fine
     skull = pre["frontal"] * np.float32(np.exp(-((w + 4) / 13) ** 2)) + np.float32(head.skull_mm) * (
         1.0 + pre["vpos"] - pre["lat4"] * np.float32(np.exp(-((w + 10) / 25) ** 2)))
     tf = 5.0 * np.exp(-((w + 15) / 18) ** 2)
@@ -211,20 +214,21 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
     bone = (depth <= 0) & (depth > -skull)
     tissue[bone | base_bone] = T.DIPLOE
     tissue[bone & ((depth > -1.3) | (depth <= -skull + 1.5))] = T.CORTICAL
-    tissue[base_bone & ((w > floor - 1.5) | (tex > 0.9))] = T.CORTICAL
+    tissue[base_bone & ((w > floor - 1.5) | (fine > 1.1))] = T.CORTICAL
     for ell, code in pre["cavities"]:
         hit = ell.at(w)
         if hit is not None:
             box, e = hit
             t = tissue[box]
+            septa = np.abs(fine[box]) < 0.12 if code == T.SINUS_AIR else False  # thin bony walls between cells
             t[(e < 1.0) & ((t == T.DIPLOE) | (t == T.CORTICAL) | (t == T.MUSCLE) | (t == T.FAT))
-              & ((depth[box] < -1.2) | below[box])] = code
+              & ((depth[box] < -1.2) | below[box]) & ~septa] = code
     for ell in pre["mastoids"]:  # porous air in the mastoid bone
         hit = ell.at(w)
         if hit is not None:
             box, e = hit
             t = tissue[box]
-            t[(e < 1.0) & (t == T.DIPLOE) & (tex[box] < head.mastoid_air - 0.6)] = T.SINUS_AIR
+            t[(e < 1.0) & (t == T.DIPLOE) & (np.abs(fine[box]) > 1.2 - head.mastoid_air)] = T.SINUS_AIR
     for orb, glb in zip(pre["orbits"], pre["globes"]):
         hit = orb.at(w)
         if hit is not None:

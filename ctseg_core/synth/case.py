@@ -183,7 +183,9 @@ def _plane(head, pre, extras, mass, lesions, hu_lut, amp_lut, u, v, w: float, fl
     """Tissue, HU and lesion masks (class -> float mask) of one plane at head-frame height ``w``."""
     tissue = np.zeros(u.shape, np.uint8)
     depth = inner_depth(head, u, v, w).astype(np.float32)
-    render_extracranial(head, pre, w, depth, floor, tex, tissue)
+    if w < -15:  # an irregular skull base: the floor wobbles on the scale of the gyri field
+        floor = floor + 1.5 * gyri
+    render_extracranial(head, pre, w, depth, floor, tex, tissue, gyri)
     box = _bbox((depth > 0) & (w > floor - 1))
     ctx = None
     if box is not None:

@@ -179,6 +179,8 @@ class EditingController(QObject):
         """Activate a registered tool by name ("navigate" or None: no tool)."""
         tool = self.tools.get(name) if name else None
         self.session.set_active_tool(tool)
+        for view in self.window.views.values():
+            view.graphics.viewport().setCursor(Qt.CrossCursor if tool is not None else Qt.ArrowCursor)
         bar = getattr(self, "options_bar", None)
         if bar is not None:
             bar.show_for(tool)

@@ -36,8 +36,8 @@ class ComponentTool(EditTool):
     title = "Component"
     shortcut = "R"
     tip = ("click a labelled region: give it the active class (0 = remove it); Shift+click removes it. "
-           "Connected through the volume with 3-D on, else on the slice")
-    options = ("fill_3d", "mode")
+           "Connected through the volume with 3-D on (default), else on the slice")
+    options = ("component_3d", "mode")
 
     def mouse_press(self, ev) -> bool:
         if not self.ready(ev) or self.editor.history.labels[ev.voxel] == 0:
@@ -45,7 +45,7 @@ class ComponentTool(EditTool):
         remove = bool(ev.modifiers & Qt.ShiftModifier) or self.session.active_class == 0
         value = 0 if remove else self.session.active_class
         seed = to_plane(ev.plane, ev.voxel)
-        policy, three_d = self.editor.policy(), self.opts.fill_3d
+        policy, three_d = self.editor.policy(), self.opts.component_3d
 
         def op(labels):
             return ops.relabel_component(labels, seed, value, policy=policy, three_d=three_d)

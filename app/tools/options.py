@@ -28,7 +28,8 @@ class ToolOptions(QObject):
         super().__init__(parent)
         self.radius_mm = 3.0
         self.sphere = False  # brush/eraser: 3-D ball instead of a disc on the slice
-        self.fill_3d = False  # flood fill and component tools: through the volume instead of one slice
+        self.fill_3d = False  # flood fill: through the volume instead of one slice
+        self.component_3d = True  # component tool: the whole 3-D region (a hematoma), not only its slice
         self.threshold = False  # brush/polygon paint only voxels within the HU range
         self.preset = "fresh_blood"
         self.custom_range = (40.0, 90.0)
@@ -79,7 +80,9 @@ class OptionsBar(QToolBar):
         self.sphere = QCheckBox("3-D ball")
         self.sphere.setToolTip("paint a ball across slices instead of a disc on this slice")
         self.fill_3d = QCheckBox("3-D")
-        self.fill_3d.setToolTip("fill / pick the connected region through the whole volume, not only this slice")
+        self.fill_3d.setToolTip("fill the connected region through the whole volume, not only this slice")
+        self.component_3d = QCheckBox("3-D")
+        self.component_3d.setToolTip("the region connected through the whole volume, not only on this slice")
         self.threshold = QCheckBox("HU limit")
         self.threshold.setToolTip("paint only voxels within the HU range (T)")
         self.preset = QComboBox()
@@ -96,6 +99,7 @@ class OptionsBar(QToolBar):
             "size": [self.addWidget(QLabel(" Size ")), self.addWidget(self.size)],
             "sphere": [self.addWidget(self.sphere)],
             "fill_3d": [self.addWidget(self.fill_3d)],
+            "component_3d": [self.addWidget(self.component_3d)],
             "threshold": [self.addWidget(self.threshold)],
             "range": [self.addWidget(self.preset), self.addWidget(self.lo), self.addWidget(QLabel(" to ")),
                       self.addWidget(self.hi)],
@@ -108,6 +112,7 @@ class OptionsBar(QToolBar):
         self.size.valueChanged.connect(lambda v: self.opts.set(radius_mm=v))
         self.sphere.toggled.connect(lambda on: self.opts.set(sphere=on))
         self.fill_3d.toggled.connect(lambda on: self.opts.set(fill_3d=on))
+        self.component_3d.toggled.connect(lambda on: self.opts.set(component_3d=on))
         self.threshold.toggled.connect(lambda on: self.opts.set(threshold=on))
         self.preset.currentIndexChanged.connect(lambda _: self.opts.set(preset=self.preset.currentData()))
         self.lo.valueChanged.connect(self._custom_edited)
@@ -126,12 +131,14 @@ class OptionsBar(QToolBar):
         """Show the state of the options (after a shortcut or a programmatic change)."""
         self._syncing = True
         o = self.opts
-        widgets = (self.size, self.sphere, self.fill_3d, self.threshold, self.preset, self.lo, self.hi, self.mode)
+        widgets = (self.size, self.sphere, self.fill_3d, self.component_3d, self.threshold, self.preset, self.lo,
+                   self.hi, self.mode)
         for w in widgets:
             w.blockSignals(True)
         self.size.setValue(o.radius_mm)
         self.sphere.setChecked(o.sphere)
         self.fill_3d.setChecked(o.fill_3d)
+        self.component_3d.setChecked(o.component_3d)
         self.threshold.setChecked(o.threshold)
         self.preset.setCurrentIndex(self.preset.findData(o.preset))
         lo, hi = o.range

@@ -108,9 +108,15 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     win2.session.set_position(5, 64, 64)
     win2.session.set_active_class(0)
     editor2.select_tool("component")
+    editor2.options.set(component_3d=False)
     click(win2.views["axial"], 47, 50)
     assert not win2.session.final.array[5].any() and win2.session.final.array[4].any()  # 2-D: this slice only
     assert editor2.undo_action.text() == "Undo remove component"
+    editor2.undo()
+    assert np.array_equal(win2.session.final.array, predicted)
+    editor2.options.set(component_3d=True)  # the default: the whole connected region
+    click(win2.views["axial"], 47, 50)
+    assert not win2.session.final.array.any()
     editor2.undo()
     assert np.array_equal(win2.session.final.array, predicted)
     win2.close()

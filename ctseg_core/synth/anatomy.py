@@ -154,6 +154,20 @@ class Ellipse2D:
         self.box = None if len(rows) == 0 else (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         self.e2 = None if self.box is None else e2[self.box]
 
+    def crop(self, box) -> "Ellipse2D":
+        """The same ellipse in the coordinates of the sub-array ``box`` (a pair of slices with starts)."""
+        out = Ellipse2D.__new__(Ellipse2D)
+        out.c, out.box, out.e2 = self.c, None, None
+        if self.box is None:
+            return out
+        lo = [max(a.start, b.start) for a, b in zip(self.box, box)]
+        hi = [min(a.stop, b.stop) for a, b in zip(self.box, box)]
+        if lo[0] >= hi[0] or lo[1] >= hi[1]:
+            return out
+        out.box = tuple(slice(lo[i] - box[i].start, hi[i] - box[i].start) for i in range(2))
+        out.e2 = self.e2[tuple(slice(lo[i] - self.box[i].start, hi[i] - self.box[i].start) for i in range(2))]
+        return out
+
     def at(self, w: float):
         """(box, normalised radius squared on the box) at height w, or None when the plane misses it."""
         c = self.c
@@ -185,6 +199,19 @@ def prepare_extracranial(head: Head, u, v) -> dict:
         spine=(((u / 14) ** 2 + ((v - 30) / 12) ** 2)).astype(np.float32),
         airway=(((u / 8) ** 2 + ((v - 8) / 5) ** 2)).astype(np.float32),
     )
+
+
+def crop_prepared(pre: dict, box) -> dict:
+    """``prepare_extracranial``'s result restricted to the sub-array ``box``."""
+    out = {}
+    for key, val in pre.items():
+        if isinstance(val, np.ndarray):
+            out[key] = val[box]
+        elif key == "cavities":
+            out[key] = [(ell.crop(box), code) for ell, code in val]
+        else:
+            out[key] = [ell.crop(box) for ell in val]
+    return out
 
 
 def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tissue, fine=None) -> None:

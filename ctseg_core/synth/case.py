@@ -9,11 +9,11 @@ import numpy as np
 from ctseg_core.labels import CLASSES
 from ctseg_core.synth import lesions as L
 from ctseg_core.synth import tissues as T
-from ctseg_core.synth.anatomy import (Head, floor_height, frame_uv, inner_depth, prepare_extracranial, render_extracranial,
+from ctseg_core.synth.anatomy import (Head, crop_prepared, floor_height, frame_uv, inner_depth, prepare_extracranial, render_extracranial,
                                       render_table, sample_head)
 from ctseg_core.synth.brain import MassEffect, render_brain, sample_extras, shift_field
 from ctseg_core.synth.fields import polar_wave_field, upsample_linear, wave_field
-from ctseg_core.synth.physics import blur_inplane, correlated_noise, streaks, sub_plane_offsets
+from ctseg_core.synth.physics import blur_inplane, correlated_noise, streaks, sub_plane_offsets, wrap_fill
 from ctseg_core.volume import Geometry, LabelMap, Volume, VolumeMeta
 
 P_NORMAL = 0.15  # probability that a case holds no lesion (when ``normal`` is None)
@@ -131,10 +131,26 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
     np.copyto(tissue[:, y0:y1, x0:x1], tissue_crop, where=body)
     noise = correlated_noise(rng, (n, y1 - y0, x1 - x0), rng.uniform(3.0, 4.0), 3 if ps < 0.7 else 2)
     # outside the head box the air gets the same grain, wrapped (cheaper than drawing the whole volume)
-    hu += np.pad(noise, ((0, 0), (y0, ny - y1), (x0, nx - x1)), mode="wrap")
+    hu[:, y0:y1, x0:x1] += noise
+    _add_wrapped(hu, noise, y0, y1, x0, x1)
     np.clip(hu, -1024, 3071, out=hu)
     np.rint(hu, out=hu)
     return hu, labels, tissue
+
+
+def _add_wrapped(hu: np.ndarray, noise: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> None:
+    """Add ``noise`` (the head box's) to the four bands of ``hu`` around the box, by wrapped copies."""
+    n, ny, nx = hu.shape
+    h, w = noise.shape[1:]
+    if y0 > h or ny - y1 > h or x0 > w or nx - x1 > w:  # bands wider than the box: the general way
+        full = wrap_fill(noise, hu.shape, (y0, x0))
+        full[:, y0:y1, x0:x1] = 0.0
+        hu += full
+        return
+    hu[:, :y0, x0:x1] += noise[:, h - y0:, :]
+    hu[:, y1:, x0:x1] += noise[:, : ny - y1, :]
+    hu[:, :, :x0] += np.concatenate([noise[:, h - y0:, w - x0:], noise[:, :, w - x0:], noise[:, : ny - y1, w - x0:]], 1)
+    hu[:, :, x1:] += np.concatenate([noise[:, h - y0:, : nx - x1], noise[:, :, : nx - x1], noise[:, : ny - y1, : nx - x1]], 1)
 
 
 def _labels_from_fractions(frac: dict, clean_hu: np.ndarray, sigma_px: float, out: np.ndarray) -> None:
@@ -180,9 +196,27 @@ def _bbox(mask: np.ndarray, pad: int = 2):
 
 
 def _plane(head, pre, extras, mass, lesions, hu_lut, amp_lut, u, v, w: float, floor, gyri, tex):
-    """Tissue, HU and lesion masks (class -> float mask) of one plane at head-frame height ``w``."""
-    tissue = np.zeros(u.shape, np.uint8)
+    """Tissue, HU and lesion masks (class -> float mask) of one plane at head-frame height ``w``.
+
+    Above the face (w > -15) only the box around this plane's cross-section of the head is computed."""
     depth = inner_depth(head, u, v, w).astype(np.float32)
+    hb = _bbox(depth > -(1.8 * head.skull_mm + head.scalp_mm + 8), pad=3) if w > -15 else None
+    if hb is None:
+        return _plane_box(head, pre, extras, mass, lesions, hu_lut, amp_lut, u, v, w, floor, gyri, tex, depth)
+    t_b, hu_b, masks_b = _plane_box(head, crop_prepared(pre, hb), extras, mass, lesions, hu_lut, amp_lut, u[hb],
+                                    v[hb], w, floor[hb], gyri[hb], tex[hb], depth[hb])
+    tissue = np.zeros(u.shape, np.uint8)
+    hu = np.full(u.shape, hu_lut[T.AIR], np.float32)
+    tissue[hb], hu[hb] = t_b, hu_b
+    masks = {}
+    for c, m in masks_b.items():
+        masks[c] = np.zeros(u.shape, np.float32)
+        masks[c][hb] = m
+    return tissue, hu, masks
+
+
+def _plane_box(head, pre, extras, mass, lesions, hu_lut, amp_lut, u, v, w: float, floor, gyri, tex, depth):
+    tissue = np.zeros(u.shape, np.uint8)
     if w < -15:  # an irregular skull base: the floor wobbles on the scale of the gyri field
         floor = floor + 1.5 * gyri
     render_extracranial(head, pre, w, depth, floor, tex, tissue, gyri)

@@ -21,13 +21,22 @@ def blur_inplane(img: np.ndarray, sigma_px: float) -> np.ndarray:
 
 
 def correlated_noise(rng: np.random.Generator, shape, std_hu: float, size_px: int = 3) -> np.ndarray:
-    """Noise with a CT-like grain: white noise box-filtered in-plane (``size_px``), rescaled to ``std_hu``."""
-    n = rng.standard_normal(shape, dtype=np.float32)
-    axes = (-2, -1)
-    for ax in axes:
+    """Noise with a CT-like grain: white noise box-filtered in-plane (``size_px``), rescaled to ``std_hu``.
+
+    Uniform white noise is drawn (several times faster than normal); the box sum of ``size_px**2`` samples is
+    close to Gaussian."""
+    n = rng.random(shape, dtype=np.float32)
+    n -= np.float32(0.5)
+    for ax in (-2, -1):
         ndi.uniform_filter1d(n, size_px, axis=ax, output=n, mode="wrap")
-    n *= np.float32(std_hu * size_px)  # a box mean of size s has std 1/sqrt(s) per axis
+    n *= np.float32(std_hu * size_px * np.sqrt(12.0))  # a box mean of size s has std 1/sqrt(s) per axis
     return n
+
+
+def wrap_fill(block: np.ndarray, shape, at: tuple[int, int]) -> np.ndarray:
+    """A (n, ny, nx) array holding ``block`` at rows/cols ``at`` and copies of it (wrapped) everywhere else."""
+    return np.pad(block, ((0, 0), (at[0], shape[1] - at[0] - block.shape[1]),
+                          (at[1], shape[2] - at[1] - block.shape[2])), mode="wrap")
 
 
 def streaks(rng: np.random.Generator, dense: np.ndarray, strength_hu: float, n_lines: int = 6) -> np.ndarray:

@@ -32,7 +32,12 @@ def run(args) -> int:
         raise CtsegError("--n must be at least 1")
     if args.tilt and args.format != "dicom":
         raise CtsegError("--tilt needs --format dicom")
-    classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    try:
+        classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+    except ValueError:
+        raise CtsegError(f"--classes takes class ids separated by commas, e.g. 1,7 (got {args.classes!r})") from None
+    if classes and not set(classes) <= set(range(1, 8)):
+        raise CtsegError(f"--classes: lesion class ids are 1..7 (got {args.classes})")
     index = []
     for seed in range(args.seed, args.seed + args.n):
         case = generate_case(seed, thin=args.thin, shape_yx=(args.size, args.size), lesion_classes=classes,

@@ -151,6 +151,9 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w: float, 
     # dura: falx in the fissure, tentorium
     falx = (np.abs(um) < 0.45) & fissure & (d_conv > -gap + 0.5)
     t[falx] = T.DURA
+    # superior sagittal sinus: a dense triangle at the midline under the vault (a bright negative, not blood)
+    sss = fissure & (depth_b > 0) & (depth_b < 7) & (np.abs(um) < 0.75 * (7 - depth_b))
+    t[sss] = T.VENOUS_SINUS
     slope2 = (0.013 * um) ** 2 + (0.009 * np.maximum(v - 8 * L, 0)) ** 2  # drawn where it crosses the plane steeply
     t[post & (np.abs(w - w_tent) < 0.6) & (np.abs(um) > 8) & (slope2 > 0.45)] = T.DURA
     # physiological calcifications

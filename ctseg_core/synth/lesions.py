@@ -211,7 +211,8 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
             m |= vent & (np.abs(um) < 4) & (w < 10)
         return m
     if cls == ICH:
-        return _ich_ratio(les, um, v, w, ctx["tex"], ctx["tex2"]) < 1.0
+        own_side = les["side"] * um > 0.6  # the falx stops a lobar hematoma at the midline
+        return (_ich_ratio(les, um, v, w, ctx["tex"], ctx["tex2"]) < 1.0) & own_side
     if cls == PNEUMO:
         m = np.zeros(u.shape, bool)
         for p in les["pockets"]:
@@ -242,7 +243,7 @@ def paint(les: dict, mask: np.ndarray, hu: np.ndarray, ctx: dict) -> None:
             val += (les["dense_hu"] - les["hu"]) * (tex2 > 0.7)
     if cls == ICH:
         ratio = _ich_ratio(les, ctx["um"], ctx["v"], ctx["w"], tex, tex2)
-        rim = (ratio >= 1.0) & (ratio < 1.0 + les["oedema_mm"] / les["radius_mm"]) & np.isin(
+        rim = (ratio >= 1.0) & (ratio < 1.0 + les["oedema_mm"] / les["radius_mm"]) & (les["side"] * ctx["um"] > 0.6) & np.isin(
             ctx["tissue"], (T.GREY, T.WHITE, T.DEEP_GREY))
         hu[rim] = les["oedema_hu"] + 1.5 * tex2[rim]
         val += 4.0 * tex

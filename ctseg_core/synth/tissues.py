@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 AIR, SOFT, FAT, CORTICAL, DIPLOE, SINUS_AIR, CSF, VENTRICLE, GREY, WHITE, DEEP_GREY, DURA, CALCIFICATION, \
-    EYE, ORBIT_FAT, TABLE, EXTRA_AXIAL, BRAINSTEM, MUSCLE, FOAM, MIXED = range(21)
+    EYE, ORBIT_FAT, TABLE, EXTRA_AXIAL, BRAINSTEM, MUSCLE, FOAM, MIXED, VENOUS_SINUS = range(22)
 
 NAMES = {AIR: "air", SOFT: "skin/scalp", FAT: "fat", CORTICAL: "cortical bone", DIPLOE: "diploe", SINUS_AIR: "sinus air",
          CSF: "CSF (sulci, fissures, cisterns)", VENTRICLE: "ventricular CSF", GREY: "grey matter", WHITE: "white matter",
          DEEP_GREY: "deep grey matter", DURA: "falx/tentorium", CALCIFICATION: "physiological calcification",
          EYE: "globe", ORBIT_FAT: "orbital fat", TABLE: "table/headrest", EXTRA_AXIAL: "epidural/subdural space",
          BRAINSTEM: "brainstem", MUSCLE: "muscle", FOAM: "head-rest foam",
-         MIXED: "partial volume: the slice's planes hold different tissues"}
+         MIXED: "partial volume: the slice's planes hold different tissues", VENOUS_SINUS: "dural venous sinus"}
 
 BONE = (CORTICAL, DIPLOE)
 CSF_SPACES = (CSF,)
-INTRACRANIAL = (CSF, VENTRICLE, GREY, WHITE, DEEP_GREY, DURA, CALCIFICATION, EXTRA_AXIAL, BRAINSTEM)
-N_TISSUES = 21
+INTRACRANIAL = (CSF, VENTRICLE, GREY, WHITE, DEEP_GREY, DURA, CALCIFICATION, EXTRA_AXIAL, BRAINSTEM, VENOUS_SINUS)
+N_TISSUES = 22
 
 
 def hu_table(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +33,7 @@ def hu_table(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         GREY: (grey, 1.2), WHITE: (white, 1.0), DEEP_GREY: (grey - rng.uniform(4, 7), 1.0),
         DURA: (rng.uniform(50, 65), 3), CALCIFICATION: (rng.uniform(250, 700), 80), EYE: (rng.uniform(12, 22), 1),
         ORBIT_FAT: (rng.uniform(-100, -70), 8), TABLE: (rng.uniform(250, 600), 20), EXTRA_AXIAL: (8, 1),
-        BRAINSTEM: (white + rng.uniform(3, 6), 1.0), MUSCLE: (rng.uniform(38, 48), 4), FOAM: (rng.uniform(-930, -850), 15),
+        BRAINSTEM: (white + rng.uniform(3, 6), 1.0), VENOUS_SINUS: (rng.uniform(42, 58), 2), MUSCLE: (rng.uniform(38, 48), 4), FOAM: (rng.uniform(-930, -850), 15),
     }
     for k, (h, a) in values.items():
         hu[k], amp[k] = h, a

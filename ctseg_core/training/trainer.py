@@ -117,13 +117,11 @@ class FineTuner:
         """Train to ``total_steps``; returns ``"done"`` or ``"cancelled"`` (state saved for --resume)."""
         self.before_training()
         for group in self.batches:
+            if self.should_stop():
+                return self.on_cancel()
             self.last_loss = self.train_step(group)
             self.step += 1
             self.after_step()
-            if self.should_stop():
-                self.save_state()
-                self.emit({"event": "cancelled", "step": self.step, "total_steps": self.total_steps})
-                return "cancelled"
             if self.step >= self.total_steps:
                 break
         self.after_training()
@@ -180,6 +178,11 @@ class FineTuner:
 
     def should_stop(self) -> bool:
         return dist_util.broadcast_flag(self.cancel.cancelled, self.ctx, self.device)
+
+    def on_cancel(self) -> str:
+        self.save_state()
+        self.emit({"event": "cancelled", "step": self.step, "total_steps": self.total_steps})
+        return "cancelled"
 
     def save_state(self) -> None:
         if self._save_state is not None and self.ctx.is_main:

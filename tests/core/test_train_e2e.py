@@ -210,7 +210,7 @@ def test_sigterm_cancels_cleanly_and_resume_matches_an_uninterrupted_run(tmp_pat
     events_b = [json.loads(line) for line in rest.splitlines()]
     assert proc.returncode == 0, err
     cancelled = events_b[-1]
-    assert cancelled["event"] == "cancelled" and 1 <= cancelled["step"] < 6, events_b
+    assert cancelled["event"] == "cancelled" and 0 <= cancelled["step"] < 6, events_b
     store_b = ModelStore.for_workspace(ws_b)
     assert (store_b.dir / STATE_FILE).is_file() and [v.version for v in store_b.versions()][-1] == "v1"
     assert "--resume" in err

@@ -152,7 +152,7 @@ def _setup(seed=0):
     torch.manual_seed(seed)
     model = create_model("aa_unet", encoder="resnet18d", decoder_channels=(8,) * 6)
     recipe = Recipe(strategy="decoder", steps=4, batch_size=2, cycle_steps=3, checkpoint_every=0)
-    optimizer, scheduler = make_optimizer(apply_strategy(model, "decoder"), recipe)
+    optimizer, scheduler = make_optimizer(apply_strategy(model, "decoder"), recipe, recipe.steps)
     ds = SliceDataset([blob_case("a"), blob_case("b")], Plan(spacing_mm=None), Augmenter(recipe.augment))
     sampler = StepBatchSampler(sampling_weights(ds.has_lesion, 0.5), 2, 1, 4, seed=1)
     loss = create_loss("focal", np.ones(8, np.float32))
@@ -214,3 +214,12 @@ def test_cancel_stops_after_the_current_step_and_saves():
     tuner.report_step = lambda: tuner.step == 2 and tuner.cancel.cancel()
     assert tuner.run() == "cancelled"
     assert saves == [2] and events[-1] == {"event": "cancelled", "step": 2, "total_steps": 4}
+    assert sched.last_epoch == 2  # stopped before the third step
+
+
+def test_a_cancel_after_the_last_step_lets_the_run_finish():
+    model, recipe, opt, sched, ds, sampler, loss = _setup()
+    tuner = FineTuner(model, opt, sched, loss, _steps(sampler, ds, 0), recipe=recipe, device=torch.device("cpu"),
+                      total_steps=4, save_state=lambda step: pytest.fail("no state is saved"), report_interval_s=0)
+    tuner.report_step = lambda: tuner.step == 4 and tuner.cancel.cancel()
+    assert tuner.run() == "done" and tuner.step == 4

@@ -201,7 +201,8 @@ class Predictor:
         return None
 
     def auto_batch_size(self, padded_shape: tuple[int, int]) -> int:
-        """Slices per batch after the first: 2 on CPU (measured: batches of 4 are slower per slice there);
+        """Slices per batch after the first: 1 on CPU (bench_inference.py: batches of 2 and 4 gain nothing
+        per slice there, and single slices keep callbacks and cancelling prompt);
         on a GPU as many as fit in half the free memory at ~3 kB per input pixel (fp16 activations)."""
         if self.batch_size:
             return int(self.batch_size)
@@ -209,7 +210,7 @@ class Predictor:
             free, _ = torch.cuda.mem_get_info(self.device)
             per_slice = padded_shape[0] * padded_shape[1] * 3000 * (2 if self.tta else 1)
             return int(max(1, min(32, free // 2 // per_slice)))
-        return 2 if self.device.type == "cpu" else 8
+        return 1 if self.device.type == "cpu" else 8
 
     def predict(self, volume: Volume, start_slice: int | None = None, on_slice: SliceCallback | None = None,
                 cancel: CancelToken | None = None, progress=None) -> Prediction:

@@ -22,6 +22,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
     try:
         yield tmp_path
         _fsync_file(tmp_path)
@@ -45,6 +46,12 @@ def atomic_write_with(target: str | Path, write: Callable[[Path], None]) -> None
     """Call ``write(tmp_path)`` and move the result onto ``target`` atomically."""
     with atomic_path(target) as tmp:
         write(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path: Path) -> None:

@@ -46,3 +46,16 @@ def test_label_file_for_another_scan_is_refused(tmp_path):
     with pytest.raises(LabelMismatchError, match="labels.nii.gz.*direction"):
         read_labels(path, like=vol)
     assert read_labels(path, like=other).array.sum() == other.array.size
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from ctseg_core.atomic import atomic_write_text
+
+    target = tmp_path / "card.json"
+    atomic_write_text(target, "{}")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask

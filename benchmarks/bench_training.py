@@ -111,7 +111,7 @@ def main() -> None:
         results[strategy] = r
         peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
         print(f"{strategy:<9}{r['precision']:<15}{str(r['channels_last']):<9}{batch:>6}{r['s_per_step']:>10.3f}"
-              f"{r['samples_per_s']:>11.1f}{peak:>10}", flush=True)
+              f"{r['samples_per_s']:>11.3g}{peak:>10}", flush=True)
     per_worker = data_throughput(args.size)
     print(f"\ndata pipeline (plan sample + MONAI augmentation, {args.size}x{args.size}): "
           f"{per_worker:.1f} samples/s per loader worker")

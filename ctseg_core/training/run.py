@@ -23,9 +23,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ctseg_core.checkpoint import ModelCard, load_checkpoint
-from ctseg_core.errors import CheckpointError, StoreError
+from ctseg_core.errors import StoreError
 from ctseg_core.jobs import CancelToken
-from ctseg_core.labels import CLASSES, LESION_CLASSES
+from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.losses import class_weights_from_labels, create_loss
 from ctseg_core.metrics import overlap_counts, overlap_scores
 from ctseg_core.model_store import ModelStore
@@ -157,21 +157,12 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
         seed_everything(run["seed"])
         model = _fresh_model(card).to(device)
 
-    trainable = apply_strategy(model, recipe.strategy)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(trainable, recipe, run["total_steps"])
-    start_step = restore_training_state(*saved, model=model, optimizer=optimizer, scheduler=scheduler) if saved else 0
+    optimizer, scheduler, start_step = _optimization(model, recipe, run, saved)
     wrapped = dist_util.wrap(model, ctx, device)
     net = torch.compile(wrapped) if recipe.compile else wrapped
-
-    weights = class_weights_from_labels([c.labels for c in train_ds.cases])
-    loss_fn = create_loss(recipe.loss, weights, recipe.focal_gamma).to(device)
-    sampler = StepBatchSampler(sampling_weights(train_ds.has_lesion, recipe.lesion_fraction), recipe.batch_size,
-                               recipe.accumulate, run["total_steps"], run["seed"], start_step, ctx.rank,
-                               ctx.world_size)
-    loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=recipe.num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    loss_fn = create_loss(recipe.loss, class_weights_from_labels([c.labels for c in train_ds.cases]),
+                          recipe.focal_gamma).to(device)
+    loader = _loader(train_ds, recipe, run, start_step, ctx, device)
 
     def save(step: int) -> None:
         save_training_state(state_path(store), model=model, optimizer=optimizer, scheduler=scheduler, step=step,
@@ -193,6 +184,25 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
               "mean_dice": mean_dice(run["after"])})
         emit(result)
     return result
+
+
+def _optimization(model, recipe: Recipe, run: dict, saved):
+    """Freeze per strategy, AdamW + cyclic LR; restored from the saved state when resuming."""
+    trainable = apply_strategy(model, recipe.strategy)
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer(trainable, recipe, run["total_steps"])
+    start_step = restore_training_state(*saved, model=model, optimizer=optimizer, scheduler=scheduler) if saved else 0
+    return optimizer, scheduler, start_step
+
+
+def _loader(train_ds: SliceDataset, recipe: Recipe, run: dict, start_step: int, ctx, device) -> DataLoader:
+    """Micro-batches from step ``start_step`` on: lesion slices over-sampled, this rank's share."""
+    sampler = StepBatchSampler(sampling_weights(train_ds.has_lesion, recipe.lesion_fraction), recipe.batch_size,
+                               recipe.accumulate, run["total_steps"], run["seed"], start_step, ctx.rank,
+                               ctx.world_size)
+    return DataLoader(train_ds, batch_sampler=sampler, num_workers=recipe.num_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=False)
 
 
 def _workspace(root: Path):

@@ -123,7 +123,7 @@ def fine_tuned(tmp_path_factory, sources, weak_model):
     ws, ids = make_workspace(tmp_path_factory.mktemp("ws_good"), sources, weak_model)
     out, err = io.StringIO(), io.StringIO()  # capsys is function-scoped
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = ctseg(["train", *common_args(ws, ids[3], "--steps", "40", "--strategy", "full", "--lr", "1e-3")])
+        code = ctseg(["train", *common_args(ws, ids[3], "--steps", "50", "--strategy", "full", "--lr", "1e-3")])
     events = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
     return ws, ids, code, events, err.getvalue()
 
@@ -135,9 +135,9 @@ def test_fine_tune_improves_a_weak_model_and_is_promoted(fine_tuned, held_out):
     assert kinds[0] == "plan" and kinds[-1] == "done" and "cancelled" not in kinds
     plan = events[0]
     assert plan["parent"] == "v1" and plan["val_cases"] == [ids[3]] and sorted(plan["train_cases"]) == sorted(ids[:3])
-    assert plan["strategy"] == "full" and plan["total_steps"] == 40
+    assert plan["strategy"] == "full" and plan["total_steps"] == 50
     steps = [e for e in events if e["event"] == "step"]
-    assert steps[-1]["step"] == 40 and steps[-1]["eta_s"] == 0.0
+    assert steps[-1]["step"] == 50 and steps[-1]["eta_s"] == 0.0
     assert all(np.isfinite(e["loss"]) and e["lr"] > 0 for e in steps)
     before, after = [e for e in events if e["event"] == "validate"]
     assert (before["when"], after["when"]) == ("before", "after") and set(before["dice"]) == {"ich"}

@@ -1,0 +1,366 @@
+"""The Training dock: retrain the model on the workspace's corrected cases, and the model versions.
+
+"Retrain" saves the open case, checks that there are at least two training cases (one to train on, one
+to validate), and starts ``python -m ctseg_core.train`` in its own process (``app.training_process``):
+live loss, step/total and ETA; Cancel stops it cleanly (state saved for ``--resume``). At the end a
+table compares the validation Dice per class before/after, says whether the new version was made
+active and why, and "Run new model on this case" loads it and runs it on the open scan. The versions
+list shows every version of the workspace's model store; "Make active" promotes or rolls back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QLabel, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ctseg_core.errors import CtsegError
+from ctseg_core.labels import LESION_CLASSES
+from ctseg_core.model_store import ModelStore
+from ctseg_core.training.recipe import Recipe, default_strategy
+from app.training_process import TrainingProcess, train_arguments
+
+MIN_CASES = 2  # one to train on, one to validate
+CLASS_NAMES = {c.key: c.name for c in LESION_CLASSES}
+STRATEGY_TEXT = {"full": "Full fine-tune (encoder and decoder)", "decoder": "Decoder only (frozen encoder)"}
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _item(text: str) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+    return item
+
+
+def error_text(events: list[dict], stderr: str, code: int) -> str:
+    """A readable one-paragraph reason for a failed run: the ``error`` event, else the last line of the
+    traceback on stderr, else the exit status."""
+    for e in reversed(events):
+        if e.get("event") == "error":
+            return e.get("message", "unknown error")
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if lines:
+        return lines[-1]
+    return "the training process crashed" if code < 0 else f"the training process exited with status {code}"
+
+
+class TrainingPanel(QWidget):
+    def __init__(self, window, editing, parent=None):
+        super().__init__(parent)
+        self.window, self.editing, self.session = window, editing, window.session
+        self.process = TrainingProcess(self)
+        self.process.event.connect(self._on_event)
+        self.process.ended.connect(self._on_ended)
+        self.extra_args: list[str] = []  # more ``ctseg train`` arguments (e.g. --device cpu --batch-size 4)
+        self.last_done: dict | None = None
+        self.state = "idle"  # idle, running, done, cancelled, failed
+        self._before: dict = {}
+        self._build()
+        self.editing.store.cases_changed.connect(self.refresh_versions)
+        self.refresh_versions()
+
+    # ---- layout ----
+    def _build(self) -> None:
+        from ctseg_core.training.run import resolve_device
+
+        device = resolve_device("auto")
+        self.auto_strategy, self.auto_reason = default_strategy(device)
+        self.strategy_label = QLabel(f"Strategy for this computer ({device}): <b>{self.auto_strategy}</b> — "
+                                     f"{self.auto_reason}")
+        self.strategy_label.setWordWrap(True)
+        self.strategy = QComboBox()
+        self.strategy.addItem(f"Automatic ({self.auto_strategy})", None)
+        for key, text in STRATEGY_TEXT.items():
+            self.strategy.addItem(text, key)
+        self.epochs = QDoubleSpinBox(decimals=1, minimum=0.1, maximum=1000.0, singleStep=1.0, value=Recipe.epochs)
+        self.steps = QSpinBox(minimum=0, maximum=1_000_000, singleStep=50)
+        self.steps.setSpecialValueText("from epochs")
+        form = QFormLayout()
+        form.addRow("Strategy", self.strategy)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Steps", self.steps)
+
+        self.retrain_button = QPushButton("Retrain")
+        self.retrain_button.setToolTip("Fine-tune the model on the corrected and approved cases of the workspace")
+        self.retrain_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.retrain_button)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #ff6060;")
+        self.error_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        self.result_table = self._table(["Class", "Dice before", "Dice after"])
+        self.reason_label = QLabel("")
+        self.reason_label.setWordWrap(True)
+        self.run_new_button = QPushButton("Run new model on this case")
+        self.run_new_button.setEnabled(False)
+        self.run_new_button.clicked.connect(self.run_new_model)
+        result = QGroupBox("Last run")
+        rl = QVBoxLayout(result)
+        for w in (self.result_table, self.reason_label, self.run_new_button):
+            rl.addWidget(w)
+
+        self.versions_table = self._table(["", "Version", "Created", "Dice before", "Dice after", "Promoted"])
+        self.versions_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.versions_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.make_active_button = QPushButton("Make active")
+        self.make_active_button.setToolTip("Use the selected version for this workspace (promote or roll back)")
+        self.make_active_button.clicked.connect(self.make_active)
+        versions = QGroupBox("Model versions (* = active)")
+        vl = QVBoxLayout(versions)
+        vl.addWidget(self.versions_table)
+        vl.addWidget(self.make_active_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.strategy_label)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        for w in (self.progress, self.status_label, self.error_label, result, versions):
+            layout.addWidget(w)
+        layout.addStretch(1)
+
+    @staticmethod
+    def _table(headers: list[str]) -> QTableWidget:
+        table = QTableWidget(0, len(headers))
+        table.setHorizontalHeaderLabels(headers)
+        table.verticalHeader().setVisible(False)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        return table
+
+    # ---- the workspace ----
+    @property
+    def workspace(self):
+        return self.editing.store.workspace
+
+    def model_store(self) -> ModelStore | None:
+        return None if self.workspace is None else ModelStore.for_workspace(self.workspace.root)
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    # ---- starting and stopping ----
+    def arguments(self) -> list[str]:
+        return train_arguments(self.workspace.root, steps=self.steps.value() or None, epochs=self.epochs.value(),
+                               strategy=self.strategy.currentData(), extra=self.extra_args)
+
+    def start(self) -> bool:
+        """Save the open case, check the cases, start the training process. False when it did not start."""
+        if self.running:
+            return False
+        if self.workspace is None:
+            return self._refuse("No workspace is set (File > Set workspace...): there are no cases to train on.")
+        self.editing.store.flush()  # the open case's latest corrections
+        try:
+            n = len(self.workspace.training_cases())
+        except CtsegError as exc:
+            return self._refuse(f"The workspace's cases could not be read: {exc}")
+        if n < MIN_CASES:
+            return self._refuse(f"Too few cases to retrain: {n} corrected or approved case(s) with saved labels; "
+                                f"at least {MIN_CASES} are needed (one to train on, one to check the new model). "
+                                "Mark more cases as corrected (Review menu).")
+        self._reset_display()
+        self.state = "running"
+        self.status_label.setText(f"Starting the training process on {n} cases...")
+        self.retrain_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.session.log(f"retraining on {n} corrected/approved cases of {self.workspace.root}")
+        self.process.start(self.arguments())
+        return True
+
+    def cancel(self) -> None:
+        if self.running:
+            self.status_label.setText("Cancelling (the training state is saved)...")
+            self.cancel_button.setEnabled(False)
+            self.process.cancel()
+
+    def _refuse(self, text: str) -> bool:
+        self.error_label.setText(text)
+        self.session.log(text, "warning")
+        return False
+
+    def _reset_display(self) -> None:
+        self.error_label.setText("")
+        self.reason_label.setText("")
+        self.result_table.setRowCount(0)
+        self.run_new_button.setEnabled(False)
+        self.last_done, self._before = None, {}
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+
+    # ---- progress ----
+    def _on_event(self, e: dict) -> None:
+        kind = e["event"]
+        if kind == "plan":
+            self.status_label.setText(
+                f"Fine-tuning {e['parent']} ({e['strategy']}: {e['strategy_reason']}) on "
+                f"{len(e['train_cases'])} case(s), checking on {len(e['val_cases'])}; {e['total_steps']} steps "
+                f"on {e['device']}. Measuring the current model...")
+            self.session.log(f"training plan: {e['strategy']} fine-tune of {e['parent']}, {e['total_steps']} steps")
+        elif kind == "validate" and e["when"] == "before":
+            self._before = e["dice"]
+            self.session.log(f"validation Dice before: {_fmt(e['mean_dice'])}")
+        elif kind == "start":
+            self.progress.setRange(0, e["total_steps"])
+            self.progress.setValue(e["step"])
+        elif kind == "step":
+            self.progress.setRange(0, e["total_steps"])
+            self.progress.setValue(e["step"])
+            eta = "" if e.get("eta_s") is None else f", about {e['eta_s']:.0f} s left"
+            self.progress.setFormat(f"Step %v/%m{eta}")
+            self.status_label.setText(f"Step {e['step']}/{e['total_steps']}: loss {e['loss']:.4f}, "
+                                      f"learning rate {e['lr']:.2g}{eta}")
+        elif kind == "trained":
+            self.status_label.setText(f"Trained {e['step']} steps in {e['seconds']:.0f} s; measuring the new model...")
+        elif kind == "validate" and e["when"] == "after":
+            self._show_comparison(self._before, e["dice"])
+            self.session.log(f"validation Dice after: {_fmt(e['mean_dice'])}")
+        elif kind == "done":
+            self.last_done = e
+            self.reason_label.setText(e["reason"])
+            self.run_new_button.setEnabled(self.session.has_volume())
+        elif kind == "cancelled":
+            self.status_label.setText(f"Training cancelled at step {e['step']} of {e['total_steps']} "
+                                      "(the state is saved: 'ctseg train --resume' continues it).")
+
+    def _show_comparison(self, before: dict, after: dict) -> None:
+        keys = list(dict.fromkeys([*before, *after]))
+        self.result_table.setRowCount(len(keys))
+        for row, key in enumerate(keys):
+            for col, text in enumerate((CLASS_NAMES.get(key, key), _fmt(before.get(key)), _fmt(after.get(key)))):
+                self.result_table.setItem(row, col, _item(text))
+
+    def _on_ended(self, code: int, stderr: str) -> None:
+        events = self.process.events
+        last = events[-1]["event"] if events else None
+        self.progress.setVisible(False)
+        self.retrain_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if code == 0 and last == "done":
+            self.state = "done"
+            done = self.last_done
+            self.status_label.setText(f"Training finished: new version {done['version']}"
+                                      + (" (now active)." if done["promoted"] else " (not made active)."))
+            self.session.log(f"training finished: {done['reason']}")
+        elif code == 0 and last == "cancelled":
+            self.state = "cancelled"
+            self.session.log("training cancelled; its state is saved", "warning")
+        else:
+            self.state = "failed"
+            message = f"Training failed: {error_text(events, stderr, code)}"
+            self.status_label.setText("")
+            self.error_label.setText(message)
+            self.session.log(message, "error")
+            if stderr.strip():
+                self.session.log(stderr.strip()[-4000:], "error")
+        self.refresh_versions()
+
+    # ---- models ----
+    def refresh_versions(self) -> None:
+        table, store = self.versions_table, self.model_store()
+        try:
+            versions = store.versions() if store is not None else []
+            active = store.active_version() if versions else None
+        except CtsegError as exc:
+            self.session.log(f"model versions unreadable: {exc}", "warning")
+            versions, active = [], None
+        table.setRowCount(len(versions))
+        for row, v in enumerate(versions):
+            val = v.card.metrics.get("validation", {})
+            promoted = v.card.extra.get("promoted")
+            cells = ("*" if v.version == active else "", v.version, v.card.created or "-",
+                     _fmt(val.get("mean_before")), _fmt(val.get("mean_after")),
+                     {True: "yes", False: "no", None: "-"}[promoted])
+            for col, text in enumerate(cells):
+                table.setItem(row, col, _item(text))
+        self.make_active_button.setEnabled(bool(versions))
+
+    def version_rows(self) -> list[tuple[str, bool]]:
+        """(version, active) of each row of the versions list."""
+        t = self.versions_table
+        return [(t.item(r, 1).text(), t.item(r, 0).text() == "*") for r in range(t.rowCount())]
+
+    def selected_version(self) -> str | None:
+        rows = self.versions_table.selectionModel().selectedRows()
+        return self.versions_table.item(rows[0].row(), 1).text() if rows else None
+
+    def make_active(self, version: str | None = None) -> bool:
+        """Make ``version`` (default: the selected row) active and load it in the app."""
+        version = version or self.selected_version()
+        store = self.model_store()
+        if version is None or store is None:
+            return False
+        try:
+            entry = store.use(version)
+        except CtsegError as exc:
+            self._refuse(f"Could not make {version} active: {exc}")
+            return False
+        self.session.log(f"model {version} is now active for this workspace")
+        self._load(entry.path)
+        self.refresh_versions()
+        return True
+
+    def _load(self, path: Path) -> None:
+        self.window.settings.setValue("model/path", str(path))
+        self.window.load_model(str(path))
+
+    def run_new_model(self) -> None:
+        """Load the version the last run made and run it on the open scan (once it is loaded)."""
+        if self.last_done is None:
+            return
+        path = Path(self.last_done["path"])
+        if self.last_done["promoted"]:
+            self._load(path)
+        else:
+            self.window.load_model(str(path))  # a look at it; the workspace's active version stays
+        self.window.model.request_run()
+
+    def shutdown(self) -> None:
+        """The window closes: stop a running training (its state is saved) and wait briefly."""
+        if self.running:
+            self.process.cancel()
+            if not self.process.proc.waitForFinished(15000):
+                self.process.kill()
+
+
+def install_training(window, editing) -> TrainingPanel:
+    """The Training dock (tabbed with the Cases dock) and Model > Retrain on corrected cases..."""
+    panel = TrainingPanel(window, editing)
+    window.training_panel = panel
+    panel.dock = window.add_dock(panel, "Training", Qt.LeftDockWidgetArea,
+                                 tabify_with=getattr(editing, "cases_dock", None))
+    window.menu("&View").addAction(panel.dock.toggleViewAction())
+    model = window.menu("&Model")
+    model.addSeparator()
+    panel.retrain_action = QAction("Retrain on corrected cases...", window)
+    panel.retrain_action.triggered.connect(lambda *_: (panel.dock.show(), panel.dock.raise_(), panel.start()))
+    model.addAction(panel.retrain_action)
+    _hook_close(window, panel)
+    return panel
+
+
+def _hook_close(window, panel: TrainingPanel) -> None:
+    original = window.closeEvent
+
+    def close_event(ev):
+        panel.shutdown()
+        original(ev)
+
+    window.closeEvent = close_event

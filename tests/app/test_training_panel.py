@@ -1,0 +1,166 @@
+"""The Training dock: a real (tiny) fine-tune in its own process through the panel, cancel, errors, the
+too-few-cases message, and the versions list with "Make active". Generated 64x64 head CTs as corrected
+cases in a temporary workspace whose active model is a small random All-Attention U-Net (v1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gui_helpers import open_and_wait
+from test_tools import make_window, workspace  # noqa: F401  (workspace: a fixture)
+from ctseg_core.checkpoint import ModelCard
+from ctseg_core.io import load_volume
+from ctseg_core.io.images import write_volume
+from ctseg_core.model_store import ModelStore
+from ctseg_core.models import create_model
+from ctseg_core.preprocess import Plan
+from ctseg_core.store import Workspace
+from ctseg_core.synth import generate_case
+from ctseg_core.training.run import STATE_FILE
+from ctseg_core.volume import LabelMap
+from app.panels.training_panel import error_text, install_training
+
+SEEDS = (101, 102, 103)
+TINY_ARGS = ["--device", "cpu", "--batch-size", "4", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """Generated scans (NIfTI) with their true labels."""
+    folder = tmp_path_factory.mktemp("train_scans")
+    out = []
+    for seed in SEEDS:
+        case = generate_case(seed, shape_yx=(64, 64), n_slices=12, lesion_classes=[1])
+        path = folder / f"synth_{seed}.nii.gz"
+        write_volume(case.volume, path)
+        out.append((path, case.labels.array.astype(np.uint8)))
+    return out
+
+
+def fill_workspace(root, scans) -> list[str]:
+    """Corrected cases (labels = truth) and a tiny random model as the active version v1."""
+    ws = Workspace(root)
+    ids = []
+    for path, truth in scans:
+        volume = load_volume(path)
+        case = ws.open_case(volume, path)
+        case.save_final(LabelMap(truth, volume.geometry))
+        case.set_status("corrected", annotator="test")
+        ids.append(case.id)
+    torch.manual_seed(0)
+    model = create_model("aa_unet", encoder="resnet18d", decoder_channels=(8, 8, 16, 16, 32, 32))
+    store = ModelStore.for_workspace(root)
+    store.use(store.add(model, ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())).version)
+    return ids
+
+
+@pytest.fixture
+def trainer(qtbot, settings, tmp_path, workspace, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # inherited by the training process
+    win, editor = make_window(qtbot, settings, tmp_path, workspace, autosave_ms=600000)
+    panel = install_training(win, editor)
+    panel.extra_args = list(TINY_ARGS)
+    yield win, editor, panel
+    panel.shutdown()
+    win.close()
+    win.inference.shutdown()
+
+
+def test_retrain_through_the_panel_compares_dice_adds_a_version_and_runs_it(qtbot, trainer, workspace, scans):  # noqa: F811
+    win, editor, panel = trainer
+    fill_workspace(workspace, scans)
+    assert open_and_wait(qtbot, win, scans[0][0]) == "no model"  # the case opens with its saved corrections
+    panel.refresh_versions()
+    assert panel.version_rows() == [("v1", True)]
+    assert panel.auto_strategy in panel.strategy_label.text() and panel.auto_reason in panel.strategy_label.text()
+
+    panel.steps.setValue(3)
+    panel.strategy.setCurrentIndex(panel.strategy.findData("decoder"))
+    assert panel.arguments()[-len(TINY_ARGS) - 4:-len(TINY_ARGS)] == ["--steps", "3", "--strategy", "decoder"]
+    panel.retrain_button.click()
+    assert panel.running and not panel.retrain_button.isEnabled() and panel.cancel_button.isEnabled()
+    win.session.set_position(4, 30, 30)  # the GUI stays usable while the process trains
+    qtbot.waitUntil(lambda: panel.state != "running", timeout=120000)
+    assert panel.state == "done", panel.error_label.text()
+
+    events = panel.process.events
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "plan" and kinds[-1] == "done" and "step" in kinds
+    before, after = [e for e in events if e["event"] == "validate"]
+    assert panel.result_table.rowCount() == len(after["dice"]) >= 1
+    table = {panel.result_table.item(r, 0).text(): (panel.result_table.item(r, 1).text(),
+                                                   panel.result_table.item(r, 2).text())
+             for r in range(panel.result_table.rowCount())}
+    assert table["Intracerebral hemorrhage (ICH)"] == (f"{before['dice']['ich']:.3f}", f"{after['dice']['ich']:.3f}")
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps[-1]["step"] == 3 and panel.progress.value() == 3 or not panel.progress.isVisible()
+    done = events[-1]
+    assert panel.reason_label.text() == done["reason"] and done["version"] == "v2"
+    assert "new version v2" in panel.status_label.text()
+    store = ModelStore.for_workspace(workspace)
+    assert [v.version for v in store.versions()] == ["v1", "v2"]
+    assert panel.version_rows() == [("v1", not done["promoted"]), ("v2", done["promoted"])]
+    assert any("training finished" in t for t in win.log_panel.text_lines())
+
+    # the new version on the open case: loaded in the inference thread, then run
+    assert panel.run_new_button.isEnabled()
+    with qtbot.waitSignal(win.pipeline_done, timeout=60000) as blocker:
+        panel.run_new_button.click()
+    assert blocker.args == ["inferred"] and "v2" in win.session.model_summary
+
+    # roll back to v1 from the versions list: the store's pointer and the app's model follow
+    panel.versions_table.selectRow(0)
+    with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
+        panel.make_active_button.click()
+    assert store.active_version() == "v1" and panel.version_rows() == [("v1", True), ("v2", False)]
+    assert win.settings.value("model/path") == str(store.get("v1").path)
+    assert "v1" in win.session.model_summary
+
+
+def test_cancel_stops_the_process_and_says_so(qtbot, trainer, workspace, scans):  # noqa: F811
+    win, editor, panel = trainer
+    fill_workspace(workspace, scans)
+    panel.steps.setValue(5000)
+    assert panel.start()
+    qtbot.waitUntil(lambda: any(e["event"] == "step" for e in panel.process.events), timeout=120000)
+    assert "loss" in panel.status_label.text() and panel.progress.maximum() == 5000
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: panel.state != "running", timeout=60000)
+    assert panel.state == "cancelled" and not panel.running
+    assert panel.process.events[-1]["event"] == "cancelled"
+    assert "cancelled" in panel.status_label.text() and panel.error_label.text() == ""
+    store = ModelStore.for_workspace(workspace)
+    assert [v.version for v in store.versions()] == ["v1"] and (store.dir / STATE_FILE).is_file()
+    assert panel.retrain_button.isEnabled() and not panel.run_new_button.isEnabled()
+
+
+def test_a_failing_run_shows_a_readable_error(qtbot, trainer, workspace, scans):  # noqa: F811
+    win, editor, panel = trainer
+    fill_workspace(workspace, scans)
+    panel.extra_args += ["--from", "v9"]  # no such version: the process reports an error and exits 2
+    assert panel.start()
+    qtbot.waitUntil(lambda: panel.state != "running", timeout=120000)
+    assert panel.state == "failed"
+    assert "Training failed" in panel.error_label.text() and "no model version 'v9'" in panel.error_label.text()
+    assert any(level == "error" and "v9" in text for level, text in win.log_panel.lines)
+    assert panel.retrain_button.isEnabled()
+
+
+def test_too_few_cases_is_said_instead_of_starting(qtbot, trainer, workspace, scans):  # noqa: F811
+    win, editor, panel = trainer
+    fill_workspace(workspace, scans[:1])
+    retrain = [a for a in win.menu("&Model").actions() if a.text().startswith("Retrain on corrected cases")]
+    assert retrain == [panel.retrain_action]
+    retrain[0].trigger()
+    assert not panel.running and panel.state == "idle"
+    assert "Too few cases" in panel.error_label.text() and "1 corrected or approved" in panel.error_label.text()
+    assert any(level == "warning" and "Too few cases" in text for level, text in win.log_panel.lines)
+
+
+def test_error_text_prefers_the_error_event_then_the_traceback_tail():
+    assert error_text([{"event": "error", "message": "bad case"}], "Traceback\n  x\nValueError: y\n", 2) == "bad case"
+    assert error_text([], "Traceback (most recent call last):\n  File x\nMemoryError: out of memory\n", 1) == \
+        "MemoryError: out of memory"
+    assert error_text([], "", -1) == "the training process crashed"

@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                         enable_3d=not args.no_3d, interactive=args.screenshot is None)
     from app.editing import install_editing
 
-    install_editing(window)  # tools, undo, workspace/autosave, Cases dock ($CTSEG_WORKSPACE or File > Set workspace)
+    editing = install_editing(window)  # tools, undo, autosave, Cases dock ($CTSEG_WORKSPACE or File > Set workspace)
+    from app.panels.training_panel import install_training
+
+    install_training(window, editing)  # Training dock, Model > Retrain on corrected cases..., model versions
     window.show()
     shot = _ScreenshotWhenIdle(window, args.screenshot, app) if args.screenshot else None
     path = args.path or str(DEMO_CT)

@@ -68,7 +68,7 @@ def trainer(qtbot, settings, tmp_path, workspace, monkeypatch):  # noqa: F811
     win.inference.shutdown()
 
 
-def test_retrain_through_the_panel_compares_dice_adds_a_version_and_runs_it(qtbot, trainer, workspace, scans):  # noqa: F811
+def test_retrain_through_the_panel_shows_dice_adds_a_version_and_runs_it(qtbot, trainer, workspace, scans):  # noqa: F811
     win, editor, panel = trainer
     fill_workspace(workspace, scans)
     assert open_and_wait(qtbot, win, scans[0][0]) == "no model"  # the case opens with its saved corrections

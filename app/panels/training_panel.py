@@ -22,6 +22,7 @@ from ctseg_core.errors import CtsegError
 from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.model_store import ModelStore
 from ctseg_core.training.recipe import Recipe, default_strategy
+from ctseg_core.training.run import STATE_FILE
 from app.training_process import TrainingProcess, train_arguments
 
 MIN_CASES = 2  # one to train on, one to validate
@@ -93,9 +94,12 @@ class TrainingPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the cancelled run from its saved state")
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
         buttons = QHBoxLayout()
-        buttons.addWidget(self.retrain_button)
-        buttons.addWidget(self.cancel_button)
+        for b in (self.retrain_button, self.resume_button, self.cancel_button):
+            buttons.addWidget(b)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         self.status_label = QLabel("")
@@ -157,12 +161,19 @@ class TrainingPanel(QWidget):
         return self.process.running
 
     # ---- starting and stopping ----
-    def arguments(self) -> list[str]:
+    def arguments(self, resume: bool = False) -> list[str]:
+        if resume:  # the saved run carries its own configuration
+            return train_arguments(self.workspace.root, extra=["--resume", *self.extra_args])
         return train_arguments(self.workspace.root, steps=self.steps.value() or None, epochs=self.epochs.value(),
                                strategy=self.strategy.currentData(), extra=self.extra_args)
 
-    def start(self) -> bool:
-        """Save the open case, check the cases, start the training process. False when it did not start."""
+    def can_resume(self) -> bool:
+        store = self.model_store()
+        return store is not None and (store.dir / STATE_FILE).is_file()
+
+    def start(self, resume: bool = False) -> bool:
+        """Save the open case, check the cases, start the training process (``resume``: continue the
+        cancelled run). False when it did not start."""
         if self.running:
             return False
         if self.workspace is None:
@@ -179,10 +190,9 @@ class TrainingPanel(QWidget):
         self._reset_display()
         self.state = "running"
         self.status_label.setText(f"Starting the training process on {n} cases...")
-        self.retrain_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self._set_running(True)
         self.session.log(f"retraining on {n} corrected/approved cases of {self.workspace.root}")
-        self.process.start(self.arguments())
+        self.process.start(self.arguments(resume))
         return True
 
     def cancel(self) -> None:
@@ -190,6 +200,12 @@ class TrainingPanel(QWidget):
             self.status_label.setText("Cancelling (the training state is saved)...")
             self.cancel_button.setEnabled(False)
             self.process.cancel()
+
+    def _set_running(self, running: bool) -> None:
+        self.retrain_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.make_active_button.setEnabled(not running and self.versions_table.rowCount() > 0)
+        self.resume_button.setEnabled(not running and self.can_resume())
 
     def _refuse(self, text: str) -> bool:
         self.error_label.setText(text)
@@ -238,7 +254,7 @@ class TrainingPanel(QWidget):
             self.run_new_button.setEnabled(self.session.has_volume())
         elif kind == "cancelled":
             self.status_label.setText(f"Training cancelled at step {e['step']} of {e['total_steps']} "
-                                      "(the state is saved: 'ctseg train --resume' continues it).")
+                                      "(the state is saved: Resume continues it).")
 
     def _show_comparison(self, before: dict, after: dict) -> None:
         keys = list(dict.fromkeys([*before, *after]))
@@ -251,8 +267,7 @@ class TrainingPanel(QWidget):
         events = self.process.events
         last = events[-1]["event"] if events else None
         self.progress.setVisible(False)
-        self.retrain_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self._set_running(False)
         if code == 0 and last == "done":
             self.state = "done"
             done = self.last_done
@@ -290,7 +305,8 @@ class TrainingPanel(QWidget):
                      {True: "yes", False: "no", None: "-"}[promoted])
             for col, text in enumerate(cells):
                 table.setItem(row, col, _item(text))
-        self.make_active_button.setEnabled(bool(versions))
+        self.make_active_button.setEnabled(bool(versions) and not self.running)
+        self.resume_button.setEnabled(not self.running and self.can_resume())
 
     def version_rows(self) -> list[tuple[str, bool]]:
         """(version, active) of each row of the versions list."""

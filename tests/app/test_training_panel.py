@@ -81,6 +81,7 @@ def test_retrain_through_the_panel_shows_dice_adds_a_version_and_runs_it(qtbot, 
     assert panel.arguments()[-len(TINY_ARGS) - 4:-len(TINY_ARGS)] == ["--steps", "3", "--strategy", "decoder"]
     panel.retrain_button.click()
     assert panel.running and not panel.retrain_button.isEnabled() and panel.cancel_button.isEnabled()
+    assert not panel.make_active_button.isEnabled() and not panel.resume_button.isEnabled()
     win.session.set_position(4, 30, 30)  # the GUI stays usable while the process trains
     qtbot.waitUntil(lambda: panel.state != "running", timeout=120000)
     assert panel.state == "done", panel.error_label.text()
@@ -134,6 +135,7 @@ def test_cancel_stops_the_process_and_says_so(qtbot, trainer, workspace, scans):
     store = ModelStore.for_workspace(workspace)
     assert [v.version for v in store.versions()] == ["v1"] and (store.dir / STATE_FILE).is_file()
     assert panel.retrain_button.isEnabled() and not panel.run_new_button.isEnabled()
+    assert panel.resume_button.isEnabled() and panel.arguments(resume=True)[4] == "--resume"
 
 
 def test_a_failing_run_shows_a_readable_error(qtbot, trainer, workspace, scans):  # noqa: F811

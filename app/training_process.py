@@ -49,6 +49,8 @@ class TrainingProcess(QObject):
         if self.running:
             raise RuntimeError("a training process is already running")
         self._stdout, self.stderr, self.events = b"", "", []
+        if self.proc is not None:
+            self.proc.deleteLater()
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")

@@ -110,6 +110,7 @@ class TrainingPanel(QWidget):
         self.error_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
         self.result_table = self._table(["Class", "Dice before", "Dice after"])
+        self.result_table.setMaximumHeight(180)
         self.reason_label = QLabel("")
         self.reason_label.setWordWrap(True)
         self.run_new_button = QPushButton("Run new model on this case")
@@ -300,7 +301,7 @@ class TrainingPanel(QWidget):
         for row, v in enumerate(versions):
             val = v.card.metrics.get("validation", {})
             promoted = v.card.extra.get("promoted")
-            cells = ("*" if v.version == active else "", v.version, v.card.created or "-",
+            cells = ("*" if v.version == active else "", v.version, (v.card.created or "-")[:16].replace("T", " "),
                      _fmt(val.get("mean_before")), _fmt(val.get("mean_after")),
                      {True: "yes", False: "no", None: "-"}[promoted])
             for col, text in enumerate(cells):

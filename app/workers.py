@@ -21,6 +21,12 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 
 from ctseg_core.errors import Cancelled, CtsegError
 from ctseg_core.jobs import CancelToken
+from ctseg_core.predictor import Predictor
+
+# The model stack (torch, timm -> torchvision -> triton) is imported here, on the GUI thread, when the app
+# starts: importing it for the first time in the inference thread while the GUI thread imported other
+# extension modules crashed the process (a segmentation fault inside triton's import).
+import timm  # noqa: E402,F401
 
 
 @dataclass
@@ -119,8 +125,6 @@ def inference_threads() -> int:
 
 
 def load_predictor(path: str):
-    from ctseg_core.predictor import Predictor
-
     return Predictor.from_checkpoint(path, device="auto")
 
 

@@ -22,7 +22,7 @@ from ctseg_core.errors import CtsegError
 from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.model_store import ModelStore
 from ctseg_core.training.recipe import Recipe, default_strategy
-from ctseg_core.training.run import STATE_FILE
+from ctseg_core.training.state import STATE_FILE
 from app.training_process import TrainingProcess, train_arguments
 
 MIN_CASES = 2  # one to train on, one to validate

@@ -35,11 +35,10 @@ from ctseg_core.training.augment import Augmenter
 from ctseg_core.training.dataset import (LoadedCase, SliceDataset, StepBatchSampler, load_cases, sampling_weights,
                                          split_cases, workspace_cases)
 from ctseg_core.training.recipe import Recipe, default_strategy
-from ctseg_core.training.state import read_training_state, restore_training_state, save_training_state
+from ctseg_core.training.state import STATE_FILE, read_training_state, restore_training_state, save_training_state
 from ctseg_core.training.trainer import FineTuner, apply_strategy, make_optimizer, predict_slices, step_batches
 
 Emit = Callable[[dict], None]
-STATE_FILE = Path(".training") / "state.safetensors"  # under the models folder
 
 
 @dataclass

@@ -20,6 +20,8 @@ from safetensors.torch import save_file
 from ctseg_core.atomic import atomic_write_with
 from ctseg_core.errors import CheckpointError
 
+STATE_FILE = Path(".training") / "state.safetensors"  # a run's resumable state, under the models folder
+
 META_KEY = "ctseg_training_state"
 FORMAT = 1
 

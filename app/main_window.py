@@ -288,7 +288,7 @@ class MainWindow(QMainWindow):
         self.model.cancel()
 
     def _on_model_summary(self, summary: str) -> None:
-        self.model_label.setText(f"Model: {summary}" if summary else "No model: viewer only")
+        self.model_label.setText(f"Model: {summary} · not for clinical use" if summary else "No model: viewer only")
         self.model_label.setToolTip(summary or "no model is loaded; load one from the Model menu")
         self._update_title()
 

@@ -33,6 +33,7 @@ def test_checkpoint_path_loads_in_the_worker_and_segments(qtbot, settings, tmp_p
     qtbot.addWidget(win)
     qtbot.waitUntil(lambda: win.model_state != "loading", timeout=60000)
     assert win.model_state == "ready" and win.model_label.text().startswith("Model: aa_unet v")
+    assert win.model_label.text().endswith("not for clinical use")
     assert "trained on nothing" in win.windowTitle()
     assert open_and_wait(qtbot, win, scan, timeout=120000) == "inferred"
     assert win.session.predicted_slices.all()

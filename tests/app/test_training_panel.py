@@ -73,7 +73,7 @@ def test_retrain_through_the_panel_shows_dice_adds_a_version_and_runs_it(qtbot, 
     fill_workspace(workspace, scans)
     assert open_and_wait(qtbot, win, scans[0][0]) == "no model"  # the case opens with its saved corrections
     panel.refresh_versions()
-    assert panel.version_rows() == [("v1", True)]
+    assert panel.version_rows() == [("default", False), ("v1", True)]  # the bundled model is the root version
     assert panel.auto_strategy in panel.strategy_label.text() and panel.auto_reason in panel.strategy_label.text()
 
     panel.steps.setValue(3)
@@ -101,8 +101,8 @@ def test_retrain_through_the_panel_shows_dice_adds_a_version_and_runs_it(qtbot, 
     assert panel.reason_label.text() == done["reason"] and done["version"] == "v2"
     assert "new version v2" in panel.status_label.text()
     store = ModelStore.for_workspace(workspace)
-    assert [v.version for v in store.versions()] == ["v1", "v2"]
-    assert panel.version_rows() == [("v1", not done["promoted"]), ("v2", done["promoted"])]
+    assert [v.version for v in store.versions()] == ["default", "v1", "v2"]
+    assert panel.version_rows() == [("default", False), ("v1", not done["promoted"]), ("v2", done["promoted"])]
     assert any("training finished" in t for t in win.log_panel.text_lines())
 
     # the new version on the open case: loaded in the inference thread, then run
@@ -112,10 +112,10 @@ def test_retrain_through_the_panel_shows_dice_adds_a_version_and_runs_it(qtbot, 
     assert blocker.args == ["inferred"] and "v2" in win.session.model_summary
 
     # roll back to v1 from the versions list: the store's pointer and the app's model follow
-    panel.versions_table.selectRow(0)
+    panel.versions_table.selectRow(1)  # row 0 is the bundled root version
     with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
         panel.make_active_button.click()
-    assert store.active_version() == "v1" and panel.version_rows() == [("v1", True), ("v2", False)]
+    assert store.active_version() == "v1" and panel.version_rows() == [("default", False), ("v1", True), ("v2", False)]
     assert win.settings.value("model/path") == str(store.get("v1").path)
     assert "v1" in win.session.model_summary
 
@@ -133,7 +133,7 @@ def test_cancel_stops_the_process_and_says_so(qtbot, trainer, workspace, scans):
     assert panel.process.events[-1]["event"] == "cancelled"
     assert "cancelled" in panel.status_label.text() and panel.error_label.text() == ""
     store = ModelStore.for_workspace(workspace)
-    assert [v.version for v in store.versions()] == ["v1"] and (store.dir / STATE_FILE).is_file()
+    assert [v.version for v in store.versions()] == ["default", "v1"] and (store.dir / STATE_FILE).is_file()
     assert panel.retrain_button.isEnabled() and not panel.run_new_button.isEnabled()
     assert panel.resume_button.isEnabled() and panel.arguments(resume=True)[4] == "--resume"
 

@@ -64,31 +64,33 @@ class SyntheticBatches:
     def __init__(self, cfg: SyntheticConfig, plan: Plan, recipe: Recipe):
         self.cfg, self.plan, self.recipe = cfg, plan, recipe
         self.augmenter = Augmenter(recipe.augment)
-        self.next_seed = cfg.seed * 100_000
+        self.seeds_used: list[int] = []
         self.pool = [self._new_case() for _ in range(cfg.pool_size)]
+        self._index_pool()
         self.rng = np.random.default_rng(cfg.seed)
-        self.seeds_used: list[int] = [int(c.case_id.split("-")[1]) for c in self.pool]
 
     def _new_case(self) -> LoadedCase:
-        case = _loaded(self.next_seed, self.cfg.shape_yx)
-        self.next_seed += 1
-        return case
+        seed = self.cfg.seed * 100_000 + len(self.seeds_used)
+        self.seeds_used.append(seed)
+        return _loaded(seed, self.cfg.shape_yx)
+
+    def _index_pool(self) -> None:
+        """The pool's slices and their sampling weights (redone only when the pool changes)."""
+        self.dataset = SliceDataset(self.pool, self.plan)
+        self.weights = sampling_weights(self.dataset.has_lesion, self.recipe.lesion_fraction)
 
     def __iter__(self) -> Iterator[list[dict]]:
         step = 0
         while True:
             if step and step % self.cfg.refresh_every == 0:
-                case = self._new_case()
-                self.pool[step // self.cfg.refresh_every % len(self.pool)] = case
-                self.seeds_used.append(int(case.case_id.split("-")[1]))
+                self.pool[step // self.cfg.refresh_every % len(self.pool)] = self._new_case()
+                self._index_pool()
             yield [self._batch()]
             step += 1
 
     def _batch(self) -> dict:
-        ds = SliceDataset(self.pool, self.plan)
-        weights = sampling_weights(ds.has_lesion, self.recipe.lesion_fraction)
-        picks = self.rng.choice(len(ds), size=self.recipe.batch_size, p=weights)
-        items = [ds[int(i)] for i in picks]
+        picks = self.rng.choice(len(self.dataset), size=self.recipe.batch_size, p=self.weights)
+        items = [self.dataset[int(i)] for i in picks]
         pairs = [self.augmenter(it["image"], it["label"], int(self.rng.integers(2**31))) for it in items]
         size = tuple(max(p[0].shape[-k] for p in pairs) for k in (2, 1))
         return {"image": torch.stack([_pad_to(p[0], size, self.plan.pad_value) for p in pairs]),
@@ -126,7 +128,6 @@ def train_synthetic(cfg: SyntheticConfig, emit: Callable[[dict], None] = print,
 
     tuner = FineTuner(model, optimizer, scheduler, loss_fn, iter(batches), recipe=recipe, device=device,
                       total_steps=cfg.steps, emit=emit, cancel=cancel, report_interval_s=30.0)
-    tuner.recipe = recipe
     _with_snapshots(tuner, cfg.snapshot_every, snapshot)
     tuner.run()
     val = [_loaded(VAL_SEED0 + i, cfg.shape_yx) for i in range(cfg.n_val)]

@@ -37,7 +37,6 @@ class Head:
     pitch: float = 0.0  # rad: chin down positive
     atrophy: float = 0.0  # 0 young .. 1 old: wide sulci, large ventricles, white-matter hypodensity
     surgery: object = None  # ctseg_core.synth.surgery.Surgery: craniotomy, burr holes, scalp haematoma, devices
-    _vault_cache: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def outer_extent(self) -> float:
@@ -66,7 +65,7 @@ def sample_head(rng: np.random.Generator, fov_mm: float, scale: float | None = N
         half_depth=float(hl * rng.uniform(1.02, 1.12)), taper=float(rng.uniform(0.04, 0.1)),
         skull_mm=float(rng.uniform(4.0, 6.5)), scalp_mm=float(rng.uniform(4.0, 7.0)),
         gap_mm=float(0.6 + 3.2 * atrophy ** 1.5 + rng.uniform(-0.2, 0.3)),
-        ventricle_scale=float(rng.uniform(1.0, 1.3) + 0.85 * atrophy ** 1.3), floor_shift=float(rng.uniform(-4, 4)),
+        ventricle_scale=float(rng.uniform(1.0, 1.3) + 0.65 * atrophy ** 1.3), floor_shift=float(rng.uniform(-4, 4)),
         mastoid_air=float(rng.uniform(0.2, 0.8)), table=bool(rng.random() < 0.7),
         table_offset=float(rng.uniform(6, 20)), atrophy=atrophy)
     j = lambda s: float(rng.normal(0, s))  # noqa: E731
@@ -128,32 +127,25 @@ def head_to_scanner(head: Head, u: float, v: float, w: float) -> tuple[float, fl
     return float(x), float(y), float(z)
 
 
-def inner_depth(head: Head, u, v, w) -> np.ndarray:
+def inner_depth(head: Head, u, v, w, terms: tuple | None = None) -> np.ndarray:
     """Approximate depth (mm) below the inner table along the ray from the origin (negative outside).
 
-    Below w = 0 the vault is deeper and leans backwards (room for the posterior fossa)."""
-    q, rho2 = _vault_terms(head, u, v, w)
+    Below w = 0 the vault is deeper and leans backwards (room for the posterior fossa). ``terms``: the
+    plane-independent part (``vault_terms(head, u, v)``, cropped like u and v), to reuse across planes."""
+    q0, q1, rho2 = vault_terms(head, u, v) if terms is None else terms
+    lean = np.clip(-w / np.float32(60.0), 0.0, 1.0) if np.ndim(w) else float(np.clip(-w / 60.0, 0.0, 1.0))
+    q = q0 if (np.ndim(lean) == 0 and lean == 0.0) else q0 + np.float32(lean) * (q1 - q0)
     if np.ndim(w):
         c = np.where(w >= 0, np.float32(head.half_height), np.float32(head.half_depth))
     else:
         c = head.half_height if w >= 0 else head.half_depth
-    r = np.sqrt(q + (w / c) ** 2) + 1e-6
-    return (1.0 - r) * np.sqrt(rho2 + w * w + 1e-6) / r
+    r = np.sqrt(q + (w / c) ** 2) + np.float32(1e-6)
+    return (1.0 - r) * np.sqrt(rho2 + w * w + np.float32(1e-6)) / r
 
 
-def _vault_terms(head: Head, u, v, w: float):
-    """In-plane part of the vault's normalised radius (squared) and of the squared distance to the axis."""
-    lean = np.clip(-w / np.float32(60.0), 0.0, 1.0) if np.ndim(w) else float(np.clip(-w / 60.0, 0.0, 1.0))
-    pre = getattr(head, "_vault_cache", None)
-    if pre is not None and pre[0] is u:
-        q0, q1, rho2 = pre[1]
-    else:
-        q0, rho2 = _vault_q(head, u, v, 0.0), u * u + v * v
-        q1 = _vault_q(head, u, v, 11.0)
-        head._vault_cache = (u, (q0, q1, rho2))
-    if np.ndim(lean) == 0 and lean == 0.0:
-        return q0, rho2
-    return q0 + (np.float32(lean) if np.ndim(lean) == 0 else lean) * (q1 - q0), rho2
+def vault_terms(head: Head, u, v) -> tuple:
+    """The vault's in-plane terms: normalised radius squared upright and leaning back 11 mm, and u^2 + v^2."""
+    return _vault_q(head, u, v, 0.0), _vault_q(head, u, v, 11.0), (u * u + v * v).astype(np.float32)
 
 
 def _vault_q(head: Head, u, v, lean_mm: float):
@@ -261,6 +253,10 @@ def crop_prepared(pre: dict, box) -> dict:
     for key, val in pre.items():
         if isinstance(val, np.ndarray):
             out[key] = val[box]
+        elif isinstance(val, tuple):
+            out[key] = tuple(a[box] for a in val)
+        elif not isinstance(val, list):
+            out[key] = val
         elif key == "cavities":
             out[key] = [(ell.crop(box), code) for ell, code in val]
         else:
@@ -303,16 +299,19 @@ def render_extracranial(head: Head, pre: dict, w, depth, floor, tex, tissue, fin
     if extra is not None:  # subgaleal: between the skull and the lifted scalp
         tissue[outer & (extra > 0.3) & (depth <= -skull) & (depth > -(skull + extra))] = T.SCALP_HAEMATOMA
     inside_vault = depth > 0
-    below = inside_vault & (w <= floor)
-    base_bone = below & (w > floor - pre["base_thick"])
-    deep = (outer & (depth <= -(skull + scalp_out))) | (below & ~base_bone)  # face and neck below the skull base
-    tissue[deep] = T.MUSCLE
-    tissue[deep & (tex < -1.1)] = T.FAT  # fat between the muscles of the face and neck
     bone = (depth <= 0) & (depth > -skull)
     tissue[bone] = T.DIPLOE
-    tissue[base_bone] = T.SKULL_BASE
     tissue[bone & ((depth > -1.3) | (depth <= -skull + 1.5))] = T.CORTICAL
-    tissue[base_bone & ((w > floor - 1.5) | (fine > 1.1))] = T.CORTICAL
+    if w_lo > -15 and w_lo > pre["floor_top"]:  # above the face and the cranial floor: the vault only
+        below = np.zeros(depth.shape, bool)
+    else:
+        below = inside_vault & (w <= floor)
+        base_bone = below & (w > floor - pre["base_thick"])
+        deep = (outer & (depth <= -(skull + scalp_out))) | (below & ~base_bone)  # face and neck below the base
+        tissue[deep] = T.MUSCLE
+        tissue[deep & (tex < -1.1)] = T.FAT  # fat between the muscles of the face and neck
+        tissue[base_bone] = T.SKULL_BASE
+        tissue[base_bone & ((w > floor - 1.5) | (fine > 1.1))] = T.CORTICAL
     if -50 < w_hi and w_lo < -34:  # zygomatic arches
         tissue[pre["zygoma"] & (np.abs(w + 42) < 4.5) & (tissue == T.SOFT)] = T.CORTICAL
     for ell, code in pre["cavities"]:
@@ -345,7 +344,7 @@ def render_extracranial(head: Head, pre: dict, w, depth, floor, tex, tissue, fin
                 gt = tissue[gbox]
                 gt[(ge < 1.0) & ((gt == T.ORBIT_FAT) | (gt == T.SOFT) | (gt == T.MUSCLE))] = T.EYE
     if w_lo < -62:
-        low = deep if np.ndim(w) == 0 else deep & (w < -62)
+        low = deep if np.ndim(w) == 0 else deep & (w < -62)  # noqa: F821 (set below the floor)
         tissue[(pre["spine"] < 1) & low] = T.DIPLOE
         tissue[(pre["spine"] < 0.35) & low] = T.SOFT
         tissue[(pre["airway"] < 1) & low] = T.SINUS_AIR

@@ -48,7 +48,7 @@ def sample_extras(rng: np.random.Generator, head: Head) -> BrainExtras:
                      calc_r=float(rng.uniform(1.5, 3.0)), sulcal_t=float(0.08 + 0.13 * atrophy + rng.uniform(0, 0.04)),
                      grey_t=float(rng.uniform(0.55, 0.7)), sulcal_depth=float(rng.uniform(6, 11) + 4 * atrophy))
     ex.basal_calc = bool(rng.random() < 0.05 + 0.2 * atrophy)
-    for _ in range(int(rng.integers(1, 4)) if rng.random() < 0.1 + 0.25 * atrophy else 0):
+    for _ in range(int(rng.integers(1, 4)) if rng.random() < 0.05 + 0.2 * atrophy else 0):
         ex.falx_calc.append((0.0, float(rng.uniform(-55, 30) * L), float(rng.uniform(15, 55)),
                              float(rng.uniform(0.8, 1.6)), float(rng.uniform(3, 9)), float(rng.uniform(2, 6))))
     ex.falx_mm = float(rng.uniform(0.7, 1.6))

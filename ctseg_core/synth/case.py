@@ -32,6 +32,8 @@ class SynthCase:
     tissue: np.ndarray | None = field(default=None, repr=False)  # uint8 tissue codes (ctseg_core.synth.tissues);
     # MIXED where the planes that make one slice disagree (partial volume along z)
     params: dict = field(default_factory=dict)  # head and acquisition parameters (JSON-able)
+    structures: np.ndarray | None = field(default=None, repr=False)  # uint16 bits (tissues.STRUCTURE_BIT) of
+    # what any plane of the voxel's slice held; see ctseg_core.synth.hard_negatives
 
 
 def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_spacing: float | None = None,
@@ -59,13 +61,16 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
     hu_lut, amp_lut = T.hu_table(rng, acq.hu_spread)
     bottom = head.centre_z - rng.uniform(60, 72)  # about the foramen magnum
     top = head.vertex_z + rng.uniform(0.0, 4.0)
+    head.surgery = sample_surgery(rng, head)
+    # sulci and textures: drawn before the lesions, so that forcing classes keeps the head
+    waves = (draw_waves(rng, (14.0, 26.0), 8), draw_polar_waves(rng, 70.0, (16.0, 24.0), 20, radial_scale=0.6),
+             draw_waves(rng, (25.0, 70.0), 8))
     if normal is None:
         normal = lesion_classes is None and rng.random() < P_NORMAL
     classes = [] if normal else (sorted(set(int(c) for c in lesion_classes)) if lesion_classes is not None
                                  else L.choose_classes(rng))
     lesions = L.sample_lesions(rng, head, classes)
     mass = L.mass_effect(head, lesions)
-    head.surgery = sample_surgery(rng, head)
     place_head(head, acq.yaw_deg, acq.roll_deg, acq.pitch_deg, acq.head_offset_mm)
 
     dz = acq.spacing_z_mm
@@ -76,7 +81,8 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
     origin = (-(nx - 1) / 2 * ps, -(ny - 1) / 2 * ps, float(z0 + dz * ks[0]))
     geom = Geometry((len(ks), ny, nx), (dz, ps, ps), origin)
 
-    hu, labels, tissue = _render(rng, seed, acq, head, extras, mass, lesions, hu_lut, amp_lut, geom, ks, z0)
+    hu, labels, tissue, structures = _render(waves, seed, acq, head, extras, mass, lesions, hu_lut, amp_lut, geom,
+                                             ks, z0)
     meta = VolumeMeta(modality="CT", description=f"ctseg synthetic head CT seed {seed}", series_uid="",
                       gantry_tilt_deg=0.0, notes=[f"synthetic (ctseg_core.synth), seed {seed}"])
     meta.extra["synth_tilt_deg"] = float(acq.gantry_tilt_deg)
@@ -85,9 +91,11 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
                   inner_half_length=head.half_length, midline_shift_mm=abs(mass.shift_mm),
                   tilt_deg=float(acq.gantry_tilt_deg), atrophy=round(head.atrophy, 3),
                   first_slice=int(ks[0]), full_slices=int(n_full), surgery=head.surgery.describe(),
+                  calcifications=dict(choroid=extras.choroid_calc, pineal=extras.pineal_calc, basal=extras.basal_calc,
+                                      falx=len(extras.falx_calc)),
                   acquisition=acq.as_dict())
     described = [L.describe(les, head) for les in lesions]
-    return SynthCase(Volume(hu, geom, meta), LabelMap(labels, geom), described, int(seed), tissue, params)
+    return SynthCase(Volume(hu, geom, meta), LabelMap(labels, geom), described, int(seed), tissue, params, structures)
 
 
 def _z_extent(head: Head, bottom: float, top: float) -> tuple[float, float]:
@@ -112,7 +120,7 @@ def _slab(acq: Acquisition, rng_scan, z0: float, dz: float, n_full: int) -> np.n
     return ks
 
 
-def _render(rng, seed, acq: Acquisition, head: Head, extras, mass, lesions, hu_lut, amp_lut, geom: Geometry,
+def _render(waves, seed, acq: Acquisition, head: Head, extras, mass, lesions, hu_lut, amp_lut, geom: Geometry,
             ks: np.ndarray, z0: float):
     n, ny, nx = geom.shape
     dz, ps, _ = geom.spacing
@@ -122,13 +130,11 @@ def _render(rng, seed, acq: Acquisition, head: Head, extras, mass, lesions, hu_l
     head.centre_z = 0.0  # head frame w == scanner z (plus w_inplane for oblique planes)
     offs, wts = sub_plane_offsets(acq.slice_thickness_mm)
     (y0, y1), (x0, x1) = _head_box(head, xs, ys)
-    # fields are drawn whatever the crop, so that the noise below does not depend on it
-    wig_w = draw_waves(rng, (14.0, 26.0), 8)
-    gyri_w = draw_polar_waves(rng, 70.0, (16.0, 24.0), 20, radial_scale=0.6)
-    tex_w = draw_waves(rng, (25.0, 70.0), 8)
+    wig_w, gyri_w, tex_w = waves
     hu = np.full((n, ny, nx), -1000.0, np.float32)
     tissue = np.zeros((n, ny, nx), np.uint8)
     labels = np.zeros((n, ny, nx), np.uint8)
+    structures = np.zeros((n, ny, nx), np.uint16)
     sigma_px = max(acq.psf_sigma_mm / ps, 0.3)
     if head.table:
         txx, tyy = np.meshgrid(xs, ys)
@@ -140,14 +146,17 @@ def _render(rng, seed, acq: Acquisition, head: Head, extras, mass, lesions, hu_l
         scene = _scene(head, extras, mass, lesions, hu_lut, amp_lut, acq, offs, xs[x0:x1], ys[y0:y1], ps,
                        wig_w, gyri_w, tex_w)
         hu_c, tissue_c = _render_head(scene, ks, z0, dz, offs, wts, acq, sigma_px, ps,
-                                      labels[:, y0:y1, x0:x1])
+                                      labels[:, y0:y1, x0:x1], structures[:, y0:y1, x0:x1])
         body = (tissue_c != T.AIR) | (hu_c > -990)
         np.copyto(hu[:, y0:y1, x0:x1], hu_c, where=body)
         np.copyto(tissue[:, y0:y1, x0:x1], tissue_c, where=body)
     else:
         y0 = y1 = x0 = x1 = 0
-    _artefacts_and_noise(hu, tissue, seed, ks, zs, acq, ps, (y0, y1, x0, x1))
-    return hu, labels, tissue
+    circle = _artefacts_and_noise(hu, tissue, seed, ks, zs, acq, ps, (y0, y1, x0, x1))
+    if circle is not None:  # nothing is seen outside the reconstruction circle
+        labels[:, circle] = 0
+        structures[:, circle] = 0
+    return hu, labels, tissue, structures
 
 
 def _scene(head, extras, mass, lesions, hu_lut, amp_lut, acq, offs, cxs, cys, ps, wig_w, gyri_w, tex_w) -> PlaneScene:
@@ -169,8 +178,9 @@ def _scene(head, extras, mass, lesions, hu_lut, amp_lut, acq, offs, cxs, cys, ps
                       tex=(tex_w, tex_in, f_tex, ut.shape), half_sub=acq.slice_thickness_mm / (2 * len(offs)))
 
 
-def _render_head(scene: PlaneScene, ks, z0, dz, offs, wts, acq, sigma_px, ps, labels_out):
-    """HU (after the point spread, before noise) and tissue of the head box; labels written into ``labels_out``."""
+def _render_head(scene: PlaneScene, ks, z0, dz, offs, wts, acq, sigma_px, ps, labels_out, structures_out):
+    """HU (after the point spread, before noise) and tissue of the head box; labels and structure bits
+    written into ``labels_out`` and ``structures_out``."""
     n = len(ks)
     shape_c = (n,) + scene.u.shape
     hu_c = np.zeros(shape_c, np.float32)
@@ -179,15 +189,29 @@ def _render_head(scene: PlaneScene, ks, z0, dz, offs, wts, acq, sigma_px, ps, la
     fields = _block_fields(scene, ks, z0, dz, offs)
     for i, kg in enumerate(ks):
         gy, tx = fields(int(kg))
+        hu_c[i] = wts.sum() * scene.hu_lut[T.AIR]  # planes that miss the head are air
         for j, (off, wt) in enumerate(zip(offs, wts)):
-            t_plane, hu_plane, masks = render_plane(scene, float(z0 + dz * kg + off), gy[j], tx[j])
-            hu_c[i] += wt * hu_plane
-            for cls, m in masks.items():
-                frac[cls][i] += wt * m
+            hb, t_plane, hu_plane, masks = render_plane(scene, float(z0 + dz * kg + off), gy[j], tx[j])
+            if hb is None:
+                t_plane, hb = T.AIR, (slice(None), slice(None))
+            else:
+                hu_plane -= scene.hu_lut[T.AIR]
+                hu_plane *= np.float32(wt)
+                hu_c[i][hb] += hu_plane
+                for cls, m in masks.items():
+                    frac[cls][i][hb] += np.float32(wt) * m
+            if np.ndim(t_plane):
+                structures_out[i][hb] |= T.STRUCTURE_LUT[t_plane]
             if j == 0:
-                tissue_c[i] = t_plane
+                tissue_c[i][hb] = t_plane
             else:  # where the slab's planes disagree the voxel is a partial-volume mix
-                tissue_c[i][tissue_c[i] != t_plane] = T.MIXED
+                tc = tissue_c[i]
+                if hb != (slice(None), slice(None)) and np.ndim(t_plane):
+                    ring = np.ones(tc.shape, bool)  # outside this plane's box it is air
+                    ring[hb] = False
+                    tc[ring & (tc != T.AIR)] = T.MIXED
+                sub = tc[hb]
+                sub[sub != t_plane] = T.MIXED
     hu_c = point_spread(hu_c, sigma_px, acq.halo_weight, acq.halo_sigma_mm / ps, acq.sharpen)
     _labels_from_fractions(frac, hu_c, sigma_px, labels_out)
     return hu_c, tissue_c
@@ -214,9 +238,10 @@ def _block_fields(scene: PlaneScene, ks, z0, dz, offs):
     return get
 
 
-def _artefacts_and_noise(hu, tissue, seed, ks, zs, acq: Acquisition, ps, box) -> None:
+def _artefacts_and_noise(hu, tissue, seed, ks, zs, acq: Acquisition, ps, box):
     """Per slice (each from its own generator, so a slab equals the same slices of the whole scan):
-    beam hardening, metal streaks, motion, noise, the reconstruction circle; then whole HU."""
+    beam hardening, metal streaks, motion, noise, the reconstruction circle; then whole HU. Returns the
+    mask outside the reconstruction circle (None without one)."""
     y0, y1, x0, x1 = box
     n, ny, nx = hu.shape
     base_std = acq.noise_hu
@@ -250,6 +275,7 @@ def _artefacts_and_noise(hu, tissue, seed, ks, zs, acq: Acquisition, ps, box) ->
             t[circle] = T.AIR
     np.clip(hu, -1024, 3071, out=hu)
     np.rint(hu, out=hu)
+    return circle
 
 
 def _add_wrapped(hu: np.ndarray, noise: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> None:

@@ -82,15 +82,46 @@ def wave_field(rng: np.random.Generator, z_mm, yy_mm: np.ndarray, xx_mm: np.ndar
 def upsample_linear(a: np.ndarray, out_shape: tuple[int, int], factor: int, start: tuple[int, int] = (0, 0),
                     offset: float = 0.0) -> np.ndarray:
     """Bilinear upsampling of the last two axes of ``a`` (sample i at pixel ``factor * i + offset``) to
-    ``out_shape`` pixels beginning at pixel ``start`` (edge samples extend beyond the ends)."""
-    for axis, n_out, s0 in ((-2, out_shape[0], start[0]), (-1, out_shape[1], start[1])):
-        n_in = a.shape[axis]
-        pos = np.clip((np.arange(s0, s0 + n_out) - offset) / factor, 0, n_in - 1)
-        i0 = np.minimum(pos.astype(np.intp), max(n_in - 2, 0))
-        t = (pos - i0).astype(np.float32)
-        a0 = np.take(a, i0, axis=axis)
-        a1 = np.take(a, np.minimum(i0 + 1, n_in - 1), axis=axis)
-        shape = [1] * a.ndim
-        shape[axis] = n_out
-        a = a0 + (a1 - a0) * t.reshape(shape)
+    ``out_shape`` pixels beginning at pixel ``start`` (edge samples extend beyond the ends).
+
+    Each of the ``factor`` phases of the output is one weighted sum of two shifted views of ``a`` (no
+    gathers at full size)."""
+    for axis, n_out, s0 in ((a.ndim - 2, out_shape[0], start[0]), (a.ndim - 1, out_shape[1], start[1])):
+        a = _upsample_axis(a, axis, int(factor), int(n_out), int(s0), float(offset))
     return a
+
+
+def _upsample_axis(a: np.ndarray, axis: int, f: int, n_out: int, s0: int, off: float) -> np.ndarray:
+    n_in = a.shape[axis]
+    lo = int(np.floor((s0 - off) / f)) - 1
+    hi = int(np.floor((s0 + n_out - 1 - off) / f)) + 2
+    b = np.take(a, np.clip(np.arange(lo, hi + 1), 0, n_in - 1), axis=axis)  # small, edge-padded
+    out_shape = list(a.shape)
+    out_shape[axis] = n_out
+    out = np.empty(out_shape, np.float32)
+    for r in range(f):
+        frac = (r - off) / f
+        k = int(np.floor(frac))
+        t = np.float32(frac - k)
+        j0 = -(-(s0 - r) // f)  # first j with f*j + r >= s0
+        j1 = (s0 + n_out - 1 - r) // f  # last
+        if j1 < j0:
+            continue
+        i0 = j0 + k - lo
+        n = j1 - j0 + 1
+        lo_v = _axis_slice(b, axis, i0, i0 + n)
+        hi_v = _axis_slice(b, axis, i0 + 1, i0 + 1 + n)
+        dst = _axis_slice(out, axis, f * j0 + r - s0, None, f)
+        if t == 0:
+            dst[...] = lo_v
+        else:
+            np.subtract(hi_v, lo_v, out=dst)
+            dst *= t
+            dst += lo_v
+    return out
+
+
+def _axis_slice(a: np.ndarray, axis: int, start, stop, step=None) -> np.ndarray:
+    idx = [slice(None)] * a.ndim
+    idx[axis] = slice(start, stop, step)
+    return a[tuple(idx)]

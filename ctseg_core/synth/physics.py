@@ -54,14 +54,23 @@ def _coarse_blur(img: np.ndarray, sigma_px: float) -> np.ndarray:
     """A wide Gaussian blur computed on a block-averaged copy and upsampled (bilinear)."""
     from ctseg_core.synth.fields import upsample_linear
 
-    f = int(max(1, min(4, sigma_px // 1.5)))
+    f = int(np.clip(sigma_px // 1.1, 1, 4))  # the blur stays at least 1.1 px wide on the coarse grid
     n, ny, nx = img.shape
     my, mx = ny // f * f, nx // f * f
     if my == 0 or mx == 0:
         return ndi.gaussian_filter(img, (0, sigma_px, sigma_px), mode="nearest", truncate=3.0)
-    small = img[:, :my, :mx].reshape(n, my // f, f, mx // f, f).mean(axis=(2, 4), dtype=np.float32)
+    small = np.add.reduceat(np.add.reduceat(img, np.arange(0, my, f), axis=1), np.arange(0, mx, f), axis=2)
+    small = small.astype(np.float32, copy=False)
+    small /= _block_counts(ny, my, f)[:, None] * _block_counts(nx, mx, f)[None, :]
     small = ndi.gaussian_filter(small, (0, sigma_px / f, sigma_px / f), mode="nearest", truncate=3.0)
     return upsample_linear(small, (ny, nx), f, offset=(f - 1) / 2.0)  # block i is centred on pixel f*i + (f-1)/2
+
+
+def _block_counts(n: int, m: int, f: int) -> np.ndarray:
+    """Pixels in each block of ``np.add.reduceat`` with starts 0, f, .. < m over n pixels (the last takes the rest)."""
+    c = np.full(len(range(0, m, f)), float(f), np.float32)
+    c[-1] = n - f * (len(c) - 1)
+    return c
 
 
 def correlated_noise(rng: np.random.Generator, shape, std_hu: float, size_px: int = 3) -> np.ndarray:

@@ -14,7 +14,8 @@ import numpy as np
 
 from ctseg_core.synth import lesions as L
 from ctseg_core.synth import tissues as T
-from ctseg_core.synth.anatomy import Head, crop_prepared, inner_depth, prepare_extracranial, render_extracranial, w_span
+from ctseg_core.synth.anatomy import (Head, crop_prepared, inner_depth, prepare_extracranial, render_extracranial,
+                                      vault_terms, w_span)
 from ctseg_core.synth.brain import MassEffect, render_brain, shift_field
 from ctseg_core.synth.fields import upsample_linear
 from ctseg_core.synth.physics import slab_fraction
@@ -40,41 +41,37 @@ class PlaneScene:
     tex: tuple
     half_sub: float  # half-height (mm) of the sub-slab one plane stands for
     pre: dict | None = None
+    vault: tuple | None = None
 
     def __post_init__(self):
         self.pre = prepare_extracranial(self.head, self.u, self.v)
+        self.vault = vault_terms(self.head, self.u, self.v)
+        self.pre["vault"] = self.vault  # cropped with the rest
+        self.pre["floor_top"] = float(self.floor.max()) + 1.0  # (the skull-base wobble applies below w = -15 only)
 
 
 def render_plane(sc: PlaneScene, z: float, gyri_sub: np.ndarray, tex_sub: np.ndarray):
-    """Tissue, HU and lesion masks (class -> float mask) of the plane at scanner height ``z``; the fields
-    come subsampled (``sc.gyri[2]``, ``sc.tex[2]``) and are upsampled where the plane needs them.
+    """(box, tissue, HU, lesion masks (class -> float mask)) of the plane at scanner height ``z``, on the
+    sub-box ``box`` of the head box (None when the plane misses the head); the fields come subsampled
+    (``sc.gyri[2]``, ``sc.tex[2]``) and are upsampled where the plane needs them.
 
     Above the face (w > -15) only the box around this plane's cross-section of the head is computed."""
     head, u, v = sc.head, sc.u, sc.v
     w = z if sc.w_in is None else sc.w_in + np.float32(z)
-    depth = inner_depth(head, u, v, w).astype(np.float32)
+    depth = inner_depth(head, u, v, w, sc.vault).astype(np.float32)
     above_face = w_span(w)[0] > -15
-    hb = bbox(depth > -(1.8 * head.skull_mm + head.scalp_mm + 8 + _scalp_room(head)), pad=3) if above_face else None
-    if hb is None:
-        if above_face:  # the plane passes above the head
-            return np.zeros(u.shape, np.uint8), np.full(u.shape, sc.hu_lut[T.AIR], np.float32), {}
-        gyri = upsample_linear(gyri_sub, u.shape, sc.gyri[2])
-        tex = upsample_linear(tex_sub, u.shape, sc.tex[2])
-        return _plane_box(sc, sc.pre, u, v, w, depth, sc.floor, gyri, tex)
+    if above_face:
+        hb = bbox(depth > -(1.8 * head.skull_mm + head.scalp_mm + 8 + _scalp_room(head)), pad=3)
+        if hb is None:  # the plane passes above the head
+            return None, None, None, {}
+    else:
+        hb = (slice(0, u.shape[0]), slice(0, u.shape[1]))
     shape_b, start = (hb[0].stop - hb[0].start, hb[1].stop - hb[1].start), (hb[0].start, hb[1].start)
     gyri = upsample_linear(gyri_sub, shape_b, sc.gyri[2], start)
     tex = upsample_linear(tex_sub, shape_b, sc.tex[2], start)
     wb = w if np.ndim(w) == 0 else w[hb]
-    t_b, hu_b, masks_b = _plane_box(sc, crop_prepared(sc.pre, hb), u[hb], v[hb], wb, depth[hb], sc.floor[hb],
-                                    gyri, tex)
-    tissue = np.zeros(u.shape, np.uint8)
-    hu = np.full(u.shape, sc.hu_lut[T.AIR], np.float32)
-    tissue[hb], hu[hb] = t_b, hu_b
-    masks = {}
-    for c, m in masks_b.items():
-        masks[c] = np.zeros(u.shape, np.float32)
-        masks[c][hb] = m
-    return tissue, hu, masks
+    pre = sc.pre if not above_face else crop_prepared(sc.pre, hb)
+    return (hb,) + _plane_box(sc, pre, u[hb], v[hb], wb, depth[hb], sc.floor[hb], gyri, tex)
 
 
 def _scalp_room(head: Head) -> float:
@@ -107,39 +104,40 @@ def _plane_box(sc: PlaneScene, pre, u, v, w, depth, floor, gyri, tex):
             f = np.zeros(u.shape, np.float32)
             f[box] = m & keep
             masks[c] = f
-    _table_partial_volume(sc, u, v, w, depth, floor, tissue, hu, masks)
+    _table_partial_volume(sc, pre, u, v, w, depth, floor, tissue, hu, masks)
     return tissue, hu, masks
 
 
-def _table_partial_volume(sc: PlaneScene, u, v, w, depth, floor, tissue, hu, masks) -> None:
+def _table_partial_volume(sc: PlaneScene, pre, u, v, w, depth, floor, tissue, hu, masks) -> None:
     """Bone within this plane's sub-slab where the vault or the cranial floor crosses it obliquely: the
     intracranial side gets that fraction of the inner table's CT number (and lesions lose it from their
-    footprint); the bone side gets the brain's."""
+    footprint); the bone side gets the brain's. Computed on the thin shell where it is not zero."""
     head, h = sc.head, sc.half_sub
     if h < 0.05:
         return
-    near = (depth > -2.0) & (depth < 12.0 * h + 2.0)
-    if not near.any():
+    hf = w - floor
+    near = (depth > -2.0) & ((depth < 1.6 * h + 0.5) | (hf < h + 0.5) & (hf > -2.0))
+    idx = np.flatnonzero(near)
+    if len(idx) == 0:
         return
-    box = bbox(near, pad=1)
-    d = depth[box]
-    wb = w if np.ndim(w) == 0 else w[box]
-    ub, vb = u[box], v[box]
-    slope = (inner_depth(head, ub, vb, wb + np.float32(0.5)) - d) / np.float32(0.5)  # d depth / d w
+    take = lambda a: a.reshape(-1)[idx]  # noqa: E731
+    d = take(depth)
+    wb = w if np.ndim(w) == 0 else take(w)
+    terms = tuple(take(a) for a in pre["vault"])
+    slope = (inner_depth(head, take(u), take(v), wb + np.float32(0.5), terms) - d) / np.float32(0.5)  # d depth / d w
     f_bone = slab_fraction(d, slope, h)  # the vault (depth < 0) within the sub-slab
-    fb = floor[box]
-    f_floor = slab_fraction(wb - fb, 1.0, h)  # the cranial floor below
-    t = tissue[box]
-    ic = (d > 0) & (wb > fb) & ~np.isin(t, (T.AIR, T.POSTOP_AIR, T.SINUS_AIR))
+    f_floor = slab_fraction(take(hf), 1.0, h)  # the cranial floor below
+    t = take(tissue)
+    ic = (d > 0) & (take(hf) > 0) & ~np.isin(t, (T.AIR, T.POSTOP_AIR, T.SINUS_AIR))
     f = np.where(ic, np.maximum(f_bone, f_floor), 0.0).astype(np.float32)
-    hb = hu[box]
-    bone_hu = sc.hu_lut[T.CORTICAL]
-    hb += f * (bone_hu - hb)
+    hb = take(hu)
+    hb += f * (sc.hu_lut[T.CORTICAL] - hb)
     vault = (d <= 0) & (t == T.CORTICAL)  # the inner table: brain within its sub-slab
-    f_in = np.where(vault, 1.0 - slab_fraction(d, slope, h), 0.0).astype(np.float32)
+    f_in = np.where(vault, 1.0 - f_bone, 0.0).astype(np.float32)
     hb += f_in * (sc.hu_lut[T.CSF] - hb)
+    hu.reshape(-1)[idx] = hb
     for m in masks.values():
-        m[box] *= 1.0 - f
+        m.reshape(-1)[idx] *= 1.0 - f
 
 
 def _brain_and_lesions(sc: PlaneScene, u, v, w, depth, floor, gyri, tex, tissue) -> dict | None:

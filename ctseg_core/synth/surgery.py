@@ -53,7 +53,9 @@ class Surgery:
         return dict(flap=None if self.flap is None else ("craniectomy" if self.craniectomy else "craniotomy"),
                     burr_holes=len(self.burr_holes), fresh=self.fresh, scalp=self.scalp_kind or None,
                     scalp_mm=round(self.scalp_mm, 1), air_pockets=len(self.air), clips=len(self.clips),
-                    shunt=bool(self.tubes), plates=len(self.plates))
+                    shunt=bool(self.tubes), plates=len(self.plates),
+                    flap_direction=None if self.flap is None else [round(x, 3) for x in self.flap.d],
+                    scalp_direction=None if self.scalp is None else [round(x, 3) for x in self.scalp.d])
 
     def caps(self):
         return ([self.flap] if self.flap is not None else []) + list(self.burr_holes)
@@ -109,7 +111,7 @@ def sample_surgery(rng: np.random.Generator, head) -> Surgery:
         tip = (side * 8.0 * head.ventricle_scale ** 0.3, -22 * L, 14.0)
         rad = float(rng.uniform(0.8, 1.2))
         s.tubes = [((*entry, rad), (*tip, rad))]
-        s.clips.append((entry[0], entry[1], entry[2], 5.0, 5.0, 2.5))  # the valve/reservoir
+        s.clips.append((entry[0], entry[1], entry[2], 3.0, 3.0, 1.5))  # the valve/reservoir
     if rng.random() < 0.04:  # aneurysm clip near the circle of Willis
         c = (float(rng.choice([-1, 1]) * rng.uniform(5, 22)), float(rng.uniform(-18, -6) * L), float(rng.uniform(-22, -12)))
         s.clips.append(c + (float(rng.uniform(1.5, 3)), float(rng.uniform(2.5, 4.5)), float(rng.uniform(1.5, 3))))

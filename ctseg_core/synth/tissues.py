@@ -28,6 +28,26 @@ NEVER_LABELLED = (CALCIFICATION, DURA, VENOUS_SINUS, SKULL_BASE, SCALP_HAEMATOMA
                   SOFT, FAT, MUSCLE, SINUS_AIR, AIR, TABLE, FOAM, EYE, ORBIT_FAT)
 N_TISSUES = 27
 
+# Structure bits: which tissues any plane of a slice held (``SynthCase.structures``): small structures that
+# thick slices turn into MIXED voxels in the tissue map stay findable (hard negatives for a crop sampler).
+STRUCTURES = {
+    "vault_bone": (CORTICAL, DIPLOE),
+    "intracranial": INTRACRANIAL,
+    "ventricles_csf": (VENTRICLE, CSF),
+    "falx_tentorium_sinus": (DURA, VENOUS_SINUS),
+    "skull_base": (SKULL_BASE,),
+    "calcification": (CALCIFICATION,),
+    "scalp_soft_tissue": (SOFT, FAT, MUSCLE, SCALP_HAEMATOMA),
+    "scalp_haematoma": (SCALP_HAEMATOMA,),
+    "postop_air": (POSTOP_AIR,),
+    "metal": (METAL,),
+    "white_matter_hypodensity": (WM_HYPODENSITY,),
+}
+STRUCTURE_BIT = {name: 1 << i for i, name in enumerate(STRUCTURES)}
+STRUCTURE_LUT = np.zeros(N_TISSUES, np.uint16)  # tissue code -> its structure bits
+for _name, _codes in STRUCTURES.items():
+    STRUCTURE_LUT[list(_codes)] |= np.uint16(STRUCTURE_BIT[_name])
+
 
 def hu_table(rng: np.random.Generator, spread: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-seed mean HU and texture amplitude (HU per unit texture) of every tissue.
@@ -60,8 +80,8 @@ def hu_table(rng: np.random.Generator, spread: float = 0.0) -> tuple[np.ndarray,
     }
     for k, (h, a) in values.items():
         hu[k], amp[k] = h, a
-    if s > 0:  # calibration: water is not exactly 0 on every scanner
-        off = s * rng.uniform(-4, 4)
+    off = s * rng.uniform(-4, 4)  # calibration: water is not exactly 0 on every scanner (drawn always: same stream)
+    if s > 0:
         soft = np.array([SOFT, CSF, VENTRICLE, GREY, WHITE, DEEP_GREY, DURA, EYE, EXTRA_AXIAL, BRAINSTEM, VENOUS_SINUS,
                          MUSCLE, SCALP_HAEMATOMA, WM_HYPODENSITY])
         hu[soft] += off

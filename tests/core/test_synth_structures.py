@@ -1,0 +1,107 @@
+"""The normal structures a model takes for blood on real scans exist in generated cases and are never
+labelled: inner-table partial volume, old heads, dura and venous sinuses, calcifications, craniotomy and
+burr holes, scalp haematoma and swelling, postoperative air outside the dura, metal; the hard-negative
+masks find them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from ctseg_core.synth import generate_case
+from ctseg_core.synth import tissues as T
+from ctseg_core.synth.acquisition import Acquisition
+from ctseg_core.synth.hard_negatives import hard_negative_categories
+
+SMALL = dict(shape_yx=(192, 192), pixel_spacing_mm=1.25)
+ALL = [1, 2, 3, 4, 5, 6, 7]
+# seeds holding: a shunt (old head, falx calcification), a craniotomy, burr holes, a scalp haematoma, a clip,
+# a craniectomy, scalp swelling (see docs/make_synth_montage.py)
+SEEDS = {"shunt": 10, "craniotomy": 16, "burr": 13, "haematoma": 45, "clip": 48, "craniectomy": 55, "swelling": 11}
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """Every structure with every lesion class forced beside it (the worst case for label leaks)."""
+    acq = Acquisition(**SMALL, slice_thickness_mm=5.0)
+    return {name: generate_case(seed, acquisition=acq, lesion_classes=ALL) for name, seed in SEEDS.items()}
+
+
+def test_structures_exist_where_the_seed_says(cases):
+    has = lambda name, code: bool((cases[name].tissue == code).any())  # noqa: E731
+    assert cases["shunt"].params["surgery"]["shunt"] and has("shunt", T.METAL)
+    assert cases["clip"].params["surgery"]["clips"] and has("clip", T.METAL)
+    assert cases["craniotomy"].params["surgery"]["flap"] == "craniotomy"
+    assert cases["craniectomy"].params["surgery"]["flap"] == "craniectomy"
+    assert cases["burr"].params["surgery"]["burr_holes"] >= 1
+    assert has("haematoma", T.SCALP_HAEMATOMA) and cases["haematoma"].params["surgery"]["scalp"] == "haematoma"
+    assert has("swelling", T.SCALP_HAEMATOMA) and cases["swelling"].params["surgery"]["scalp"] == "swelling"
+    assert cases["shunt"].params["atrophy"] > 0.85 and has("shunt", T.WM_HYPODENSITY)
+    for c in cases.values():
+        assert (c.tissue == T.VENOUS_SINUS).sum() > 50 and (c.tissue == T.DURA).any()
+        assert (c.tissue == T.SKULL_BASE).any()
+
+
+def test_never_labelled(cases):
+    for name, c in cases.items():
+        lab, tis = c.labels.array, c.tissue
+        assert lab.any()
+        assert not np.isin(tis[lab > 0], T.NEVER_LABELLED).any(), name
+
+
+def test_scalp_findings_lie_outside_the_skull(cases):
+    for name in ("haematoma", "swelling"):
+        c = cases[name]
+        scalp = c.tissue == T.SCALP_HAEMATOMA
+        brain = np.isin(c.tissue, (T.GREY, T.WHITE, T.CSF, T.EXTRA_AXIAL))
+        near_brain = ndi.binary_dilation(brain, np.ones((1, 3, 3), bool))
+        assert not (scalp & near_brain).any()  # the bone lies between them
+        hu = c.volume.array[ndi.binary_erosion(scalp, np.ones((1, 3, 3), bool))]
+        lo, hi = (40, 90) if name == "haematoma" else (10, 60)
+        assert lo < np.median(hu) < hi, np.median(hu)
+
+
+def test_postoperative_air_is_never_inside_the_dura(cases):
+    """Air surrounded by brain would be pneumocephalus (class 6); the generator's postoperative air lies in
+    the scalp, the saw kerf and the burr holes."""
+    for name in ("craniotomy", "burr", "shunt"):
+        c = cases[name]
+        air = c.tissue == T.POSTOP_AIR
+        if not air.any():
+            continue
+        inner = np.isin(c.tissue, T.INTRACRANIAL)
+        surrounded = ndi.binary_erosion(inner | air, np.ones((1, 5, 5), bool)) & air
+        assert not surrounded.any(), name
+        assert not (c.labels.array[air] > 0).any()
+
+
+def test_inner_table_rim_is_bright_and_unlabelled():
+    """A thick slice shows a faint bright rim beside the inner table (bone within the slice): the
+    look-alike of a thin subdural; it is brighter than the brain inside and carries no label."""
+    c = generate_case(12, normal=True, acquisition=Acquisition(pixel_spacing_mm=0.49, slice_thickness_mm=7.0,
+                                                               max_slices=6, z_range_mm=(20.0, 70.0)))
+    masks = hard_negative_categories(c, rim_mm=1.5)
+    rim, hu = masks["inner_table_rim"], c.volume.array
+    deep = np.isin(c.tissue, (T.WHITE,)) & ~ndi.binary_dilation(rim, np.ones((1, 31, 31), bool))
+    assert rim.sum() > 1000
+    assert hu[rim].mean() > hu[deep].mean() + 8, (hu[rim].mean(), hu[deep].mean())
+    assert not c.labels.array.any()
+
+
+def test_hard_negative_masks(cases):
+    c = cases["shunt"]
+    masks = hard_negative_categories(c)
+    for name in ("inner_table_rim", "ventricles_csf", "falx_tentorium_sinus", "skull_base", "scalp_soft_tissue",
+                 "metal", "white_matter_hypodensity", "calcification"):
+        assert masks[name].any(), name
+        assert masks[name].shape == c.labels.array.shape
+        assert not (masks[name] & (c.labels.array > 0)).any(), name
+    assert masks["postop_air"].sum() >= (c.tissue == T.POSTOP_AIR).sum()
+    assert masks["calcification"].sum() >= (c.tissue == T.CALCIFICATION).sum()  # small ones mixed by thick slices too
+    hm = hard_negative_categories(cases["haematoma"])
+    assert hm["scalp_haematoma"].any() and not (hm["scalp_haematoma"] & ~hm["scalp_soft_tissue"]).any()
+    from_tissue = hard_negative_categories(type(c)(c.volume, c.labels, [], 0, c.tissue))  # no structure bits
+    assert from_tissue["metal"].sum() <= masks["metal"].sum() and from_tissue["metal"].any()
+    with pytest.raises(ValueError):
+        hard_negative_categories(type(c)(c.volume, c.labels, [], 0))

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctseg_core.synth import tissues as T
-from ctseg_core.synth.anatomy import Head, ellipsoid, round_cone, w_span
-from ctseg_core.synth.shapes import overlaps
+from ctseg_core.synth.anatomy import Head, ellipsoid, w_span
+from ctseg_core.synth.shapes import overlaps, round_cone_mask
 
 
 @dataclass
@@ -100,9 +100,11 @@ def _capsules(side: int, k: float, L: float):
     return nodes, segs
 
 
-def ventricle_mask(head: Head, mass: MassEffect, um, v, w, grow: float = 0.0, horns_only: bool = False) -> np.ndarray:
+def ventricle_mask(head: Head, mass: MassEffect, um, v, w, grow: float = 0.0, horns_only: bool = False,
+                   u=None) -> np.ndarray:
     """Lateral, third and fourth ventricles and the aqueduct; ``grow`` (mm) widens the lateral ventricles
-    (``horns_only``: only the frontal and occipital horns, for the periventricular rim)."""
+    (``horns_only``: only the frontal and occipital horns, for the periventricular rim). ``u``: the
+    unshifted grid (affine in the pixels) that bounds where each part is evaluated."""
     L = head.half_length / 80.0
     k = head.ventricle_scale
     out = np.zeros(um.shape, bool)
@@ -114,7 +116,8 @@ def ventricle_mask(head: Head, mass: MassEffect, um, v, w, grow: float = 0.0, ho
             na, nb = nodes[a], nodes[b]
             if not overlaps(w, min(na[2], nb[2]) - 8 - reach, max(na[2], nb[2]) + 8 + reach):
                 continue
-            out |= round_cone(um, v, w, na, nb) < grow
+            round_cone_mask(um, v, w, na, nb, out, grow, grid=None if u is None else (u, v),
+                            slack=abs(mass.shift_mm))
     if horns_only:
         return out
     out &= np.abs(um) > 0.9  # septum pellucidum
@@ -127,6 +130,18 @@ def ventricle_mask(head: Head, mass: MassEffect, um, v, w, grow: float = 0.0, ho
 def tentorium_height(head: Head, u, v) -> np.ndarray:
     L = head.half_length / 80.0
     return -6 - 0.0065 * u * u - 0.0045 * np.maximum(v - 8 * L, 0) ** 2
+
+
+def tentorium_fraction(head: Head, ex: BrainExtras, um, v, w, depth_b, half_mm: float) -> np.ndarray:
+    """Fraction of a sub-slab (half-height ``half_mm`` around ``w``) that the tentorium sheet fills: thick
+    slices see its flat part as a faint haze, not as the rings that separate planes would draw."""
+    L = head.half_length / 80.0
+    wt = tentorium_height(head, um, v)
+    slope = np.sqrt((0.013 * um) ** 2 + (0.009 * np.maximum(v - 8 * L, 0)) ** 2)
+    half_t = 0.5 * ex.tent_mm * np.sqrt(1.0 + slope * slope)  # vertical half-extent of the sheet
+    f = np.clip(np.minimum(w + half_mm, wt + half_t) - np.maximum(w - half_mm, wt - half_t), 0, None) / (2 * half_mm)
+    post = v > (4 + 0.012 * um * um) * L
+    return (f * (post & (np.abs(um) > 2.5) & (depth_b > 0.5) & (slope * slope <= 0.45))).astype(np.float32)
 
 
 def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w, depth_b, floor, gyri, tex,
@@ -164,7 +179,7 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w, depth_b
     grey = (d < 2.4) | ((ag < ex.grey_t) & (d < depth_s + 2.0))
     t = np.full(u.shape, T.WHITE, np.uint8)
     if ex.leuko > 0 and overlaps(w, -5, 40):  # periventricular caps of small-vessel disease
-        t[ventricle_mask(head, mass, um, v, w, grow=ex.leuko * (1.0 + 0.4 * tex), horns_only=True)] = T.WM_HYPODENSITY
+        t[ventricle_mask(head, mass, um, v, w, grow=ex.leuko * (1.0 + 0.4 * tex), horns_only=True, u=u)] = T.WM_HYPODENSITY
     t[grey] = T.GREY
     # deep grey nuclei
     for s in (-1, 1):
@@ -193,7 +208,7 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w, depth_b
             c = (s * 11.5, bs_v + 4 * L, -16, 2.0 + 0.6 * head.gap_mm, 8.0, 10)
             amb = ellipsoid(um, v, w, c) < 1.0
             t[amb if np.ndim(w) == 0 else amb & (w > -30) & (w < -4)] = T.CSF
-    t[ventricle_mask(head, mass, um, v, w)] = T.VENTRICLE
+    t[ventricle_mask(head, mass, um, v, w, u=u)] = T.VENTRICLE
     # dura: falx in the fissure, tentorium (a sheet: thick slices see it as a faint haze)
     falx = (np.abs(um) < 0.5 * ex.falx_mm) & fissure & (d_conv > -gap + 0.5)
     t[falx] = T.DURA
@@ -202,10 +217,12 @@ def render_brain(head: Head, ex: BrainExtras, mass: MassEffect, u, v, w, depth_b
     t[sss] = T.VENOUS_SINUS
     slope2 = (0.013 * um) ** 2 + (0.009 * np.maximum(v - 8 * L, 0)) ** 2  # drawn where it crosses the plane steeply
     tent = post & (np.abs(um) > 2.5) & (depth_b > 0.5)
-    t[tent & ((np.abs(w - w_tent) < 0.5 * ex.tent_mm) | (np.abs(w - w_tent) < 0.6) & (np.abs(um) > 8) & (slope2 > 0.45))] = T.DURA
+    t[tent & (np.abs(w - w_tent) < 0.6) & (np.abs(um) > 8) & (slope2 > 0.45)] = T.DURA  # the flat part: tentorium_fraction
+    venous = np.zeros(t.shape, bool)
     for a, b in ex.venous:  # straight, transverse and sigmoid sinuses
         if overlaps(w, min(a[2], b[2]) - a[3] - 1, max(a[2], b[2]) + a[3] + 1):
-            t[round_cone(um, v, w, a, b) < 0] = T.VENOUS_SINUS
+            round_cone_mask(um, v, w, a, b, venous, grid=(u, v), slack=abs(mass.shift_mm))
+    t[venous] = T.VENOUS_SINUS
     # physiological calcifications (bright negatives, never labelled)
     if ex.choroid_calc:
         for s in (-1, 1):

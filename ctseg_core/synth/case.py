@@ -20,7 +20,7 @@ from ctseg_core.synth.surgery import sample_surgery
 from ctseg_core.volume import Geometry, LabelMap, Volume, VolumeMeta
 
 P_NORMAL = 0.15  # probability that a case holds no lesion (when ``normal`` is None)
-FIELD_BLOCK = 8  # slices per evaluation of the random fields (keeps a slab bitwise equal to the whole case)
+FIELD_BLOCK = 4  # slices per evaluation of the random fields (keeps a slab bitwise equal to the whole case)
 
 
 @dataclass
@@ -152,7 +152,7 @@ def _render(waves, seed, acq: Acquisition, head: Head, extras, mass, lesions, hu
         np.copyto(tissue[:, y0:y1, x0:x1], tissue_c, where=body)
     else:
         y0 = y1 = x0 = x1 = 0
-    circle = _artefacts_and_noise(hu, tissue, seed, ks, zs, acq, ps, (y0, y1, x0, x1))
+    circle = _artefacts_and_noise(hu, tissue, structures, seed, ks, zs, acq, ps, (y0, y1, x0, x1))
     if circle is not None:  # nothing is seen outside the reconstruction circle
         labels[:, circle] = 0
         structures[:, circle] = 0
@@ -238,7 +238,7 @@ def _block_fields(scene: PlaneScene, ks, z0, dz, offs):
     return get
 
 
-def _artefacts_and_noise(hu, tissue, seed, ks, zs, acq: Acquisition, ps, box):
+def _artefacts_and_noise(hu, tissue, structures, seed, ks, zs, acq: Acquisition, ps, box):
     """Per slice (each from its own generator, so a slab equals the same slices of the whole scan):
     beam hardening, metal streaks, motion, noise, the reconstruction circle; then whole HU. Returns the
     mask outside the reconstruction circle (None without one)."""
@@ -258,8 +258,8 @@ def _artefacts_and_noise(hu, tissue, seed, ks, zs, acq: Acquisition, ps, box):
         if zs[i] < -22 and rk.random() < 0.8 and acq.beam_hardening > 0:  # dark bands between dense base bone
             dense = np.isin(t, (T.CORTICAL, T.SKULL_BASE))
             sl += streaks(rk, dense, rk.uniform(4, 12) * acq.beam_hardening, 4) * (t != T.AIR)
-        metal = t == T.METAL
-        if metal.any() and acq.metal_streaks > 0:
+        metal = (structures[i] & np.uint16(T.STRUCTURE_BIT["metal"])) > 0  # metal in any plane of the slice
+        if acq.metal_streaks > 0 and metal.any():
             sl += metal_streaks(rk, metal, acq.metal_streaks, ps) * (t != T.AIR)
         if acq.motion_mm > 0 and rk.random() < 0.4:
             sl[:] = ghost(sl, rk, acq.motion_mm, ps)

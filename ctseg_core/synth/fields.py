@@ -25,10 +25,16 @@ class Waves:
 
     def inplane(self, yy_mm: np.ndarray, xx_mm: np.ndarray, w_inplane: np.ndarray | None = None) -> np.ndarray:
         """(P, 2K) in-plane matrix. Cartesian: yy/xx are coordinates; polar: yy = rho, xx = theta."""
-        a = xx_mm.reshape(-1, 1) * self.k[:, 0] + yy_mm.reshape(-1, 1) * self.k[:, 1] + self.phi  # (P, K)
+        k = self.k.astype(np.float32)
+        a = xx_mm.reshape(-1, 1).astype(np.float32) * k[:, 0] + yy_mm.reshape(-1, 1).astype(np.float32) * k[:, 1]
+        a += self.phi.astype(np.float32)  # (P, K), float32: phases stay within a few hundred rad
         if w_inplane is not None:  # oblique planes: the height of a point is z + w_inplane
-            a = a + w_inplane.reshape(-1, 1) * self.k[:, 2]
-        return np.concatenate([np.cos(a), -np.sin(a)], axis=1).astype(np.float32)
+            a += w_inplane.reshape(-1, 1).astype(np.float32) * k[:, 2]
+        out = np.empty((a.shape[0], 2 * a.shape[1]), np.float32)
+        np.cos(a, out=out[:, :a.shape[1]])
+        np.sin(a, out=out[:, a.shape[1]:])
+        out[:, a.shape[1]:] *= -1
+        return out
 
     def evaluate(self, z_mm, inplane: np.ndarray, shape, chunk: int | None = None) -> np.ndarray:
         """Field on the planes ``z_mm`` (planes, *shape); ``chunk``: rows per matrix product (the last padded)."""

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from ctseg_core.synth import tissues as T
 
-CATEGORIES = tuple(name for name in T.STRUCTURES if name not in ("vault_bone", "intracranial"))
+CATEGORIES = tuple(name for name in T.STRUCTURES if name not in ("vault_bone", "intracranial", "metal"))
 
 
 def hard_negative_categories(case, rim_mm: float = 3.0) -> dict[str, np.ndarray]:
@@ -16,7 +16,7 @@ def hard_negative_categories(case, rim_mm: float = 3.0) -> dict[str, np.ndarray]
     ``rim_mm`` in-plane of the vault's bone: the bright rim that looks like a thin subdural), and the
     categories of ``CATEGORIES``: ``ventricles_csf``, ``falx_tentorium_sinus``, ``skull_base``,
     ``calcification``, ``scalp_soft_tissue`` (scalp, face and neck soft tissue, any scalp haematoma),
-    ``scalp_haematoma``, ``postop_air`` (outside the dura), ``metal``, ``white_matter_hypodensity``.
+    ``scalp_haematoma``, ``postop_air`` (outside the dura), ``metal_devices``, ``white_matter_hypodensity``.
 
     A voxel belongs to a category when any plane of its slice held that tissue (``SynthCase.structures``),
     so small structures that a thick slice mixes with their surroundings are found too. Labelled voxels

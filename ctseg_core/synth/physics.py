@@ -140,8 +140,8 @@ def metal_streaks(rng: np.random.Generator, metal: np.ndarray, strength: float, 
         b = a + 100.0 * np.array([np.sin(ang), np.cos(ang)])
         dist, t, ln = _line_terms(metal.shape, a, b)
         r_mm = np.abs(t) * ln * px_mm
-        amp = strength * rng.uniform(40, 160) * min(amount / 3.0, 3.0) * (1 if i % 2 else -1)
-        out += amp * np.exp(-(dist * px_mm / rng.uniform(0.4, 1.2)) ** 2) / (1.0 + r_mm / 25.0)
+        amp = strength * rng.uniform(25, 100) * min(amount / 3.0, 2.0) * (1 if i % 2 else -1)
+        out += amp * np.exp(-(dist * px_mm / rng.uniform(0.4, 1.2)) ** 2) / (1.0 + r_mm / 15.0)
     return out
 
 

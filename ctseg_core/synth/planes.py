@@ -16,12 +16,13 @@ from ctseg_core.synth import lesions as L
 from ctseg_core.synth import tissues as T
 from ctseg_core.synth.anatomy import (Head, crop_prepared, inner_depth, prepare_extracranial, render_extracranial,
                                       vault_terms, w_span)
-from ctseg_core.synth.brain import MassEffect, render_brain, shift_field
+from ctseg_core.synth.brain import MassEffect, render_brain, shift_field, tentorium_fraction
 from ctseg_core.synth.fields import upsample_linear
 from ctseg_core.synth.physics import slab_fraction
+from ctseg_core.synth.shapes import overlaps
 from ctseg_core.synth.surgery import devices
 
-NOT_UNDER_LESIONS = (T.CALCIFICATION, T.DURA, T.VENOUS_SINUS, T.METAL)  # never covered by a label
+NOT_UNDER_LESIONS = (T.CALCIFICATION, T.DURA, T.VENOUS_SINUS, T.METAL, T.CATHETER)  # never covered by a label
 
 
 @dataclass
@@ -100,9 +101,12 @@ def _plane_box(sc: PlaneScene, pre, u, v, w, depth, floor, gyri, tex):
         for les, m in ctx["order"]:
             m &= keep
             L.paint(les, m, hu_box, ctx)
+        tent = ctx["tent"]
+        if tent is not None:  # the flat tentorium within the sub-slab
+            hu_box += tent * (sc.hu_lut[T.DURA] - hu_box)
         for c, m in ctx["by_cls"].items():
             f = np.zeros(u.shape, np.float32)
-            f[box] = m & keep
+            f[box] = (m & keep) * (1.0 if tent is None else 1.0 - tent)
             masks[c] = f
     _table_partial_volume(sc, pre, u, v, w, depth, floor, tissue, hu, masks)
     return tissue, hu, masks
@@ -155,13 +159,18 @@ def _brain_and_lesions(sc: PlaneScene, u, v, w, depth, floor, gyri, tex, tissue)
     ic = (depth > 0) & (w > floor)  # the intracranial cavity (brain plus extra-axial space)
     if thick:
         tissue[ic & (depth < ext)] = T.EXTRA_AXIAL
-    if not lesions:
-        return None
     um = u - shift_field(head, mass, u, v, w)
+    tent = None
+    if overlaps(w, -75.0, 0.0):
+        tent = tentorium_fraction(head, sc.extras, um, v, w, depth - ext, max(sc.half_sub, 0.25))
+        tent *= ic & np.isin(tissue, (T.GREY, T.WHITE, T.DEEP_GREY, T.CSF, T.WM_HYPODENSITY))
+        tissue[tent >= 0.5] = T.DURA
+    if not lesions:
+        return dict(order=[], by_cls={}, tent=tent)
     Lh = head.half_length / 80.0
     fissure = (v < -34 * Lh) | (v > 36 * Lh) | (w > 24.0)
     ctx = dict(u=u, v=v, um=um, w=w, depth=depth, floor=floor, tissue=tissue, ic=ic, tex=tex, tex2=gyri,
-               thick=thick, fissure=fissure)
+               thick=thick, fissure=fissure, tent=tent)
     by_cls, order = {}, []
     for les in sorted(lesions, key=lambda le: L.PAINT_ORDER.index(le["cls"])):
         m = L.region(les, head, ctx) & (ic | (les["cls"] == L.PNEUMO) & (depth > 0))

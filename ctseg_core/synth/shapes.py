@@ -40,3 +40,39 @@ def cap_cos(u, v, w, d) -> np.ndarray:
     vector ``d``: a cap of the vault is where it exceeds the cap's cos(radius)."""
     r = np.sqrt(u * u + v * v + w * w) + 1e-6
     return (u * d[0] + v * d[1] + w * d[2]) / r
+
+
+def uv_box(u: np.ndarray, v: np.ndarray, lo: tuple[float, float], hi: tuple[float, float], pad: int = 2):
+    """Index box (a pair of slices) of the 2-D grids ``u``, ``v`` (affine in the pixel indices) holding the
+    rectangle lo..hi of (u, v); None when it lies outside. Lets a small shape be evaluated on its own box."""
+    ny, nx = u.shape
+    if ny < 2 or nx < 2:
+        return (slice(0, ny), slice(0, nx))
+    a = np.array([[u[1, 0] - u[0, 0], u[0, 1] - u[0, 0]], [v[1, 0] - v[0, 0], v[0, 1] - v[0, 0]]], float)
+    if abs(np.linalg.det(a)) < 1e-12:
+        return (slice(0, ny), slice(0, nx))
+    inv = np.linalg.inv(a)
+    corners = np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], lo[1]], [hi[0], hi[1]]], float) - [u[0, 0], v[0, 0]]
+    rc = corners @ inv.T  # (row, col) of each corner
+    r0, c0 = np.floor(rc.min(axis=0)).astype(int) - pad
+    r1, c1 = np.ceil(rc.max(axis=0)).astype(int) + pad + 1
+    r0, c0, r1, c1 = max(r0, 0), max(c0, 0), min(r1, ny), min(c1, nx)
+    if r0 >= r1 or c0 >= c1:
+        return None
+    return (slice(r0, r1), slice(c0, c1))
+
+
+def round_cone_mask(u, v, w, a, b, out: np.ndarray, grow=0.0, grid=None, slack: float = 0.0) -> None:
+    """``out |= round_cone(u, v, w, a, b) < grow``, evaluated only on the round cone's own box of the plane.
+
+    The box comes from ``grid`` = (u, v) grids affine in the pixel indices (default: ``u``, ``v``
+    themselves); ``slack`` (mm) covers how far ``u`` may depart from the affine grid (a midline shift)."""
+    gu, gv = (u, v) if grid is None else grid
+    reach = max(a[3], b[3]) + (float(np.max(grow)) if np.ndim(grow) else float(grow)) + 1.0 + slack
+    box = uv_box(gu, gv, (min(a[0], b[0]) - reach, min(a[1], b[1]) - reach),
+                 (max(a[0], b[0]) + reach, max(a[1], b[1]) + reach))
+    if box is None:
+        return
+    wb = w if np.ndim(w) == 0 else w[box]
+    gb = grow if np.ndim(grow) == 0 else grow[box]
+    out[box] |= round_cone(u[box], v[box], wb, a, b) < gb

@@ -45,7 +45,8 @@ class Surgery:
     scalp_kind: str = ""  # "haematoma" | "swelling"
     air: list = field(default_factory=list)  # ellipsoids (u, v, w, su, sv, sw) of air in the scalp
     clips: list = field(default_factory=list)  # ellipsoids of aneurysm clips (metal)
-    tubes: list = field(default_factory=list)  # ((u, v, w, r), (u, v, w, r)): shunt catheter segments
+    valves: list = field(default_factory=list)  # ellipsoids of shunt valves (plastic, radio-opaque)
+    tubes: list = field(default_factory=list)  # ((u, v, w, r), (u, v, w, r)): shunt catheter segments (plastic)
     plates: list = field(default_factory=list)  # ellipsoids of fixation plates on the flap (metal)
 
     def describe(self) -> dict:
@@ -111,7 +112,7 @@ def sample_surgery(rng: np.random.Generator, head) -> Surgery:
         tip = (side * 8.0 * head.ventricle_scale ** 0.3, -22 * L, 14.0)
         rad = float(rng.uniform(0.8, 1.2))
         s.tubes = [((*entry, rad), (*tip, rad))]
-        s.clips.append((entry[0], entry[1], entry[2], 3.0, 3.0, 1.5))  # the valve/reservoir
+        s.valves.append((entry[0], entry[1], entry[2], 4.0, 4.0, 2.0))  # the valve/reservoir in the scalp
     if rng.random() < 0.04:  # aneurysm clip near the circle of Willis
         c = (float(rng.choice([-1, 1]) * rng.uniform(5, 22)), float(rng.uniform(-18, -6) * L), float(rng.uniform(-22, -12)))
         s.clips.append(c + (float(rng.uniform(1.5, 3)), float(rng.uniform(2.5, 4.5)), float(rng.uniform(1.5, 3))))
@@ -182,12 +183,15 @@ def air_pockets(s: Surgery | None, u, v, w, tissue) -> None:
 
 
 def devices(s: Surgery | None, u, v, w, tissue) -> None:
-    """Metal inside and outside the skull: clips and the shunt valve (ellipsoids), the catheter (a tube)."""
+    """Devices inside and outside the skull: aneurysm clips (metal), the shunt valve and catheter (plastic)."""
     if s is None:
         return
     for c in s.clips:
         if overlaps(w, c[2] - c[5], c[2] + c[5]):
             tissue[ellipsoid(u, v, w, c) < 1] = T.METAL
+    for c in s.valves:
+        if overlaps(w, c[2] - c[5], c[2] + c[5]):
+            tissue[ellipsoid(u, v, w, c) < 1] = T.CATHETER
     for a, b in s.tubes:
         if overlaps(w, min(a[2], b[2]) - 2, max(a[2], b[2]) + 2):
-            tissue[round_cone(u, v, w, a, b) < 0] = T.METAL
+            tissue[round_cone(u, v, w, a, b) < 0] = T.CATHETER

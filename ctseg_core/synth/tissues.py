@@ -6,7 +6,7 @@ import numpy as np
 
 AIR, SOFT, FAT, CORTICAL, DIPLOE, SINUS_AIR, CSF, VENTRICLE, GREY, WHITE, DEEP_GREY, DURA, CALCIFICATION, \
     EYE, ORBIT_FAT, TABLE, EXTRA_AXIAL, BRAINSTEM, MUSCLE, FOAM, MIXED, VENOUS_SINUS, SKULL_BASE, \
-    SCALP_HAEMATOMA, POSTOP_AIR, METAL, WM_HYPODENSITY = range(27)
+    SCALP_HAEMATOMA, POSTOP_AIR, METAL, WM_HYPODENSITY, CATHETER = range(28)
 
 NAMES = {AIR: "air", SOFT: "skin/scalp", FAT: "fat", CORTICAL: "cortical bone", DIPLOE: "diploe", SINUS_AIR: "sinus air",
          CSF: "CSF (sulci, fissures, cisterns)", VENTRICLE: "ventricular CSF", GREY: "grey matter", WHITE: "white matter",
@@ -18,15 +18,16 @@ NAMES = {AIR: "air", SOFT: "skin/scalp", FAT: "fat", CORTICAL: "cortical bone", 
          SCALP_HAEMATOMA: "scalp haematoma or swelling (outside the skull)",
          POSTOP_AIR: "postoperative air outside the dura (scalp, bone flap kerf, burr holes)",
          METAL: "metal or radio-opaque device (aneurysm clip, shunt catheter, plates and screws)",
-         WM_HYPODENSITY: "periventricular white-matter hypodensity (small-vessel disease)"}
+         WM_HYPODENSITY: "periventricular white-matter hypodensity (small-vessel disease)",
+         CATHETER: "radio-opaque plastic device (shunt catheter and valve)"}
 
 BONE = (CORTICAL, DIPLOE, SKULL_BASE)
 CSF_SPACES = (CSF,)
 INTRACRANIAL = (CSF, VENTRICLE, GREY, WHITE, DEEP_GREY, DURA, CALCIFICATION, EXTRA_AXIAL, BRAINSTEM, VENOUS_SINUS,
                 WM_HYPODENSITY)
-NEVER_LABELLED = (CALCIFICATION, DURA, VENOUS_SINUS, SKULL_BASE, SCALP_HAEMATOMA, POSTOP_AIR, METAL, CORTICAL, DIPLOE,
+NEVER_LABELLED = (CALCIFICATION, DURA, VENOUS_SINUS, SKULL_BASE, SCALP_HAEMATOMA, POSTOP_AIR, METAL, CATHETER, CORTICAL, DIPLOE,
                   SOFT, FAT, MUSCLE, SINUS_AIR, AIR, TABLE, FOAM, EYE, ORBIT_FAT)
-N_TISSUES = 27
+N_TISSUES = 28
 
 # Structure bits: which tissues any plane of a slice held (``SynthCase.structures``): small structures that
 # thick slices turn into MIXED voxels in the tissue map stay findable (hard negatives for a crop sampler).
@@ -40,7 +41,8 @@ STRUCTURES = {
     "scalp_soft_tissue": (SOFT, FAT, MUSCLE, SCALP_HAEMATOMA),
     "scalp_haematoma": (SCALP_HAEMATOMA,),
     "postop_air": (POSTOP_AIR,),
-    "metal": (METAL,),
+    "metal_devices": (METAL, CATHETER),
+    "metal": (METAL,),  # what streaks
     "white_matter_hypodensity": (WM_HYPODENSITY,),
 }
 STRUCTURE_BIT = {name: 1 << i for i, name in enumerate(STRUCTURES)}
@@ -77,6 +79,7 @@ def hu_table(rng: np.random.Generator, spread: float = 0.0) -> tuple[np.ndarray,
         MUSCLE: (u(38, 48, 35, 60), 4), FOAM: (u(-930, -850, -960, -700), 15),
         SKULL_BASE: (u(1100, 1400, 800, 1700), 180), SCALP_HAEMATOMA: (u(45, 75, 20, 80), 4),
         POSTOP_AIR: (-990, 5), METAL: (3071, 0), WM_HYPODENSITY: (white - rng.uniform(4, 9), 1.0),
+        CATHETER: (u(250, 700, 150, 900), 20),
     }
     for k, (h, a) in values.items():
         hu[k], amp[k] = h, a

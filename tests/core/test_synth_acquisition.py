@@ -156,7 +156,7 @@ def test_labels_stay_exact_under_random_scans(cls):
     """Each class, drawn with a random scanner, pose and artefacts: placed on its own anatomy, with its own
     CT numbers (blood keeps its class's range; everything that varies is what the model must ignore)."""
     rng = np.random.default_rng(100 + cls)
-    acq = sample_acquisition(rng).with_(shape_yx=(192, 192), pixel_spacing_mm=1.25, motion_mm=0.0,
+    acq = sample_acquisition(rng).with_(shape_yx=(192, 192), pixel_spacing_mm=1.25, motion_mm=0.0, slice_spacing_mm=None,
                                         slice_thickness_mm=min(sample_acquisition(rng).slice_thickness_mm, 5.0))
     case = generate_case(2000 + cls, acquisition=acq, lesion_classes=[cls])
     lab, hu, tis = case.labels.array, case.volume.array, case.tissue

@@ -18,10 +18,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import ndimage as ndi  # noqa: E402
 
 from ctseg_core.labels import CLASSES  # noqa: E402
 from ctseg_core.synth import generate_case  # noqa: E402
 from ctseg_core.synth.acquisition import Acquisition, sample_acquisition  # noqa: E402
+from ctseg_core.synth import tissues as T  # noqa: E402
 from ctseg_core.synth.hard_negatives import hard_negative_categories  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,21 @@ def structure_crop(case, category):
     """(crop, slice index) centred where the hard-negative ``category`` is most present (``devices_inside``:
     a device beside the ventricles or the inner table)."""
     masks = hard_negative_categories(case)
+    if category == "frontal_horns":  # the slice 15 mm above the head-frame origin, centred on its ventricles
+        g = case.volume.geometry
+        k = int(np.argmin(np.abs(g.origin[2] + g.spacing[0] * np.arange(g.shape[0]) - 15.0)))
+        m = np.zeros(masks["ventricles_csf"].shape, bool)
+        m[k] = case.tissue[k] == T.VENTRICLE
+        if not m.any():
+            return None
+        return crop(case.volume.array[k], np.argwhere(m[k]).mean(axis=0), g.spacing[1]), k
+    if category == "burr_hole":  # postoperative air within the vault's bone
+        bone = (case.structures & np.uint16(T.STRUCTURE_BIT["vault_bone"])) > 0
+        m = masks["postop_air"] & ndi.binary_dilation(bone, np.ones((1, 5, 5), bool))
+        if not m.any():
+            return None
+        k = int(np.argmax(m.sum(axis=(1, 2))))
+        return crop(case.volume.array[k], np.argwhere(m[k]).mean(axis=0), case.volume.spacing[1]), k
     if category == "devices_inside":
         m = masks["metal_devices"] & masks["inner_table_rim"] | masks["metal_devices"] & masks["ventricles_csf"]
     else:
@@ -85,16 +102,17 @@ def inner_table_crop(case, level_mm):
 
 # (title, what the seed must hold (a test on its params), acquisition changes, category to centre on)
 LOOKALIKES = [
-    ("old head: wide CSF spaces, large ventricles", lambda p: p["atrophy"] > 0.9, {}, "ventricles_csf"),
+    ("old head: wide CSF spaces, large ventricles", lambda p: p["atrophy"] > 0.9, {}, "frontal_horns"),
     ("falx, sagittal sinus, tentorium haze (7 mm)", lambda p: True, {"slice_thickness_mm": 7.0}, "falx_tentorium_sinus"),
     ("calcified choroid plexus, basal ganglia", lambda p: p["calcifications"]["basal"] and p["calcifications"]["choroid"],
      {}, "calcification"),
-    ("falx calcification", lambda p: p["calcifications"]["falx"] >= 2, {}, "calcification"),
+    ("falx calcification", lambda p: p["calcifications"]["falx"] >= 2 and not p["calcifications"]["choroid"]
+     and not p["calcifications"]["pineal"] and not p["calcifications"]["basal"], {}, "calcification"),
     ("craniotomy: kerf air, plates", lambda p: p["surgery"]["flap"] == "craniotomy" and p["surgery"]["fresh"]
      and p["surgery"]["plates"] >= 2, {}, "postop_air"),
     ("craniectomy defect", lambda p: p["surgery"]["flap"] == "craniectomy", {}, None),
     ("burr hole, scalp air", lambda p: p["surgery"]["burr_holes"] and p["surgery"]["fresh"] and not p["surgery"]["flap"],
-     {}, "postop_air"),
+     {}, "burr_hole"),
     ("shunt catheter in the frontal horn", lambda p: p["surgery"]["shunt"], {}, "devices_inside"),
     ("aneurysm clip: metal streaks", lambda p: p["surgery"]["clips"] and not p["surgery"]["shunt"], {}, "metal_devices"),
     ("scalp haematoma (outside the skull)", lambda p: p["surgery"]["scalp"] == "haematoma" and p["surgery"]["scalp_mm"] > 10,
@@ -160,7 +178,7 @@ def main(argv=None) -> int:
     g = thick.volume.geometry
     zs4 = thin4.volume.geometry.origin[2] + 4.0 * np.arange(thin4.volume.shape[0])
     k_base = int(np.argmin(np.abs(zs4 + 30)))
-    horns = structure_crop(thick, "ventricles_csf")[0]
+    horns = structure_crop(thick, "frontal_horns")[0]
     rows.append([("synth inner table, 4 mm", inner_table_crop(thin4, 20), None),
                  ("synth inner table, 7 mm", inner_table_crop(thick, 25), None),
                  ("synth vertex, 7 mm", inner_table_crop(thick, 58), None),

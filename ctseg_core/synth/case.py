@@ -200,10 +200,10 @@ def _render_head(scene: PlaneScene, ks, z0, dz, offs, wts, acq, sigma_px, ps, la
                 hu_c[i][hb] += hu_plane
                 for cls, m in masks.items():
                     frac[cls][i][hb] += np.float32(wt) * m
-            if np.ndim(t_plane):
-                structures_out[i][hb] |= T.STRUCTURE_LUT[t_plane]
             if j == 0:
                 tissue_c[i][hb] = t_plane
+                if np.ndim(t_plane):
+                    structures_out[i][hb] = T.STRUCTURE_LUT[t_plane]
             else:  # where the slab's planes disagree the voxel is a partial-volume mix
                 tc = tissue_c[i]
                 if hb != (slice(None), slice(None)) and np.ndim(t_plane):
@@ -211,7 +211,11 @@ def _render_head(scene: PlaneScene, ks, z0, dz, offs, wts, acq, sigma_px, ps, la
                     ring[hb] = False
                     tc[ring & (tc != T.AIR)] = T.MIXED
                 sub = tc[hb]
-                sub[sub != t_plane] = T.MIXED
+                differ = sub != t_plane
+                if np.ndim(t_plane):  # what this plane adds to the slice's structures
+                    bits = structures_out[i][hb]
+                    bits[differ] |= T.STRUCTURE_LUT[t_plane[differ]]
+                sub[differ] = T.MIXED
     hu_c = point_spread(hu_c, sigma_px, acq.halo_weight, acq.halo_sigma_mm / ps, acq.sharpen)
     _labels_from_fractions(frac, hu_c, sigma_px, labels_out)
     return hu_c, tissue_c

@@ -43,10 +43,10 @@ def test_sample_acquisition_covers_the_training_ranges():
 
 
 def test_planes_per_slice_follow_the_thickness():
-    assert [len(sub_plane_offsets(t)[0]) for t in (0.6, 1.25, 2.5, 5.0, 7.0)] == [1, 1, 2, 3, 4]
+    assert [len(sub_plane_offsets(t)[0]) for t in (0.6, 1.25, 2.5, 4.0, 5.0, 7.0)] == [1, 1, 1, 2, 2, 3]
     offs, wts = sub_plane_offsets(7.0)
     assert wts.sum() == pytest.approx(1.0) and offs.min() > -3.5 and offs.max() < 3.5
-    assert np.allclose(np.diff(offs), 7.0 / 4)
+    assert np.allclose(np.diff(offs), 7.0 / 3)
 
 
 def test_acquisition_reaches_the_case():

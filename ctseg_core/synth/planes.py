@@ -20,7 +20,7 @@ from ctseg_core.synth.brain import MassEffect, render_brain, shift_field, tentor
 from ctseg_core.synth.fields import upsample_linear
 from ctseg_core.synth.physics import slab_fraction
 from ctseg_core.synth.shapes import overlaps
-from ctseg_core.synth.surgery import devices
+from ctseg_core.synth.surgery import bone_removed, devices
 
 NOT_UNDER_LESIONS = (T.CALCIFICATION, T.DURA, T.VENOUS_SINUS, T.METAL, T.CATHETER)  # never covered by a label
 
@@ -130,6 +130,9 @@ def _table_partial_volume(sc: PlaneScene, pre, u, v, w, depth, floor, tissue, hu
     terms = tuple(take(a) for a in pre["vault"])
     slope = (inner_depth(head, take(u), take(v), wb + np.float32(0.5), terms) - d) / np.float32(0.5)  # d depth / d w
     f_bone = slab_fraction(d, slope, h)  # the vault (depth < 0) within the sub-slab
+    gone = bone_removed(head.surgery, take(u), take(v), wb)
+    if gone is not None:  # no bone over a craniectomy or a burr hole
+        f_bone[gone] = 0.0
     f_floor = slab_fraction(take(hf), 1.0, h)  # the cranial floor below
     t = take(tissue)
     ic = (d > 0) & (take(hf) > 0) & ~np.isin(t, (T.AIR, T.POSTOP_AIR, T.SINUS_AIR))

@@ -173,6 +173,19 @@ def cut_vault(s: Surgery | None, u, v, w, depth, skull, tissue) -> None:
             tissue[vault & (cap_cos(u, v, w, hole.d) > hole.cos_r)] = gap_code
 
 
+def bone_removed(s: Surgery | None, u, v, w) -> np.ndarray | None:
+    """Where the vault's bone is gone (craniectomy, burr holes) along each point's direction, or None."""
+    if s is None:
+        return None
+    caps = ([s.flap] if s.flap is not None and s.craniectomy else []) + list(s.burr_holes)
+    out = None
+    for cap in caps:
+        if overlaps(w, *cap.w_range()):
+            m = cap_cos(u, v, w, cap.d) > cap.cos_r
+            out = m if out is None else out | m
+    return out
+
+
 def air_pockets(s: Surgery | None, u, v, w, tissue) -> None:
     """Postoperative air in the scalp (never inside the skull)."""
     if s is None:

@@ -98,15 +98,18 @@ def test_postoperative_air_is_never_inside_the_dura(cases):
 
 
 def test_inner_table_rim_is_bright_and_unlabelled():
-    """A thick slice shows a faint bright rim beside the inner table (bone within the slice): the
-    look-alike of a thin subdural; it is brighter than the brain inside and carries no label."""
-    c = generate_case(12, normal=True, acquisition=Acquisition(pixel_spacing_mm=0.49, slice_thickness_mm=7.0, head_scale=1.0,
-                                                               max_slices=6, z_range_mm=(20.0, 70.0)))
+    """A thick slice shows a bright rim beside the inner table (bone within the slice and the bone's glare):
+    the look-alike of a thin subdural. With the GE series' scan (0.49 mm, 7 mm) the voxels that hold only
+    brain or CSF within 1.5 mm of the vault average ~100 HU above the grey matter (GE: 60-200 HU there;
+    the generator before the analytic partial volume: ~30 HU above); none carries a label."""
+    c = generate_case(12, normal=True, acquisition=Acquisition(pixel_spacing_mm=0.49, slice_thickness_mm=7.0,
+                                                               head_scale=1.0, max_slices=6, z_range_mm=(20.0, 70.0)))
     masks = hard_negative_categories(c, rim_mm=1.5)
     rim, hu = masks["inner_table_rim"], c.volume.array
-    deep = np.isin(c.tissue, (T.WHITE,)) & ~ndi.binary_dilation(rim, np.ones((1, 31, 31), bool))
-    assert rim.sum() > 1000
-    assert hu[rim].mean() > hu[deep].mean() + 8, (hu[rim].mean(), hu[deep].mean())
+    pure = rim & np.isin(c.tissue, T.INTRACRANIAL)  # brain or CSF in every plane of the slice
+    grey = (c.tissue == T.GREY) & ~ndi.binary_dilation(rim, np.ones((1, 31, 31), bool))
+    assert pure.sum() > 1000
+    assert hu[pure].mean() > hu[grey].mean() + 60, (hu[pure].mean(), hu[grey].mean())
     assert not c.labels.array.any()
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from ctseg_core.atomic import atomic_path
 from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
 from ctseg_core.jobs import CancelToken
+from ctseg_core.sliding_window import sliding_window
 from ctseg_core.volume import LabelMap, Volume
 
 SliceCallback = Callable[[int, np.ndarray, np.ndarray], None]  # (z, labels_yx uint8, probs_cyx float16)
@@ -256,10 +257,16 @@ class Predictor:
 
     def _scan_probabilities(self, x: torch.Tensor, grid) -> torch.Tensor:
         """Softmax on the scan's grid: logits are mapped back (cropped, resampled), then normalised."""
-        p = _softmax(grid.to_scan(self._forward(x).float()))
+        p = _softmax(grid.to_scan(self._logits(x)))
         if self.tta:  # left-right flip, flipped back on the model's grid
-            p = (p + _softmax(grid.to_scan(self._forward(x.flip(-1)).float().flip(-1)))) / 2
+            p = (p + _softmax(grid.to_scan(self._logits(x.flip(-1)).flip(-1)))) / 2
         return p
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 logits on the model grid; a patch-trained model runs on sliding windows of its patch size."""
+        if self.plan.patch_size:
+            return sliding_window(lambda t: self._forward(t).float(), x, self.plan.patch_size)
+        return self._forward(x).float()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from ctseg_core.atomic import atomic_path
 from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
+from ctseg_core.guard import Guard
 from ctseg_core.jobs import CancelToken
 from ctseg_core.sliding_window import sliding_window
 from ctseg_core.volume import LabelMap, Volume
@@ -136,8 +137,9 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Prediction:
-    labels: LabelMap
-    probabilities: np.ndarray  # float16 (z, C, y, x) on the volume's grid
+    labels: LabelMap  # what the overlay shows: the model's labels, after the anatomical guard when it is on
+    probabilities: np.ndarray  # float16 (z, C, y, x) on the volume's grid (the model's, never guarded)
+    model_labels: np.ndarray | None = None  # uint8 (z, y, x) argmax before the guard; None when no guard ran
 
     def uncertainty(self) -> np.ndarray:
         """float32 (z, y, x): 1 - the largest class probability (0 = certain)."""
@@ -150,13 +152,15 @@ class Prediction:
 class Predictor:
     def __init__(self, model: nn.Module, card: ModelCard, device: str | torch.device = "auto",
                  batch_size: int | None = None, tta: bool = False, amp: str = "auto",
-                 channels_last: bool | None = None, engine: str = "torch"):
+                 channels_last: bool | None = None, engine: str = "torch", guard: Guard | None = Guard()):
         """``amp``: "auto" (bf16 or fp16 autocast on CUDA, fp16 on MPS, none on CPU), "bf16", "fp16" or
         "off". ``channels_last``: default on for GPUs, off on CPU (measured slower there with GroupNorm).
         ``engine``: "torch" (default), "onnxruntime" (CPU only; exports the model once to a cache), or
         "auto": ONNX Runtime on a CPU where it is installed, else torch (benchmarks/bench_inference.py
-        measures the difference)."""
+        measures the difference). ``guard``: the anatomical guard applied to each slice's labels
+        (``ctseg_core.guard``; None: the model's labels as they are)."""
         self.card = card
+        self.guard = guard
         self.plan = check_plan_fits(card)
         self.device = resolve_device(device)
         self.tta = tta
@@ -219,6 +223,7 @@ class Predictor:
         grid = self.plan.grid((height, width), volume.spacing[1:])
         order = slice_order(depth, start_slice)
         labels = np.zeros(volume.shape, dtype=np.uint8)
+        model_labels = np.zeros(volume.shape, dtype=np.uint8) if self.guard is not None else None
         probs = np.zeros((depth, self.model_classes, height, width), dtype=np.float16)
         batch = self.auto_batch_size(grid.padded_shape)
         batches = [order[:self.first_batch_size]] + [order[i:i + batch]
@@ -232,13 +237,17 @@ class Predictor:
             p, lab = self._predict_batch(volume.array, zs, grid)  # on the scan's grid
             for i, z in enumerate(zs):
                 probs[z] = p[i]
-                labels[z] = lab[i]
+                if self.guard is None:
+                    labels[z] = lab[i]
+                else:
+                    model_labels[z] = lab[i]
+                    labels[z] = self.guard.apply_slice(volume.array[z], lab[i], volume.spacing[1:])
                 if on_slice is not None:
                     on_slice(z, labels[z], probs[z])
             done += len(zs)
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        return Prediction(LabelMap(labels, volume.geometry), probs)
+        return Prediction(LabelMap(labels, volume.geometry), probs, model_labels)
 
     @property
     def model_classes(self) -> int:

@@ -322,32 +322,43 @@ class Evaluator:
 
 
 def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
-    """Per-class Dice (sample and voxel average) of the predictor's labels on the cases of ``folder``."""
+    """Per-class Dice (sample and voxel average) of the predictor's labels on the cases of ``folder``,
+    the model alone and with the anatomical guard (``*_guard``)."""
     from ctseg_core.cli.evaluate import find_cases
     from ctseg_core.io.images import read_labels, read_volume
     from ctseg_core.metrics import overlap_counts, overlap_scores
     from ctseg_core.predictor import Predictor
 
     predictor = Predictor(model, card, device=device, engine="torch")
-    counts = []
+    alone, guarded = [], []
     for _, ct, lab in find_cases(Path(folder)):
         volume = read_volume(ct)
         truth = read_labels(lab, like=volume)
         pred = predictor.predict(volume)
-        counts.append(overlap_counts(pred.labels, truth))
-    scores = overlap_scores(counts).as_dict()
-    sample, voxel = _by_key(scores["dice_sample"]), _by_key(scores["dice_voxel"])
-    return {"dice_sample": sample, "dice_voxel": voxel, "mean_dice_sample": _mean(sample), "n_eval_cases": len(counts)}
+        alone.append(overlap_counts(pred.model_labels, truth))
+        guarded.append(overlap_counts(pred.labels, truth))
+    row = {"n_eval_cases": len(alone)}
+    for suffix, counts in (("", alone), ("_guard", guarded)):
+        scores = overlap_scores(counts).as_dict()
+        sample, voxel = _by_key(scores["dice_sample"]), _by_key(scores["dice_voxel"])
+        row.update({f"dice_sample{suffix}": sample, f"dice_voxel{suffix}": voxel,
+                    f"mean_dice_sample{suffix}": _mean(sample)})
+    return row
 
 
 def evaluate_real(model, card: ModelCard, volume, device) -> dict:
-    """mL painted per class on a real scan without hemorrhage (every voxel a false positive)."""
+    """mL painted per class on a real scan without hemorrhage (every voxel a false positive), the model
+    alone and with the anatomical guard."""
     from ctseg_core.metrics import class_volumes_ml
     from ctseg_core.predictor import Predictor
+    from ctseg_core.volume import LabelMap
 
     pred = Predictor(model, card, device=device, engine="torch").predict(volume)
-    ml = _by_key({c: v for c, v in class_volumes_ml(pred.labels).items() if c})
-    return {"real_fp_ml": ml, "real_fp_total_ml": round(float(sum(ml.values())), 2)}
+    row = {}
+    for suffix, labels in (("", LabelMap(pred.model_labels, volume.geometry)), ("_guard", pred.labels)):
+        ml = _by_key({c: v for c, v in class_volumes_ml(labels).items() if c})
+        row.update({f"real_fp_ml{suffix}": ml, f"real_fp_total_ml{suffix}": round(float(sum(ml.values())), 2)})
+    return row
 
 
 def _by_key(per_class: dict) -> dict:

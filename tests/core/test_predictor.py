@@ -37,6 +37,7 @@ class ThresholdNet(nn.Module):
 def threshold_predictor(channel=1, spacing_mm=None, **kw) -> Predictor:
     card = ModelCard(architecture="threshold_test", config={"in_chans": 3, "num_classes": 8},
                      plan=Plan(spacing_mm=spacing_mm).to_dict())
+    kw.setdefault("guard", None)  # these volumes have no skull: the guard is tested on its own below
     return Predictor(ThresholdNet(channel), card, device="cpu", **kw)
 
 
@@ -83,6 +84,23 @@ def test_labels_are_a_known_function_of_the_input_on_the_scans_grid():
     assert unc.dtype == np.float32 and unc.shape == vol.shape
     assert np.allclose(unc, 1 - out.probabilities.max(axis=1), atol=1e-3)
     assert unc.min() >= 0 and np.median(unc) < 0.01 < unc.max()  # certain inside regions, less at edges
+
+
+def test_the_guard_runs_on_each_slice_and_the_models_own_labels_are_kept():
+    from ctseg_core.guard import Guard
+
+    vol = patterned_volume()
+    vol.array[:, :3], vol.array[:, -3:], vol.array[:, :, :3], vol.array[:, :, -3:] = 1500, 1500, 1500, 1500  # a skull
+    vol.array[:, 8:16, 20:40] = 400  # a dense (calcified) spot inside: blood-like for a threshold, not for the guard
+    seen = {}
+    out = threshold_predictor(guard=Guard()).predict(vol, on_slice=lambda z, lab, p: seen.update({z: lab.copy()}))
+    raw = (vol.array > 50).astype(np.uint8)
+    assert np.array_equal(out.model_labels, raw)
+    assert not out.labels.array[:, :3].any() and not out.labels.array[:, 9:15, 21:39].any()  # skull and spot are gone
+    inside = (vol.array > 50) & (vol.array < 100)
+    assert inside.any() and out.labels.array[inside].all()  # blood inside the skull stays
+    assert all(np.array_equal(seen[z], out.labels.array[z]) for z in seen)  # the viewer gets guarded slices
+    assert threshold_predictor().predict(vol).model_labels is None
 
 
 def test_without_resampling_when_the_plan_spacing_is_close():
@@ -144,8 +162,8 @@ def test_progress_and_callback_arrays(tmp_path):
                        progress=lambda done, total, msg="": progress.append((done, total)))
     assert got == [(z, np.uint8, (64, 64), np.float16, (8, 64, 64)) for z in (1, 2, 0)]
     assert progress == [(1, 3), (3, 3)]
-    # labels are the most probable class (compared through the stored float16 values: ties allowed)
-    at_label = np.take_along_axis(out.probabilities, out.labels.array[:, None].astype(np.int64), axis=1)[:, 0]
+    # the model's labels are the most probable class (compared through the stored float16 values: ties allowed)
+    at_label = np.take_along_axis(out.probabilities, out.model_labels[:, None].astype(np.int64), axis=1)[:, 0]
     assert np.array_equal(at_label, out.probabilities.max(axis=1))
 
 

@@ -42,6 +42,22 @@ class StoreError(CtsegError):
     """The annotation workspace is damaged or used wrongly."""
 
 
+class WriteError(CtsegError):
+    """A file could not be written (disk full, no permission, ...); the previous file is left as it was."""
+
+    def __init__(self, problem: str, path: str | Path | None = None, disk_full: bool = False):
+        super().__init__(problem, path)
+        self.disk_full = disk_full
+
+
+class CaseLockedError(StoreError):
+    """The case is being edited by another process (its lock names who); it can be opened read-only."""
+
+    def __init__(self, problem: str, path: str | Path | None = None, owner=None):
+        super().__init__(problem, path)
+        self.owner = owner
+
+
 class Cancelled(CtsegError):
     """A long operation was cancelled through its token."""
 

@@ -53,9 +53,10 @@ class WriteError(CtsegError):
 class CaseLockedError(StoreError):
     """The case is being edited by another process (its lock names who); it can be opened read-only."""
 
-    def __init__(self, problem: str, path: str | Path | None = None, owner=None):
+    def __init__(self, problem: str, path: str | Path | None = None, owner=None, stale: bool = False):
         super().__init__(problem, path)
-        self.owner = owner
+        self.owner = owner  # ctseg_core.store.lock.LockOwner
+        self.stale = stale  # the lock looks abandoned (not refreshed for long): it may be taken over
 
 
 class Cancelled(CtsegError):

@@ -143,10 +143,8 @@ class CaseLock:
             stale = lock_age_s(self.path) > STALE_AFTER_S
             hint = (f"; the lock has not been refreshed for {lock_age_s(self.path) / 60:.0f} min and looks "
                     "stale: take it over if that program is gone") if stale else ""
-            err = CaseLockedError(f"the case is being edited by {other.describe()}{hint}", self.path.parent,
-                                  owner=other)
-            err.stale = stale
-            raise err
+            raise CaseLockedError(f"the case is being edited by {other.describe()}{hint}", self.path.parent,
+                                  owner=other, stale=stale)
         raise StoreError("could not take the case lock (it changed hands repeatedly)", self.path)
 
     def _create(self) -> bool:

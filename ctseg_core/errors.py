@@ -38,6 +38,10 @@ class CheckpointError(CtsegError):
     """A model checkpoint is missing, corrupt, or does not match what is asked of it."""
 
 
+class DeviceError(CtsegError):
+    """The compute device asked for does not exist on this machine (or its name is not a device)."""
+
+
 class StoreError(CtsegError):
     """The annotation workspace is damaged or used wrongly."""
 

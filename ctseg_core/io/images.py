@@ -62,7 +62,7 @@ def read_volume(path: str | Path) -> Volume:
 def write_volume(volume: Volume, path: str | Path) -> None:
     """Write HU voxels atomically (int16 when they are whole numbers in range, else float32)."""
     arr = volume.array
-    if np.all(np.mod(arr, 1) == 0) and arr.min() >= -32768 and arr.max() <= 32767:
+    if np.isfinite(arr).all() and np.all(np.mod(arr, 1) == 0) and arr.min() >= -32768 and arr.max() <= 32767:
         arr = arr.astype(np.int16)
     _write_sitk(arr, volume.geometry, path)
 

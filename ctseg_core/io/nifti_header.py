@@ -88,7 +88,9 @@ def check_nifti(path: str | Path) -> NiftiHeader:
     try:
         with _open(path) as f:
             raw = f.read(540)
-    except (OSError, EOFError, zlib.error) as exc:
+    except EOFError as exc:
+        raise LoadError("the compressed file is cut short (it ends inside the header)", path) from exc
+    except (OSError, zlib.error) as exc:
         raise LoadError(f"unreadable NIfTI file ({exc})", path) from exc
     header = parse_header(raw, path)
     if any(d < 1 for d in header.dims):

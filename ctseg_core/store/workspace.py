@@ -115,6 +115,10 @@ class Workspace:
         """The oldest case still "new"."""
         return next((r for r in self.cases() if r.status == "new"), None)
 
+    def reviewed_without_final(self, statuses=TRAINING_STATUSES) -> list[str]:
+        """Ids of cases marked with one of ``statuses`` that have no saved final label map (not trainable)."""
+        return [r.id for r in self.cases() if r.status in statuses and not (self.cases_dir / r.id / FINAL).is_file()]
+
     def training_cases(self, statuses=TRAINING_STATUSES) -> list[TrainingCase]:
         """Cases with one of ``statuses`` and a saved final label map, oldest first."""
         bad = set(statuses) - set(STATUSES)

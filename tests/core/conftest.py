@@ -1,4 +1,5 @@
-"""Fixtures shared by the core tests: generated scans written as NIfTI, a workspace, a tiny model."""
+"""Fixtures shared by the core tests: generated scans written as NIfTI, a workspace, a tiny checkpoint
+(the tiny model itself: ``tests/tiny_models.py``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ import numpy as np
 import pytest
 
 from ctseg_core.volume import Volume
-
-TINY_DECODER = (8, 8, 16, 16, 32, 32)  # the decoder widths of every tiny test model
-
 
 def write_scan(folder, name="head.nii.gz", seed=0, shape=(8, 64, 64)):
     """A small noisy brain-density scan with a blood-density block, written to ``folder/name`` and read
@@ -37,28 +35,9 @@ def ws(tmp_path):
     return Workspace(tmp_path / "ws")
 
 
-def tiny_model(arch="aa_unet", seed=0, encoder="resnest14d"):
-    """A small real network with random weights (seeded)."""
-    import torch
-
-    from ctseg_core.models import create_model
-
-    torch.manual_seed(seed)
-    return create_model(arch, encoder=encoder, decoder_channels=TINY_DECODER)
-
-
-def save_tiny_checkpoint(folder, name="tiny", arch="aa_unet", seed=0, spacing_mm=None, encoder="resnest14d"):
-    """A tiny random-weight checkpoint (X.safetensors + X.json) in ``folder``; returns the weights path."""
-    from ctseg_core.checkpoint import ModelCard, save_checkpoint
-    from ctseg_core.preprocess import Plan
-
-    model = tiny_model(arch, seed, encoder)
-    card = ModelCard.for_model(model, plan=Plan(spacing_mm=spacing_mm).to_dict(),
-                               training_data={"description": "nothing (random weights, test)"})
-    return save_checkpoint(model, card, folder / name)
-
-
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
-    """``tiny_checkpoint(name=..., arch=..., seed=..., spacing_mm=...)`` -> a checkpoint under tmp_path."""
+    """``tiny_checkpoint(name=..., arch=..., seed=..., spacing_mm=...)`` -> a tiny checkpoint under tmp_path."""
+    from tiny_models import save_tiny_checkpoint
+
     return lambda **kw: save_tiny_checkpoint(tmp_path, **kw)

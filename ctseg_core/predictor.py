@@ -154,16 +154,21 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.clamp_(min=-80.0), dim=1)
 
 
+def slice_uncertainty(probs_cyx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 (y, x) of one slice's probabilities (C, y, x): 1 - the largest class probability (0 = certain)."""
+    return np.subtract(1.0, probs_cyx.max(axis=0), out=out, dtype=np.float32)
+
+
 @dataclass
 class Prediction:
     labels: LabelMap
     probabilities: np.ndarray  # float16 (z, C, y, x) on the volume's grid
 
     def uncertainty(self) -> np.ndarray:
-        """float32 (z, y, x): 1 - the largest class probability (0 = certain)."""
+        """float32 (z, y, x): ``slice_uncertainty`` of every slice."""
         out = np.empty(self.labels.array.shape, dtype=np.float32)
         for z in range(out.shape[0]):  # per slice: keeps the float32 temporaries small
-            np.subtract(1.0, self.probabilities[z].max(axis=0), out=out[z], dtype=np.float32)
+            slice_uncertainty(self.probabilities[z], out=out[z])
         return out
 
 

@@ -3,7 +3,6 @@ checkpoint and print per-class volumes (mL) and scan-level detection (3+ consecu
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

@@ -25,7 +25,7 @@ from ctseg_core.io.images import read_labels, write_labels
 from ctseg_core.labels import class_table_json
 from ctseg_core.store.journal import Journal, now_iso
 from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path
-from ctseg_core.store.source import SourceRef, content_hash, describe_source, source_files
+from ctseg_core.store.source import SourceRef, content_hash, source_files
 from ctseg_core.volume import Geometry, LabelMap, Volume
 
 STATUSES = ("new", "in_review", "corrected", "approved")

@@ -6,17 +6,20 @@ on a copy with the same points, which are computed from the widget positions thr
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
 
-from gui_helpers import (MOVE_GAP_MS, click, drag, key, make_window, open_and_wait, phantom_volume, settle,  # noqa: F401
-                         stroke_point, to_zyx, widget_point, write_phantom)
+from gui_helpers import (click, drag, key, make_window, open_and_wait, stroke_point, to_zyx,
+                         widget_point, write_phantom)
 from ctseg_core.edit import HU_PRESETS, PaintMode, PaintPolicy, ops
-from ctseg_core.io.images import read_labels, write_volume
+from ctseg_core.io.images import read_labels
 
 BLOB = (slice(3, 9), slice(38, 57), slice(44, 64))  # the 70 HU block of conftest.phantom_volume (128 px)
 
@@ -335,11 +338,15 @@ def test_recovery_after_a_crash_restores_unsaved_edits(qtbot, settings, tmp_path
     edited = s.final.array.copy()
     case_dir = editor.store.case.folder
     assert not (case_dir / "final.nii.gz").exists() and len(editor.store.case.journal) == 2
-    # the app dies: nothing is saved (the controller forgets its case so closing the window writes nothing)
+    # the app dies: nothing is saved (the controller forgets its case so closing the window writes nothing),
+    # and its case lock names a process that no longer runs
     editor.store.autosave_timer.stop()
     editor.store.case = None
     win.close()
     assert not (case_dir / "final.nii.gz").exists()
+    lock = case_dir / "edit.lock"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "pid": int(dead.stdout)}))
 
     win2, editor2 = make_window(qtbot, settings, tmp_path, workspace)
     logs = []

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ctseg_core.checkpoint import ModelCard, save_checkpoint
+from ctseg_core.checkpoint import ModelCard
 from ctseg_core.errors import Cancelled
 from ctseg_core.jobs import CancelToken
 from ctseg_core.predictor import Predictor, resolve_device, slice_order

@@ -9,7 +9,7 @@ import pytest
 from ctseg_core.edit import History, PaintPolicy, ops
 from ctseg_core.errors import LabelMismatchError, StoreError
 from ctseg_core.io.images import read_volume, write_labels, write_volume
-from ctseg_core.store import Case, Workspace
+from ctseg_core.store import Workspace
 from ctseg_core.volume import Geometry, LabelMap, Volume
 
 

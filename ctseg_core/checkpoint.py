@@ -123,7 +123,7 @@ def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path, fp16: b
         if fp16 and v.is_floating_point():
             v = v.to(torch.float16)
         state[k] = v.clone().contiguous()  # clone: safetensors refuses tensors that share memory
-    with atomic_path(weights_path) as tmp:
+    with atomic_path(weights_path, verify=check_safetensors_written) as tmp:
         save_file(state, str(tmp), metadata={"format": "ctseg", "architecture": card.architecture})
         card.weights_sha256 = sha256_file(tmp)
     if not card.created:
@@ -225,6 +225,18 @@ def _weight_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001 - safetensors raises SafetensorError / OSError for corrupt headers
         raise CheckpointError(f"not a readable safetensors file ({exc})", weights_path) from exc
+
+
+def check_safetensors_written(path: Path) -> None:
+    """``atomic_path``'s check of a just-written safetensors file: its header and every tensor's bytes are
+    there (a short file on a full disk is refused before it replaces anything)."""
+    from ctseg_core.errors import WriteError
+
+    try:
+        _weight_shapes(path)
+    except CheckpointError as exc:
+        raise WriteError(f"could not be written: the file read back is incomplete ({exc.problem}); is the disk "
+                         "full? The previous file is kept unchanged", path, disk_full=True) from exc
 
 
 def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:

@@ -142,3 +142,27 @@ def test_label_write_round_trips_when_the_disk_is_fine(tmp_path):
     labels = LabelMap(arr, Geometry((3, 5, 7), (2.0, 1.0, 0.5)))
     write_labels(labels, tmp_path / "x.nii.gz")
     np.testing.assert_array_equal(read_labels(tmp_path / "x.nii.gz").array, arr)
+
+
+def test_checkpoint_cut_short_never_replaces_the_saved_one(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from ctseg_core.checkpoint import load_checkpoint, save_checkpoint
+    from tiny_models import save_tiny_checkpoint, tiny_card, tiny_model
+
+    path = save_tiny_checkpoint(tmp_path, "model")
+    before = path.read_bytes()
+    real = safetensors.torch.save_file
+
+    def short_writer(tensors, filename, metadata=None):  # a writer that lost its tail on a full disk
+        real(tensors, filename, metadata=metadata)
+        data = open(filename, "rb").read()
+        open(filename, "wb").write(data[: len(data) // 2])
+
+    monkeypatch.setattr(safetensors.torch, "save_file", short_writer)
+    model = tiny_model(seed=1)
+    with pytest.raises(WriteError, match="incomplete"):
+        save_checkpoint(model, tiny_card(model), tmp_path / "model")
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    load_checkpoint(path)  # the saved checkpoint still loads (its card was not replaced either)

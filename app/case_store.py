@@ -23,7 +23,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 from shiboken6 import isValid
 
-from ctseg_core.errors import CaseLockedError, CtsegError, WriteError
+from ctseg_core.errors import CaseLockedError, CtsegError, StoreError, WriteError
 from ctseg_core.store import Workspace, default_root
 from ctseg_core.store.lock import REFRESH_EVERY_S
 from ctseg_core.volume import LabelMap
@@ -139,6 +139,8 @@ class CaseStore(QObject):
                 case.lock_for_editing(take_over=take_over)
             except CaseLockedError as exc:
                 locked = exc.problem + (" (Review > Take over the case to edit it here)" if exc.stale else "")
+            except StoreError as exc:  # e.g. a workspace on a read-only share: look, but do not edit
+                locked = str(exc)
             pending = len(case.journal)
             labels, origin = case.load_for_editing(volume)
         except (CtsegError, OSError) as exc:

@@ -290,7 +290,7 @@ def _check_pixel_format(h: FileHeader, length: int | None) -> None:
         raise CorruptFile(f"invalid header value: SamplesPerPixel {h.samples_per_pixel}")
     if length is None or length == 0xFFFFFFFF:
         return  # encapsulated or read by pydicom: the decoder checks the length
-    need = h.rows * h.cols * h.samples_per_pixel * h.n_frames * h.bits_allocated // 8
+    need = (h.rows * h.cols * h.samples_per_pixel * h.n_frames * h.bits_allocated + 7) // 8
     if length not in (need, need + 1):  # + 1: the pad byte of an odd length
         raise CorruptFile(f"pixel data holds {length} bytes but Rows x Columns x BitsAllocated x frames "
                           f"({h.rows} x {h.cols} x {h.bits_allocated} x {h.n_frames}) needs {need}")

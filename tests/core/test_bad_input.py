@@ -36,14 +36,12 @@ def test_missing_path_is_an_error_never_its_parent_folder(ge_tilt, tmp_path, cap
     assert not (tmp_path / "out.nii.gz").exists() and not (tmp_path / "seg.nii.gz").exists()
 
 
-def test_a_dicom_file_means_its_own_series(philips_multi, tmp_path):
+def test_a_dicom_file_means_its_own_series(philips_multi):
     scan = scan_folder(philips_multi)
-    other = next(s for s in scan.series if not s.selected and s.is_axial_ct) if \
-        any(not s.selected and s.is_axial_ct for s in scan.series) else None
-    target = other or scan.selected()
-    vol = load_volume(target.files[0])
-    assert vol.meta.series_uid == target.series_uid.split("#")[0]
-    assert resolve_scan_path(target.files[0]).file == target.files[0]
+    other = next(s for s in scan.series if s.is_axial_ct and not s.selected)  # 54 slices beside the default 58
+    vol = load_volume(other.files[0])  # not the folder's default series: the one the file belongs to
+    assert vol.meta.series_uid == other.series_uid and vol.shape[0] == other.n_slices != scan.selected().n_slices
+    assert resolve_scan_path(other.files[0]).file == other.files[0]
 
 
 # ---------------------------------------------------------------- non-finite voxels

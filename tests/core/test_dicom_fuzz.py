@@ -73,9 +73,6 @@ def _with_dataset(path, change):
 
 def _set_raw(path, keyword, raw: bytes):
     """Write ``raw`` as the value bytes of ``keyword`` (what a broken writer would leave)."""
-    def change(ds):
-        elem = ds[keyword]
-        ds[keyword] = pydicom.DataElement(elem.tag, elem.VR, raw)
     data = path.read_bytes()
     ds = pydicom.dcmread(path)
     tag = ds[keyword].tag

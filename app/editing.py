@@ -269,7 +269,7 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     c.read_only_label = QLabel()
     c.read_only_label.setStyleSheet("QLabel { color: white; background: #b00020; padding: 2px 8px; font-weight: bold; }")
     c.read_only_label.setVisible(False)
-    window.statusBar().insertPermanentWidget(0, c.read_only_label)
+    window.statusBar().addPermanentWidget(c.read_only_label)
     c.cases_panel = CasesPanel(c.store, c.request_status)
     c.cases_dock = window.add_dock(c.cases_panel, "Cases", Qt.LeftDockWidgetArea)
     window.resizeDocks([c.cases_dock], [330], Qt.Horizontal)

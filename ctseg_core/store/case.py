@@ -124,6 +124,7 @@ class Case:
             lock.acquire()
         self.edit_lock = lock
         self.notes.extend(lock.notes)
+        self.journal.reload()  # continue after whatever the previous owner journaled
 
     def release_lock(self) -> None:
         if self.edit_lock is not None:

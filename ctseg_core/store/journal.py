@@ -52,6 +52,10 @@ def now_iso() -> str:
 class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the last sequence number again (another writer may have appended before a lock changed hands)."""
         self.last_seq = max(self._seqs(), default=0)
 
     def _seqs(self) -> list[int]:

@@ -8,6 +8,7 @@ import pytest
 
 from ctseg_core.volume import Volume
 
+
 def write_scan(folder, name="head.nii.gz", seed=0, shape=(8, 64, 64)):
     """A small noisy brain-density scan with a blood-density block, written to ``folder/name`` and read
     back: (volume, path)."""

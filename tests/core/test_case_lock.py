@@ -120,8 +120,8 @@ def test_owner_whose_lock_was_taken_over_cannot_overwrite(ws, case_and_scan):
     first = Workspace(ws.root).case(case.id)
     first.lock_for_editing()
     labels, _ = first.load_for_editing(vol)
+    second = Workspace(ws.root).case(case.id)  # opened before the first owner's next edit
     first.journal_append(_edit(labels.array, 1, z=1))
-    second = Workspace(ws.root).case(case.id)
     with pytest.raises(CaseLockedError):
         second.lock_for_editing()  # one process, two openers: still two owners
     second.lock_for_editing(take_over=True)

@@ -312,7 +312,8 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     _add(window, review, "Annotator name...", lambda: _ask_annotator(window, c))
     _add(window, review, "Open next unreviewed case", c.store.open_next_unreviewed, ("Ctrl+N",))
     review.addSeparator()
-    c.take_over_action = _add(window, review, "Take over the case (it is open read-only)", c.store.take_over)
+    c.take_over_action = _add(window, review, "Take over the case (it is open read-only)",
+                              lambda: _ask_take_over(window, c))
     c.take_over_action.setEnabled(bool(c.read_only))
 
     c.history_changed.connect(lambda: _update_undo_actions(c))
@@ -346,6 +347,25 @@ def _ask_slices(window, c: EditingController) -> None:
     last, ok = QInputDialog.getInt(window, "Fill between slices", "To axial slice:", min(n, here + 1), 1, n)
     if ok:
         c.fill_between_slices(pair=(first - 1, last - 1))
+
+
+def _ask_take_over(window, c: EditingController) -> None:
+    """Take the case lock over; when its owner still looks alive, only after the user confirms."""
+    case = c.store.case
+    if case is None or not c.read_only:
+        return
+    from ctseg_core.store.lock import is_stale, lock_path
+
+    owner, path = case.lock_owner(), lock_path(case.folder)
+    if owner is not None and not is_stale(path, owner) and getattr(window, "interactive", False):
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(window, "Take over the case",
+                                      f"{owner.describe()} is editing this case and its lock is fresh. Take it "
+                                      "over anyway? That program will stop saving this case.")
+        if answer != QMessageBox.Yes:
+            return
+    c.store.take_over()
 
 
 def _ask_annotator(window, c: EditingController) -> None:

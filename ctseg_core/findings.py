@@ -23,10 +23,11 @@ import numpy as np
 
 from ctseg_core.atomic import atomic_write_text
 from ctseg_core.labels import CLASSES, LESION_CLASSES
+from ctseg_core.metrics import MIN_CONSECUTIVE_SLICES, class_volumes_ml, longest_run
 from ctseg_core.volume import LabelMap
 
+
 ICH_ID = 1
-MIN_CONSECUTIVE_SLICES = 3  # the scan-level detection rule: present on 3+ consecutive slices
 
 
 @dataclass
@@ -89,8 +90,6 @@ class Findings:
 
 def compute_findings(labels: LabelMap, source: str = "", scan: str = "") -> Findings:
     """Findings for every lesion class of ``labels`` (absent classes get zero volume, negative)."""
-    from ctseg_core.metrics import class_volumes_ml  # metrics imports this module's detection rule
-
     arr = labels.array
     counts = np.bincount(arr.ravel(), minlength=len(CLASSES))
     volumes = class_volumes_ml(labels)
@@ -126,17 +125,6 @@ def _slices_per_class(arr: np.ndarray, counts: np.ndarray) -> dict[int, list[int
             if cid in present:
                 out.setdefault(int(cid), []).append(z)
     return out
-
-
-def longest_run(slices: list[int]) -> int:
-    """Length of the longest run of consecutive integers in a sorted list."""
-    best = run = 0
-    prev = None
-    for z in slices:
-        run = run + 1 if prev is not None and z == prev + 1 else 1
-        best = max(best, run)
-        prev = z
-    return best
 
 
 def format_slice_ranges(slices: list[int]) -> str:

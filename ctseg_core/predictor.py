@@ -22,6 +22,7 @@ from torch import nn
 
 from ctseg_core.atomic import atomic_path
 from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
+from ctseg_core.errors import DeviceError
 from ctseg_core.guard import Guard
 from ctseg_core.jobs import CancelToken
 from ctseg_core.sliding_window import sliding_window
@@ -40,7 +41,27 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DeviceError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N or mps)") from exc
+    _check_available(dev)
+    return dev
+
+
+def _check_available(dev: torch.device) -> None:
+    """DeviceError when ``dev`` is not on this machine (a clear message instead of a CUDA traceback later)."""
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"{dev} was asked for but this machine has no usable CUDA GPU")
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"{dev} does not exist: this machine has {count} CUDA GPU(s) (cuda:0"
+                              + (f" to cuda:{count - 1})" if count > 1 else ")"))
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError("mps was asked for but Apple's Metal (MPS) is not available here")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -135,6 +156,11 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.clamp_(min=-80.0), dim=1)
 
 
+def slice_uncertainty(probs_cyx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 (y, x) of one slice's probabilities (C, y, x): 1 - the largest class probability (0 = certain)."""
+    return np.subtract(1.0, probs_cyx.max(axis=0), out=out, dtype=np.float32)
+
+
 @dataclass
 class Prediction:
     labels: LabelMap  # what the overlay shows: the model's labels, after the anatomical guard when it is on
@@ -142,10 +168,10 @@ class Prediction:
     model_labels: np.ndarray | None = None  # uint8 (z, y, x) argmax before the guard; None when no guard ran
 
     def uncertainty(self) -> np.ndarray:
-        """float32 (z, y, x): 1 - the largest class probability (0 = certain)."""
+        """float32 (z, y, x): ``slice_uncertainty`` of every slice."""
         out = np.empty(self.labels.array.shape, dtype=np.float32)
         for z in range(out.shape[0]):  # per slice: keeps the float32 temporaries small
-            np.subtract(1.0, self.probabilities[z].max(axis=0), out=out[z], dtype=np.float32)
+            slice_uncertainty(self.probabilities[z], out=out[z])
         return out
 
 

@@ -81,9 +81,13 @@ class Plan:
 
     # ---------------------------------------------------------------- intensity and stacks
     def map_intensity(self, hu: np.ndarray) -> np.ndarray:
-        """HU -> network input (float32), piecewise linear, clamped outside the knots."""
+        """HU -> network input (float32), piecewise linear, clamped outside the knots (NaN: as air)."""
         out = np.interp(np.asarray(hu, dtype=np.float32), self.intensity_hu, self.intensity_value)
-        return out.astype(np.float32, copy=False)
+        out = out.astype(np.float32, copy=False)
+        nan = np.isnan(out)
+        if nan.any():  # NaN would spread through every convolution and attention map: treat it as air
+            out[nan] = self.intensity_value[0]
+        return out
 
     @property
     def pad_value(self) -> float:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ctseg_core.cli import output_file
+
 FORMATS = ("nifti", "dicom-seg", "csv", "json")
 
 
@@ -18,7 +20,7 @@ def register(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("target", metavar="CASE_OR_LABELS", help="a case id in the workspace, or a label map file")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("-o", "--out", required=True, type=Path, help="output file")
+    p.add_argument("-o", "--out", required=True, type=output_file, help="output file")
     p.add_argument("--workspace", type=Path, help="the workspace folder (default $CTSEG_WORKSPACE or ~/ctseg-workspace)")
     p.add_argument("--scan", type=Path, help="the scan (DICOM folder or image file) the labels belong to")
     p.add_argument("--source", choices=("final", "prediction"), default="final",
@@ -76,7 +78,7 @@ def _from_case(case_id: str, args):
     from ctseg_core.errors import StoreError
     from ctseg_core.store import Workspace
 
-    case = Workspace(args.workspace).case(case_id)
+    case = Workspace(args.workspace, create=False).case(case_id)
     volume = _load_scan(args.scan)
     if args.source == "final":
         labels, model_version = case.load_final(volume), (case.record.model_version or None)

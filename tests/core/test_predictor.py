@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ctseg_core.checkpoint import ModelCard, save_checkpoint
+from ctseg_core.checkpoint import ModelCard
 from ctseg_core.errors import Cancelled
 from ctseg_core.jobs import CancelToken
 from ctseg_core.predictor import Predictor, resolve_device, slice_order
@@ -147,13 +147,8 @@ def test_flip_tta_maps_the_flipped_pass_back():
     assert np.allclose(out.probabilities.astype(np.float32), plain.probabilities.astype(np.float32), atol=1e-3)
 
 
-def test_progress_and_callback_arrays(tmp_path):
-    from ctseg_core.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("aa_unet", encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
-    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())
-    path = save_checkpoint(model, card, tmp_path / "tiny")
+def test_progress_and_callback_arrays(tiny_checkpoint):
+    path = tiny_checkpoint()
     pred = Predictor.from_checkpoint(path, device="cpu", batch_size=2)
     assert pred.device == torch.device("cpu") and pred.amp_dtype is None and not pred.channels_last
     vol = patterned_volume(depth=3, shape=(64, 64))
@@ -176,13 +171,12 @@ def test_resolve_device():
 
 def test_onnxruntime_engine_matches_torch(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")  # an optional engine: tested where it is installed (the test extra)
-    from ctseg_core.models import create_model
+    from tiny_models import save_tiny_checkpoint, tiny_card, tiny_model
 
     monkeypatch.setenv("CTSEG_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    model = create_model("aa_unet", encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
-    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())
-    path = save_checkpoint(model, card, tmp_path / "tiny")
+    path = save_tiny_checkpoint(tmp_path)
+    model = tiny_model()
+    card = tiny_card(model)
     vol = patterned_volume(depth=3, shape=(64, 96))
     reference = Predictor.from_checkpoint(path, device="cpu", engine="torch").predict(vol)
     ort = Predictor.from_checkpoint(path, device="cpu", engine="onnxruntime")

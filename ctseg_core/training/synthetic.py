@@ -324,8 +324,8 @@ class Evaluator:
 def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
     """Per-class Dice (sample and voxel average) of the predictor's labels on the cases of ``folder``,
     the model alone and with the anatomical guard (``*_guard``)."""
-    from ctseg_core.cli.evaluate import find_cases
     from ctseg_core.io.images import read_labels, read_volume
+    from ctseg_core.io.labelled_cases import find_cases
     from ctseg_core.metrics import overlap_counts, overlap_scores
     from ctseg_core.predictor import Predictor
 

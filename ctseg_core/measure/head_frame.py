@@ -32,21 +32,27 @@ SYMMETRY_AREA_FRACTION = 0.7  # ... and for the symmetry angle, only the larger 
 
 @dataclass
 class HeadFrame:
-    """The ideal midline of every axial slice (NaN where the slice holds no closed skull)."""
+    """The ideal midline of every axial slice (placed by the slices in ``used``, extended to the others)."""
 
     geometry: Geometry
     angle_rad: float  # direction of the midline: unit vector (sin a, cos a) in (x, y) mm, pointing down the rows
-    offset_mm: np.ndarray  # (n,) the midline's signed offset along the normal n = (cos a, -sin a)
-    centre_along_mm: np.ndarray  # (n,) the cavity centre's position along the midline direction
+    offset_mm: np.ndarray  # (n,) the midline's signed offset along the normal n = (cos a, -sin a) (all slices:
+    # a straight line in z fitted to the used slices)
+    centre_along_mm: np.ndarray  # (n,) the cavity centre's position along the midline direction (the used
+    # slices' median elsewhere)
     reach_mm: np.ndarray  # (n, 2) how far the cavity reaches from the centre along -direction and +direction
     area_mm2: np.ndarray  # (n,) cavity area (0 where none)
     left_sign: float  # +1 when the normal n points to the patient's left, else -1
     posterior_sign: float  # +1 when the midline direction points to posterior, else -1
     symmetry_mm: float  # mean mismatch (mm) of the mirrored cavity outlines at the chosen angle
+    cavity: np.ndarray  # (n, h, w) bool intracranial cavity on the strided grid
+    step: int  # the stride of that grid
+    used: np.ndarray  # (n,) bool: slices whose cavity is large enough to place the midline by
 
     @property
-    def valid(self) -> np.ndarray:
-        return np.isfinite(self.offset_mm)
+    def reference_slice(self) -> int:
+        """The slice with the largest cavity (near the lateral ventricles' level)."""
+        return int(np.argmax(self.area_mm2))
 
     @property
     def direction(self) -> np.ndarray:
@@ -148,10 +154,8 @@ def head_frame(volume: Volume, masks: np.ndarray | None = None, step: int | None
     d = np.array([np.sin(angle), np.cos(angle)])
     nrm = np.array([np.cos(angle), -np.sin(angle)])
     ks = np.flatnonzero(use)
-    raw_offset = centroids[ks] @ nrm
-    offset = np.full(n, np.nan)
-    offset[ks] = _line_fit(ks.astype(float), raw_offset)
-    centre_along = np.full(n, np.nan)
+    offset = _line_fit(ks.astype(float), centroids[ks] @ nrm, np.arange(n, dtype=float))
+    centre_along = np.full(n, float(np.median(centroids[ks] @ d)))
     centre_along[ks] = centroids[ks] @ d
     reach = np.full((n, 2), np.nan)
     for k in ks:
@@ -161,7 +165,8 @@ def head_frame(volume: Volume, masks: np.ndarray | None = None, step: int | None
     normal_lps = dm[:, 0] * nrm[0] + dm[:, 1] * nrm[1]
     dir_lps = dm[:, 0] * d[0] + dm[:, 1] * d[1]
     return HeadFrame(geom, float(angle), offset, centre_along, reach, np.where(use, area, 0.0),
-                     1.0 if normal_lps[0] >= 0 else -1.0, 1.0 if dir_lps[1] >= 0 else -1.0, float(mismatch))
+                     1.0 if normal_lps[0] >= 0 else -1.0, 1.0 if dir_lps[1] >= 0 else -1.0, float(mismatch),
+                     masks, step, use)
 
 
 def _symmetry_angle(outlines: dict, centroids: np.ndarray, spacing_yx) -> tuple[float, float]:
@@ -190,19 +195,19 @@ def _symmetry_angle(outlines: dict, centroids: np.ndarray, spacing_yx) -> tuple[
     return float(res.x), float(res.fun)
 
 
-def _line_fit(z: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Values of a straight line fitted to (z, values), refitted once without outliers (> 2 mm off)."""
+def _line_fit(z: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """A straight line fitted to (z, values), refitted without outliers (> 2 mm off), evaluated at ``at``."""
     if len(z) < 3:
-        return values.copy()
+        return np.full(len(at), float(np.median(values)))
     keep = np.ones(len(z), bool)
+    b, a = np.polyfit(z, values, 1)
     for _ in range(2):
-        b, a = np.polyfit(z[keep], values[keep], 1)
-        fit = a + b * z
-        new_keep = np.abs(values - fit) < 2.0
+        new_keep = np.abs(values - (a + b * z)) < 2.0
         if new_keep.sum() < 3 or (new_keep == keep).all():
             break
         keep = new_keep
-    return fit
+        b, a = np.polyfit(z[keep], values[keep], 1)
+    return a + b * at
 
 
 def _reach_along(mask: np.ndarray, spacing_yx, offset: float, centre: float, nrm, d) -> tuple[float, float]:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ctseg_core.measure.head_frame import HeadFrame, cavity_masks, head_frame
+from ctseg_core.measure.head_frame import HeadFrame, head_frame
 from ctseg_core.volume import LabelMap, Volume
 
 IVH_ID = 7
@@ -105,6 +105,15 @@ class MidlineShift:
     def slice(self, k: int) -> SliceMidline | None:
         return next((s for s in self.slices if s.slice_index == k), None)
 
+    def offset_at(self, k: int, dz: float, reach_mm: float = 15.0) -> float:
+        """Where the brain's own midline lies on slice k (mm, + left of the ideal midline): the median of
+        the nearest measured slice within ``reach_mm``, else 0."""
+        near = [s for s in self.slices if abs(s.slice_index - k) * dz <= reach_mm]
+        if not near:
+            return 0.0
+        s = min(near, key=lambda s: abs(s.slice_index - k))
+        return float(np.median([p.lateral_mm for p in s.points]))
+
     def summary(self) -> str:
         if not self.found:
             return f"midline shift not measured: {self.reason}"
@@ -119,15 +128,16 @@ class MidlineShift:
         return d
 
 
-def measure_midline_shift(volume: Volume, labels: LabelMap | None = None) -> MidlineShift:
-    """Midline shift of ``volume``; ``labels``: IVH counts as ventricle, other blood hides walls."""
-    masks, step = cavity_masks(volume)
-    frame = head_frame(volume, masks, step)
+def measure_midline_shift(volume: Volume, labels: LabelMap | None = None,
+                          frame: HeadFrame | None = None) -> MidlineShift:
+    """Midline shift of ``volume``; ``labels``: IVH counts as ventricle, other blood hides walls.
+    ``frame``: the scan's ``head_frame`` when already computed."""
+    frame = head_frame(volume) if frame is None else frame
     if frame is None:
         return MidlineShift(False, reason="no closed skull outline on any slice")
     grids = {}
-    for k in np.flatnonzero(frame.valid):
-        grid = _sample_grid(volume.array[k], None if labels is None else labels.array[k], masks[k], step, frame, int(k))
+    for k in np.flatnonzero(frame.used):
+        grid = _sample_grid(volume.array[k], None if labels is None else labels.array[k], frame, int(k))
         if grid is not None:
             grids[int(k)] = grid
     if not grids:
@@ -176,14 +186,15 @@ class _Grid:
         return int(round((lateral_mm - self.lateral[0]) / GRID_MM))
 
 
-def _sample_grid(hu_slice, labels, cavity, step: int, frame: HeadFrame, k: int) -> _Grid | None:
+def _sample_grid(hu_slice, labels, frame: HeadFrame, k: int) -> _Grid | None:
     half = frame.half_length_mm(k)
     lateral = np.arange(-LATERAL_MM, LATERAL_MM + 1e-6, GRID_MM)
     along = np.arange(-0.55 * half, 0.45 * half, GRID_MM)
     ll, aa = np.meshgrid(lateral, along)
     rows, cols = frame.to_pixel(k, ll, aa)
     hu = ndimage.gaussian_filter(ndimage.map_coordinates(hu_slice, [rows, cols], order=1, mode="nearest"), 1.0)
-    depth = ndimage.distance_transform_edt(cavity, sampling=np.asarray(frame.geometry.spacing[1:]) * step)
+    step = frame.step
+    depth = ndimage.distance_transform_edt(frame.cavity[k], sampling=np.asarray(frame.geometry.spacing[1:]) * step)
     deep = ndimage.map_coordinates(depth, [rows / step, cols / step], order=1, mode="constant") > DEEP_MM
     brain = hu[deep & (hu > 15) & (hu < 60)]
     if brain.size < 100:

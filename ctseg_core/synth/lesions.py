@@ -159,6 +159,25 @@ def mass_effect(head: Head, lesions: list[dict]) -> MassEffect:
     return MassEffect(shift_mm=float(-side * shift), centre_vw=centre, side=side, compress=float(np.clip(shift / 14, 0, 0.55)))
 
 
+def scale_lesions(lesions: list[dict], factor: float) -> None:
+    """Grow (factor > 1) or shrink the lesions in place, as a follow-up scan would show them: ICH radius,
+    extra-axial thickness and extent, SAH sphere radii and pneumocephalus pockets times ``factor``
+    (IVH is left as it is). Draws no random numbers."""
+    f = float(factor)
+    if f <= 0:
+        raise ValueError(f"lesion_scale must be > 0, got {factor}")
+    for les in lesions:
+        if les["cls"] == ICH:
+            les["radius_mm"] *= f
+        elif les["cls"] in EXTRA_AXIAL:
+            les["thickness_mm"] *= f
+            les["extent_mm"] = [e * f for e in les["extent_mm"]]
+        elif les["cls"] == SAH:
+            les["spheres"] = [sp[:3] + [sp[3] * f] for sp in les["spheres"]]
+        elif les["cls"] == PNEUMO:
+            les["pockets"] = [p[:3] + [p[3] * f, p[4] * f, p[5] * f] for p in les["pockets"]]
+
+
 FORCED_SHIFT_CENTRE_VW = (0.0, 5.0)  # a requested shift peaks at the third ventricle, foramen of Monro level
 
 

@@ -82,6 +82,7 @@ class SliceMidline:
     shift_mm: float  # signed, + towards the patient's left
     points: list[MidlinePoint] = field(default_factory=list)  # chains, each ordered front to back
     peak: int = 0  # the point where the (smoothed) distance is largest
+    ideal_line: tuple[tuple[float, float], tuple[float, float]] | None = None  # (row, col) anterior, posterior
 
 
 @dataclass
@@ -122,8 +123,8 @@ class MidlineShift:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["slices"] = [{"slice_index": s.slice_index, "shift_mm": round(s.shift_mm, 2), "points": len(s.points)}
-                       for s in self.slices]
+        d["slices"] = [{"slice_index": s.slice_index, "shift_mm": round(s.shift_mm, 2), "points": len(s.points),
+                        "ideal_line": s.ideal_line} for s in self.slices]
         d["guideline_mm"] = GUIDELINE_MM
         return d
 
@@ -152,6 +153,8 @@ def measure_midline_shift(volume: Volume, labels: LabelMap | None = None,
     chains = {k: [c for c in cs if _at_its_height(c[0].structure, (k - level) * dz * up)] for k, cs in chains.items()}
     chains = _confirmed(chains, dz)
     slices = [_slice_result(k, cs) for k, cs in sorted(chains.items()) if cs]
+    for s in slices:
+        s.ideal_line = frame.ideal_line(s.slice_index)
     if not slices:
         return MidlineShift(False, angle_deg=frame.angle_deg,
                             reason="neither the septum pellucidum nor the third ventricle was found")

@@ -42,7 +42,7 @@ MIN_VOLUME_ML = 0.05
 REGION_SHARE = 0.25
 THICKNESS_GUIDELINE_MM = 10.0  # acute SDH/EDH thickness reference line (a measurement, not advice)
 THICKNESS_MARGIN_MM = 15.0  # bone is looked for this far around a collection
-THICKNESS_WORK_MM = 0.8  # in-plane grid of the search for the deepest point (refined at full resolution)
+THICKNESS_WORK_MM = 1.2  # in-plane grid of the search for the deepest point (refined at full resolution)
 PATH_FREE_MM = 1.5  # the rim next to the bone may be unlabelled (partial volume with bone)
 PATH_INSIDE = 0.9  # share of a thickness path's samples that must lie in the lesion
 MID_ROOM = 0.3  # ... and half way along it the lesion reaches at least this share of its length sideways
@@ -230,13 +230,18 @@ def _measure(volume: Volume, mask: np.ndarray, offset, cls, frame: HeadFrame | N
 # ---------------------------------------------------------------- diameter
 
 def _diameter_3d(mask: np.ndarray, spacing) -> float:
-    """Largest distance (mm) between two corners of the mask's voxels (edge to edge). The extreme corners
-    belong to the voxels on the hull of the voxel centres, so only those voxels' corners are compared."""
-    edge = mask & ~ndimage.binary_erosion(mask, border_value=0)
-    centres = np.stack(np.nonzero(edge), axis=1).astype(float)
-    extreme = _hull(centres)
-    offsets = np.array([[a, b, c] for a in (-0.5, 0.5) for b in (-0.5, 0.5) for c in (-0.5, 0.5)])
-    corners = _hull((extreme[:, None, :] + offsets[None]).reshape(-1, 3) * np.asarray(spacing))
+    """Largest distance (mm) between two corners of the mask's voxels (edge to edge). A point of the 3-D
+    convex hull is extreme within its own slice too, so only the corners on each slice's 2-D hull (taken
+    at the slice's lower and upper face) are candidates; their 3-D hull gives the pairs to compare."""
+    sz, sy, sx = (float(v) for v in spacing)
+    candidates = []
+    square = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        centres = _hull(np.stack(np.nonzero(mask[z]), axis=1).astype(float))  # extreme pixels of the slice
+        yx = _hull(((centres[:, None, :] + square[None]) * [sy, sx]).reshape(-1, 2))  # their corners
+        for face in (z, z + 1):
+            candidates.append(np.column_stack([np.full(len(yx), face * sz), yx]))
+    corners = _hull(np.concatenate(candidates))
     if len(corners) > 3000:  # keep the pairwise step small (a subsample of a huge hull is within a voxel)
         corners = corners[np.linspace(0, len(corners) - 1, 3000).astype(int)]
     d = corners[:, None, :] - corners[None, :, :]
@@ -244,13 +249,14 @@ def _diameter_3d(mask: np.ndarray, spacing) -> float:
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
+    """The vertices of the points' convex hull (2-D or 3-D); the points themselves when they are degenerate."""
     from scipy.spatial import ConvexHull, QhullError
 
-    if len(points) < 5:
+    if len(points) <= points.shape[1] + 1:
         return points
     try:
         return points[ConvexHull(points).vertices]
-    except QhullError:  # flat (one slice thick, one pixel wide): all points lie in a plane
+    except QhullError:  # flat or collinear (one slice, one pixel wide)
         return points
 
 
@@ -282,7 +288,7 @@ def _thickness(volume: Volume, mask: np.ndarray, offset) -> Thickness | None:
 def _deepest(les: np.ndarray, bone: np.ndarray, sp: np.ndarray):
     """(mm, lesion voxel, bone voxel): the lesion voxel farthest from the bone along an admissible path."""
     dist, nearest = ndimage.distance_transform_edt(~bone, sampling=sp, return_indices=True)
-    room = ndimage.distance_transform_edt(les | bone, sampling=sp)  # distance to the brain (or air)
+    filled = les | bone
     pts = np.stack(np.nonzero(les), axis=1)
     d = dist[tuple(pts.T)]
     order = np.argsort(-d)
@@ -297,11 +303,25 @@ def _deepest(les: np.ndarray, bone: np.ndarray, sp: np.ndarray):
         ok = inside.mean(axis=1) >= PATH_INSIDE
         # a collection is wider along the table than it is thick: half way along the path there is room
         # sideways (a strip along the falx or tentorium, measured end-on, has none)
-        ok &= room[tuple(np.moveaxis(ray[:, len(t) // 2], -1, 0))] >= MID_ROOM * d[chunk]
+        ok &= _room(filled, ray[:, len(t) // 2], MID_ROOM * d[chunk], sp)
         if ok.any():
             i = int(np.flatnonzero(ok)[0])
             return float(d[chunk][i]), tuple(int(v) for v in p[i]), tuple(int(v) for v in b[i])
     return None
+
+
+_DIRECTIONS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)],
+                       float)
+_DIRECTIONS /= np.linalg.norm(_DIRECTIONS, axis=1)[:, None]
+
+
+def _room(filled: np.ndarray, centres: np.ndarray, radius_mm: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """True where the sphere of ``radius_mm`` around each centre voxel lies in ``filled`` (26 directions)."""
+    offsets = radius_mm[:, None, None] * _DIRECTIONS[None, :, :] / sp  # (m, 26, 3) voxels
+    probe = np.rint(centres[:, None, :] + offsets).astype(int)
+    inside = np.all((probe >= 0) & (probe < np.asarray(filled.shape)), axis=-1)
+    probe = np.clip(probe, 0, np.asarray(filled.shape) - 1)
+    return (filled[tuple(np.moveaxis(probe, -1, 0))] & inside).all(axis=1)
 
 
 def _refine(les: np.ndarray, bone: np.ndarray, sp: np.ndarray, point: np.ndarray, mm: float, stride: int):

@@ -68,6 +68,7 @@ class ComparisonWindow(QWidget):
         self.prior_session = Session(self)
         self.growth = None
         self._linking = False
+        self._note = self._source = ""  # patient-ID remark and where the prior's labels came from
         self.prior_view = SliceView(self.prior_session, "axial")
         self.follow_view = SliceView(self.session, "axial")
         self.prior_view.header.setText("Prior (aligned to this scan)")

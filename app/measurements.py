@@ -39,8 +39,9 @@ class MeasurementsController(QObject):
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(self.recompute)
         s = self.session
+        self._source = s.show_source  # the label map the last computation measured
         s.labels_changed.connect(lambda which, box: self.schedule() if which == s.show_source else None)
-        s.display_changed.connect(self.schedule)
+        s.display_changed.connect(lambda: self.schedule() if s.show_source != self._source else None)
         s.volume_changed.connect(self._on_volume)
 
     @property
@@ -65,7 +66,7 @@ class MeasurementsController(QObject):
             return
         self.busy = True
         snapshot = LabelMap(labels.array.copy(), labels.geometry)
-        source = self.session.show_source
+        source = self._source = self.session.show_source
         run_task(lambda: (volume, measure_scan(volume, snapshot, source=source, scan=volume.meta.description)),
                  self._on_result, self._on_error)
 

@@ -1,7 +1,8 @@
 """``ctseg report SCAN_OR_CASE -o OUTDIR``: measure a scan's labels and write the report folder.
 
 SCAN_OR_CASE is a case id of the workspace (its final label map, or ``--source prediction``) or a scan
-(DICOM folder or image file) with ``--labels LABELS.nii.gz`` on its grid. The folder gets report.html
+(DICOM folder or image file) with ``--labels LABELS.nii.gz`` on its grid (without it: an empty map, so the
+midline shift alone). The folder gets report.html
 (one page, key images, "not for clinical use"), measurements.json, lesions.csv and, for a DICOM scan, the
 DICOM SEG and beside it the DICOM SR measurement report (TID 1500). ``--prior`` (a case id, or a scan with
 ``--prior-labels``) adds the change since that scan: rigid registration on the skull, per-class and
@@ -36,7 +37,7 @@ def run(args) -> int:
     from ctseg_core.measure import measure_scan
     from ctseg_core.report import write_report
 
-    volume, labels, model_version, scan, source = _load(args.target, args.labels, args)
+    volume, labels, model_version, scan, source = _load(args.target, args.labels, args, empty_ok=True)
     model_version = args.model_version or model_version
     growth = None
     if args.prior:
@@ -69,17 +70,21 @@ def run(args) -> int:
     return 0
 
 
-def _load(target: str, labels_path: Path | None, args):
+def _load(target: str, labels_path: Path | None, args, empty_ok: bool = False):
     """(volume, labels, model version, scan name, labels source) of a case id or a scan + label file."""
     from ctseg_core.errors import CtsegError
     from ctseg_core.io import load_volume
     from ctseg_core.io.images import read_labels
+    from ctseg_core.volume import LabelMap
 
     path = Path(target)
     if path.exists():
-        if labels_path is None:
-            raise CtsegError("a scan needs its label map: give --labels (or --prior-labels for --prior)", path)
+        if labels_path is None and not empty_ok:
+            raise CtsegError("the prior scan needs its label map: give --prior-labels", path)
         volume = load_volume(path)
+        if labels_path is None:  # nothing labelled: the midline shift and an empty lesion list
+            print("note: no --labels given: measuring an empty label map (midline shift only)", file=sys.stderr)
+            return volume, LabelMap.empty_like(volume), None, str(path), "none (no labels given)"
         return volume, read_labels(labels_path, like=volume), None, str(path), labels_path.name
     from ctseg_core.errors import StoreError
     from ctseg_core.store import Workspace

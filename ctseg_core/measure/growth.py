@@ -154,8 +154,9 @@ def register_rigid(follow_up: Volume, prior: Volume) -> RigidRegistration:
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
     result = reg.Execute(_in_plane_shrink(fixed, follow_up), _in_plane_shrink(moving, prior))
-    euler = sitk.Euler3DTransform(sitk.CompositeTransform(result).GetBackTransform()
-                                  if isinstance(result, sitk.CompositeTransform) else result)
+    if isinstance(result, sitk.CompositeTransform):  # the optimised transform comes back wrapped
+        result = result.GetBackTransform()
+    euler = sitk.Euler3DTransform(result)
     return RigidRegistration(tuple(euler.GetMatrix()), tuple(euler.GetTranslation()), tuple(euler.GetCenter()),
                              float(reg.GetMetricValue()), int(reg.GetOptimizerIteration()))
 

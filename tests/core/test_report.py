@@ -116,3 +116,15 @@ def test_ctseg_report_with_a_prior_and_on_nifti(dicom_case, tmp_path, capsys):
     ich = next(c for c in data["growth"]["classes"] if c["key"] == "ich")
     assert ich["follow_up_ml"] > ich["prior_ml"] and ich["expansion"]  # radius x 1/0.7: about 3 times the volume
     assert "Change since the prior scan" in (out / "follow" / "report.html").read_text()
+
+
+def test_ctseg_report_on_the_real_ge_series_without_labels(ge_tilt, tmp_path, capsys):
+    out = tmp_path / "ge"
+    assert main(["report", str(ge_tilt), "-o", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["midline_shift"]["found"] and data["midline_shift"]["shift_mm"] < 3.0
+    assert data["lesions"]["lesions"] == []
+    assert "empty label map" in captured.err and "nothing is labelled" in captured.err
+    page = (out / "report.html").read_text()
+    assert "Midline shift" in page and "No hemorrhage labelled" in page and not (out / "sr.dcm").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QHeaderView, QLabel, QSplitter, QTableWidget,
+from PySide6.QtWidgets import (QFileDialog, QHeaderView, QLabel, QSplitter, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ctseg_core.measure.growth import ICH_GROWTH_FRACTION, ICH_GROWTH_ML, compare_scans, resample_to
@@ -71,7 +71,6 @@ class ComparisonWindow(QWidget):
         self._note = self._source = ""  # patient-ID remark and where the prior's labels came from
         self.prior_view = SliceView(self.prior_session, "axial")
         self.follow_view = SliceView(self.session, "axial")
-        self.prior_view.header.setText("Prior (aligned to this scan)")
         self.status = QLabel("Choose the prior scan.")
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))

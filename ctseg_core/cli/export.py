@@ -1,4 +1,6 @@
-"""``ctseg export CASE_OR_LABELS --format nifti|dicom-seg|csv|json -o OUT``: export a case's labels or findings.
+"""``ctseg export CASE_OR_LABELS --format nifti|dicom-seg|csv|json|lesions-csv|lesions-json -o OUT``: export a
+case's labels, its per-class findings (csv, json) or its lesion list (lesions-csv, lesions-json: each lesion
+with volume, side, location, thickness, diameters; needs the scan).
 
 CASE_OR_LABELS is a case id of the workspace (its final label map, or the prediction with
 ``--source prediction``) or a label map file (NIfTI/NRRD/MHA; ``--scan`` is then needed for DICOM SEG,
@@ -12,11 +14,12 @@ from pathlib import Path
 
 from ctseg_core.cli import output_file
 
-FORMATS = ("nifti", "dicom-seg", "csv", "json")
+FORMATS = ("nifti", "dicom-seg", "csv", "json", "lesions-csv", "lesions-json")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export a case's label map (NIfTI, DICOM SEG) or findings (CSV, JSON)",
+    p = subparsers.add_parser("export", help="export a case's label map (NIfTI, DICOM SEG), findings or lesion list "
+                              "(CSV, JSON)",
                               description=__doc__.splitlines()[0])
     p.add_argument("target", metavar="CASE_OR_LABELS", help="a case id in the workspace, or a label map file")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -51,6 +54,15 @@ def run(args) -> int:
         if volume is None:
             raise CtsegError("a DICOM SEG needs the scan: give --scan with the DICOM folder", args.target)
         write_dicom_seg(labels, volume, args.out, model_version=model_version)
+    elif fmt.startswith("lesions-"):
+        from ctseg_core.measure import measure_scan
+        from ctseg_core.measure.lesions import write_lesions_csv, write_lesions_json
+
+        volume = volume_of()
+        if volume is None:
+            raise CtsegError("a lesion list needs the scan: give --scan with the DICOM folder or image", args.target)
+        lesions = measure_scan(volume, labels).lesions
+        (write_lesions_csv if fmt == "lesions-csv" else write_lesions_json)(lesions, args.out)
     else:
         from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
 

@@ -354,9 +354,11 @@ class MainWindow(QMainWindow):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export findings", f"findings.{kind}", f"{kind.upper()} (*.{kind})")
         if path:
+            from ctseg_core.errors import CtsegError
+
             try:
                 self.export_findings(path)
-            except OSError as exc:
+            except (CtsegError, OSError) as exc:  # WriteError: a full disk, a folder chosen as the file
                 self.show_error("Could not write the findings", TaskError(exc, ""))
 
     def save_screenshot(self, path: str) -> None:

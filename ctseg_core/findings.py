@@ -23,10 +23,11 @@ import numpy as np
 
 from ctseg_core.atomic import atomic_write_text
 from ctseg_core.labels import CLASSES, LESION_CLASSES
+from ctseg_core.metrics import MIN_CONSECUTIVE_SLICES, class_volumes_ml, longest_run
 from ctseg_core.volume import LabelMap
 
+
 ICH_ID = 1
-MIN_CONSECUTIVE_SLICES = 3  # the scan-level detection rule: present on 3+ consecutive slices
 
 
 @dataclass
@@ -89,8 +90,6 @@ class Findings:
 
 def compute_findings(labels: LabelMap, source: str = "", scan: str = "") -> Findings:
     """Findings for every lesion class of ``labels`` (absent classes get zero volume, negative)."""
-    from ctseg_core.metrics import class_volumes_ml  # metrics imports this module's detection rule
-
     arr = labels.array
     counts = np.bincount(arr.ravel(), minlength=len(CLASSES))
     volumes = class_volumes_ml(labels)
@@ -116,27 +115,11 @@ def write_findings_json(findings: Findings, path) -> None:
 
 def _slices_per_class(arr: np.ndarray, counts: np.ndarray) -> dict[int, list[int]]:
     """{class id: sorted z indices where it occurs} for the classes that occur at all."""
-    out: dict[int, list[int]] = {}
     present = [c.id for c in LESION_CLASSES if counts[c.id] > 0]
     if not present:
-        return out
-    for z in range(arr.shape[0]):
-        ids = np.unique(arr[z])
-        for cid in ids:
-            if cid in present:
-                out.setdefault(int(cid), []).append(z)
-    return out
-
-
-def longest_run(slices: list[int]) -> int:
-    """Length of the longest run of consecutive integers in a sorted list."""
-    best = run = 0
-    prev = None
-    for z in slices:
-        run = run + 1 if prev is not None and z == prev + 1 else 1
-        best = max(best, run)
-        prev = z
-    return best
+        return {}
+    per_slice = np.stack([np.bincount(arr[z].ravel(), minlength=len(CLASSES))[:len(CLASSES)] for z in range(arr.shape[0])])
+    return {cid: [int(z) for z in np.flatnonzero(per_slice[:, cid])] for cid in present}
 
 
 def format_slice_ranges(slices: list[int]) -> str:
@@ -159,8 +142,11 @@ def abc2_estimate(mask: np.ndarray, spacing_zyx) -> ABC2 | None:
     """ABC/2 of the largest 3-D connected component of a boolean mask (z, y, x); None if empty."""
     from scipy import ndimage
 
-    if not mask.any():
+    box = ndimage.find_objects(mask.astype(np.uint8))
+    if not box or box[0] is None:
         return None
+    offset = box[0][0].start
+    mask = mask[box[0]]
     comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if n > 1:
         sizes = np.bincount(comp.ravel())
@@ -168,14 +154,14 @@ def abc2_estimate(mask: np.ndarray, spacing_zyx) -> ABC2 | None:
         mask = comp == int(np.argmax(sizes))
     areas = mask.sum(axis=(1, 2))
     z_max = int(np.argmax(areas))
-    a_mm, b_mm = _diameters_mm(mask[z_max], spacing_zyx[1], spacing_zyx[2])
+    a_mm, b_mm = planar_diameters_mm(mask[z_max], spacing_zyx[1], spacing_zyx[2])
     frac = areas / areas[z_max]
     weighted = float(np.sum(frac >= 0.75) + 0.5 * np.sum((frac >= 0.25) & (frac < 0.75)))
     c_mm = weighted * float(spacing_zyx[0])
-    return ABC2(a_mm, b_mm, c_mm, z_max, a_mm * b_mm * c_mm / 2.0 / 1000.0)
+    return ABC2(a_mm, b_mm, c_mm, z_max + offset, a_mm * b_mm * c_mm / 2.0 / 1000.0)
 
 
-def _diameters_mm(mask_yx: np.ndarray, sy: float, sx: float) -> tuple[float, float]:
+def planar_diameters_mm(mask_yx: np.ndarray, sy: float, sx: float) -> tuple[float, float]:
     """(largest diameter, largest extent perpendicular to it) of a 2-D mask, edge to edge, in mm."""
     pts = _corner_points_mm(mask_yx, sy, sx)
     hull = _hull_points(pts)

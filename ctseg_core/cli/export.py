@@ -1,4 +1,6 @@
-"""``ctseg export CASE_OR_LABELS --format nifti|dicom-seg|csv|json -o OUT``: export a case's labels or findings.
+"""``ctseg export CASE_OR_LABELS --format nifti|dicom-seg|csv|json|lesions-csv|lesions-json -o OUT``: export a
+case's labels, its per-class findings (csv, json) or its lesion list (lesions-csv, lesions-json: each lesion
+with volume, side, location, thickness, diameters; needs the scan).
 
 CASE_OR_LABELS is a case id of the workspace (its final label map, or the prediction with
 ``--source prediction``) or a label map file (NIfTI/NRRD/MHA; ``--scan`` is then needed for DICOM SEG,
@@ -10,15 +12,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-FORMATS = ("nifti", "dicom-seg", "csv", "json")
+from ctseg_core.cli import output_file
+
+FORMATS = ("nifti", "dicom-seg", "csv", "json", "lesions-csv", "lesions-json")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export a case's label map (NIfTI, DICOM SEG) or findings (CSV, JSON)",
+    p = subparsers.add_parser("export", help="export a case's label map (NIfTI, DICOM SEG), findings or lesion list "
+                              "(CSV, JSON)",
                               description=__doc__.splitlines()[0])
     p.add_argument("target", metavar="CASE_OR_LABELS", help="a case id in the workspace, or a label map file")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("-o", "--out", required=True, type=Path, help="output file")
+    p.add_argument("-o", "--out", required=True, type=output_file, help="output file")
     p.add_argument("--workspace", type=Path, help="the workspace folder (default $CTSEG_WORKSPACE or ~/ctseg-workspace)")
     p.add_argument("--scan", type=Path, help="the scan (DICOM folder or image file) the labels belong to")
     p.add_argument("--source", choices=("final", "prediction"), default="final",
@@ -49,6 +54,15 @@ def run(args) -> int:
         if volume is None:
             raise CtsegError("a DICOM SEG needs the scan: give --scan with the DICOM folder", args.target)
         write_dicom_seg(labels, volume, args.out, model_version=model_version)
+    elif fmt.startswith("lesions-"):
+        from ctseg_core.measure import measure_scan
+        from ctseg_core.measure.lesions import write_lesions_csv, write_lesions_json
+
+        volume = volume_of()
+        if volume is None:
+            raise CtsegError("a lesion list needs the scan: give --scan with the DICOM folder or image", args.target)
+        lesions = measure_scan(volume, labels).lesions
+        (write_lesions_csv if fmt == "lesions-csv" else write_lesions_json)(lesions, args.out)
     else:
         from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
 
@@ -76,7 +90,7 @@ def _from_case(case_id: str, args):
     from ctseg_core.errors import StoreError
     from ctseg_core.store import Workspace
 
-    case = Workspace(args.workspace).case(case_id)
+    case = Workspace(args.workspace, create=False).case(case_id)
     volume = _load_scan(args.scan)
     if args.source == "final":
         labels, model_version = case.load_final(volume), (case.record.model_version or None)

@@ -11,7 +11,7 @@ from ctseg_core.synth import lesions as L
 from ctseg_core.synth import tissues as T
 from ctseg_core.synth.acquisition import Acquisition, legacy_acquisition
 from ctseg_core.synth.anatomy import Head, floor_height, frame_uvw, place_head, render_table, sample_head
-from ctseg_core.synth.brain import sample_extras
+from ctseg_core.synth.brain import MassEffect, deep_midline_shift, sample_extras
 from ctseg_core.synth.fields import draw_polar_waves, draw_waves, upsample_linear
 from ctseg_core.synth.physics import (correlated_noise, ghost, metal_streaks, outside_circle, point_spread,
                                       streaks, sub_plane_offsets, wrap_fill)
@@ -38,14 +38,22 @@ class SynthCase:
 
 def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_spacing: float | None = None,
                   n_slices: int | None = None, lesion_classes: list[int] | None = None, normal: bool | None = None,
-                  tilt_deg: float = 0.0, acquisition: Acquisition | None = None) -> SynthCase:
+                  tilt_deg: float = 0.0, acquisition: Acquisition | None = None, midline_shift_mm: float | None = None,
+                  lesion_scale: float = 1.0) -> SynthCase:
     """Generate the case of ``seed``.
 
     The scan is ``acquisition`` (see ``ctseg_core.synth.acquisition``; ``sample_acquisition(rng)`` draws the
     training distribution) or, without it, the legacy keywords ``thin`` (1 mm instead of 5 mm slices),
     ``shape_yx``, ``pixel_spacing``, ``n_slices`` and ``tilt_deg`` (recorded for writers only). The anatomy
     and the lesions depend on the seed alone (and, for the legacy scan, on the field of view the head is
-    fitted into), so one seed scanned two ways is the same head."""
+    fitted into), so one seed scanned two ways is the same head.
+
+    ``midline_shift_mm`` requests a mass effect of that peak shift, centred on the third ventricle at the
+    level of the foramen of Monro, instead of the one the lesions imply (see ``lesions.forced_mass_effect``);
+    everything else stays as the seed makes it. ``params["deep_midline_shift_mm"]`` records, for any case,
+    where the septum pellucidum and third ventricle ended up (the truth for midline-shift measurements).
+    ``lesion_scale`` grows (> 1) or shrinks the lesions the seed draws (``lesions.scale_lesions``), the same
+    patient on a follow-up scan: anatomy, noise and positions are unchanged, the mass effect follows."""
     if acquisition is None:
         acquisition = legacy_acquisition(thin, shape_yx, pixel_spacing, n_slices, tilt_deg)
     elif thin or tuple(shape_yx) != (512, 512) or pixel_spacing is not None or n_slices is not None or tilt_deg:
@@ -70,7 +78,9 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
     classes = [] if normal else (sorted(set(int(c) for c in lesion_classes)) if lesion_classes is not None
                                  else L.choose_classes(rng))
     lesions = L.sample_lesions(rng, head, classes)
-    mass = L.mass_effect(head, lesions)
+    if lesion_scale != 1.0:
+        L.scale_lesions(lesions, lesion_scale)
+    mass = L.mass_effect(head, lesions) if midline_shift_mm is None else L.forced_mass_effect(lesions, midline_shift_mm)
     place_head(head, acq.yaw_deg, acq.roll_deg, acq.pitch_deg, acq.head_offset_mm)
 
     dz = acq.spacing_z_mm
@@ -91,11 +101,21 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
                   inner_half_length=head.half_length, midline_shift_mm=abs(mass.shift_mm),
                   tilt_deg=float(acq.gantry_tilt_deg), atrophy=round(head.atrophy, 3),
                   first_slice=int(ks[0]), full_slices=int(n_full), surgery=head.surgery.describe(),
+                  deep_midline_shift_mm=_deep_midline_truth(head, mass, geom, acq.slice_thickness_mm),
+                  lesion_scale=float(lesion_scale),
                   calcifications=dict(choroid=extras.choroid_calc, pineal=extras.pineal_calc, basal=extras.basal_calc,
                                       falx=len(extras.falx_calc)),
                   acquisition=acq.as_dict())
     described = [L.describe(les, head) for les in lesions]
     return SynthCase(Volume(hu, geom, meta), LabelMap(labels, geom), described, int(seed), tissue, params, structures)
+
+
+def _deep_midline_truth(head: Head, mass: MassEffect, geom: Geometry, thickness_mm: float) -> float | None:
+    """Signed (+: to the patient's left) displacement of the septum / third ventricle on the slices' planes."""
+    offs, _ = sub_plane_offsets(thickness_mm)
+    zs = geom.origin[2] + geom.spacing[0] * np.arange(geom.shape[0])
+    shift = deep_midline_shift(head, mass, (zs[:, None] + offs[None, :]).ravel())  # +u is the patient's left
+    return None if shift is None else round(float(shift), 3)
 
 
 def _z_extent(head: Head, bottom: float, top: float) -> tuple[float, float]:

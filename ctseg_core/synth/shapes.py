@@ -68,6 +68,9 @@ def round_cone_mask(u, v, w, a, b, out: np.ndarray, grow=0.0, grid=None, slack: 
     The box comes from ``grid`` = (u, v) grids affine in the pixel indices (default: ``u``, ``v``
     themselves); ``slack`` (mm) covers how far ``u`` may depart from the affine grid (a midline shift)."""
     gu, gv = (u, v) if grid is None else grid
+    if np.ndim(gu) != 2:  # points, not a plane: evaluate everywhere
+        out |= round_cone(u, v, w, a, b) < grow
+        return
     reach = max(a[3], b[3]) + (float(np.max(grow)) if np.ndim(grow) else float(grow)) + 1.0 + slack
     box = uv_box(gu, gv, (min(a[0], b[0]) - reach, min(a[1], b[1]) - reach),
                  (max(a[0], b[0]) + reach, max(a[1], b[1]) + reach))

@@ -18,6 +18,13 @@ def phantom_nifti(tmp_path):
 
 
 @pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    ws = tmp_path / "workspace"
+    monkeypatch.setenv("CTSEG_WORKSPACE", str(ws))  # nothing may reach the user's home
+    return ws
+
+
+@pytest.fixture
 def settings(tmp_path):
     from PySide6.QtCore import QSettings
 

@@ -138,7 +138,7 @@ def measure_midline_shift(volume: Volume, labels: LabelMap | None = None,
     if frame is None:
         return MidlineShift(False, reason="no closed skull outline on any slice")
     grids = {}
-    for k in np.flatnonzero(frame.used):
+    for k in np.flatnonzero(frame.measurable):
         grid = _sample_grid(volume.array[k], None if labels is None else labels.array[k], frame, int(k))
         if grid is not None:
             grids[int(k)] = grid

@@ -1,5 +1,5 @@
-"""Midline shift against the generator's known displacement (0-15 mm, rotated heads, a gantry-tilted DICOM
-series), on the real GE series (a normal head), and the generator options it relies on."""
+"""Midline shift against the generator's known displacement (0-15 mm, rotated heads, open skulls, a gantry-tilted
+DICOM series), on the real GE series (a normal head), and the generator options it relies on."""
 
 import numpy as np
 import pytest
@@ -33,6 +33,20 @@ def test_midline_shift_within_1mm_of_the_generated_displacement(seed, classes, r
     seg = np.array([(m.point[1] - m.foot[1]) * sx, (m.point[0] - m.foot[0]) * sy])
     assert abs(line @ seg) / np.linalg.norm(line) < 0.05 + 0.01 * np.linalg.norm(seg)
     assert np.linalg.norm(seg) == pytest.approx(m.shift_mm, abs=1.0)  # the peak point vs its running median
+
+
+@pytest.mark.parametrize("seed, classes, requested, flap", [(136, [2], 15.0, "craniectomy"), (134, [5], 8.0, "craniotomy")])
+def test_midline_shift_through_an_open_skull(seed, classes, requested, flap):
+    """A craniectomy (or a craniotomy's saw cuts) opens the skull on the slices of the third ventricle: the
+    cavity there is the skull's hull, the ideal midline comes from the closed slices."""
+    case = generate_case(seed, shape_yx=(256, 256), lesion_classes=classes, midline_shift_mm=requested)
+    assert case.params["surgery"]["flap"] == flap
+    frame = head_frame(case.volume)
+    assert frame.open_skull.any() and not (frame.open_skull & frame.used).any()
+    m = measure_midline_shift(case.volume, case.labels, frame)
+    assert m.found, m.reason
+    assert frame.open_skull[[s.slice_index for s in m.slices]].any()  # measured where the skull is open
+    assert m.signed_mm == pytest.approx(case.params["deep_midline_shift_mm"], abs=1.0)
 
 
 def test_ideal_midline_follows_the_rotated_skull():

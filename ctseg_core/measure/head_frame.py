@@ -158,8 +158,9 @@ def _open_skull_cavity(hu: np.ndarray, bone: np.ndarray, enclosed: np.ndarray, g
     """The cavity of an open skull (the convex hull of the largest bone piece, pieces within SKULL_GAP_MM
     joined, less the bone), or None when the skull encloses at least OPEN_ENCLOSED_FRACTION of it or the
     hull does not hold brain (the headrest's arc, the skull base's sinuses)."""
-    if bone.sum() < 50:
-        return None
+    ys, xs = np.nonzero(bone)
+    if len(ys) < 50 or enclosed.sum() >= OPEN_ENCLOSED_FRACTION * np.ptp(ys) * np.ptp(xs):
+        return None  # encloses enough of the bone's bounding box (which holds the hull): closed
     skull = _largest(ndimage.binary_dilation(bone, iterations=gap_iter)) & bone
     ys, xs = np.nonzero(skull)
     if len(ys) < 10 or np.ptp(ys) < 3 or np.ptp(xs) < 3:

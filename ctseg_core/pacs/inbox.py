@@ -117,15 +117,15 @@ class Inbox:
         except Exception as exc:  # noqa: BLE001 - whatever pydicom raises, the instance is kept aside
             return self.set_aside(data, f"malformed: the instance could not be decoded ({type(exc).__name__}: "
                                   f"{exc})", calling_ae, malformed=True)
-        modality = str(ds.get("Modality", "") or "")
-        if modality != CT_MODALITY:
-            return self.set_aside(data, f"not CT (modality {modality or 'missing'}, SOP class "
-                                  f"{ds.get('SOPClassUID', '?')}): ctseg segments head CT only", calling_ae)
         uids = [str(ds.get(k, "") or "") for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
         bad = [k for k, u in zip(("study", "series", "SOP instance"), uids) if not _UID.fullmatch(u) or u in (".", "..")]
         if bad:
             return self.set_aside(data, f"malformed: {', '.join(bad)} UID missing or invalid", calling_ae,
                                   malformed=True)
+        modality = str(ds.get("Modality", "") or "")
+        if modality != CT_MODALITY:
+            return self.set_aside(data, f"not CT (modality {modality or 'missing'}, SOP class "
+                                  f"{ds.get('SOPClassUID', '?')}): ctseg segments head CT only", calling_ae)
         if "PixelData" not in ds and "FloatPixelData" not in ds:
             return self.set_aside(data, "malformed: a CT instance without pixel data", calling_ae, malformed=True)
         study, series, sop = uids

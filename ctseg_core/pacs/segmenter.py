@@ -28,15 +28,15 @@ log = logging.getLogger("ctseg.pacs")
 
 
 class SeriesSegmenter:
-    """``segmenter(series_folder) -> case id``. ``model``: a checkpoint path (default: the workspace's
-    active model version); ``predictor_factory(path)`` builds the Predictor (default: on the best device,
+    """``segmenter(series_folder) -> case id``. ``model``: a checkpoint path, or a callable giving one at
+    each series (the app: the model it shows), default the workspace's active model version; ``predictor_factory(path)`` builds the Predictor (default: on the best device,
     with the anatomical guard). The predictor is kept between series and rebuilt when the active
     version changes."""
 
-    def __init__(self, workspace_root: str | Path, model: str | Path | None = None,
+    def __init__(self, workspace_root: str | Path, model: str | Path | Callable[[], str | Path] | None = None,
                  predictor_factory: Callable | None = None, device: str = "auto"):
         self.workspace_root = Path(workspace_root)
-        self.model = Path(model) if model else None
+        self.model = model if callable(model) else (Path(model) if model else None)
         self.device = device
         self.predictor_factory = predictor_factory
         self._predictor = None
@@ -44,6 +44,8 @@ class SeriesSegmenter:
         self.timings: dict[str, float] = {}  # of the last series: load_s, predict_s, store_s
 
     def checkpoint(self) -> Path:
+        if callable(self.model):
+            return Path(self.model())
         if self.model is not None:
             return self.model
         from ctseg_core.model_store import ModelStore
@@ -84,10 +86,9 @@ class SeriesSegmenter:
 
 
 def model_version(predictor) -> str:
-    """ "aa_unet v3": what the case records as the prediction's model (as the app does)."""
-    card = predictor.card
-    version = card.version if str(card.version).startswith("v") else f"v{card.version}"
-    return f"{card.architecture} {version}"
+    """ "aa_unet v3": what the case records as the prediction's model (the card summary's first part, as
+    the app stores it)."""
+    return predictor.card.summary().split(" — ")[0]
 
 
 class SeriesConsumer:

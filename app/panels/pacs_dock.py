@@ -1,6 +1,6 @@
 """The Inbox / Outbox dock: what arrived from the PACS (per series: state, case) and what waits to go back.
 
-Inbox: each received series, newest first: patient, study/series, images, state ("receiving", "queued",
+Inbox: each received series, newest first: state, patient, study/series, images, time ("receiving", "queued",
 "segmenting", "new, segmented", "failed: ..."); double-click (or Open case) opens a segmented series' case.
 Instances kept aside (not CT, malformed) are counted below, their notes in the tooltip. Outbox: each item
 with its case, destination, files and state ("pending", "retrying in 40 s (try 3)", "sent ...", "failed:
@@ -19,15 +19,15 @@ from ctseg_core.errors import CtsegError
 from ctseg_core.pacs.inbox import Inbox
 from ctseg_core.pacs.outbox import Outbox
 
-INBOX_COLUMNS = ("Received", "Patient", "Study / series", "Images", "State")
-OUTBOX_COLUMNS = ("Queued", "Case", "To", "Files", "State")
+INBOX_COLUMNS = ("State", "Patient", "Study / series", "Images", "Received")
+OUTBOX_COLUMNS = ("State", "Case", "To", "Files", "Queued")
 STATE_COLOURS = {"receiving": (110, 110, 110), "queued": (200, 120, 0), "segmenting": (200, 120, 0),
                  "segmented": (30, 140, 50), "failed": (200, 40, 40), "pending": (200, 120, 0),
                  "sending": (200, 120, 0), "sent": (30, 140, 50)}
 REFRESH_MS = 2000
 
 
-def _table(columns) -> QTableWidget:
+def _table(columns, stretch: int) -> QTableWidget:
     t = QTableWidget(0, len(columns))
     t.setHorizontalHeaderLabels(columns)
     t.verticalHeader().setVisible(False)
@@ -38,7 +38,7 @@ def _table(columns) -> QTableWidget:
     header = t.horizontalHeader()
     for col in range(len(columns)):
         header.setSectionResizeMode(col, QHeaderView.ResizeToContents)
-    header.setSectionResizeMode(2, QHeaderView.Stretch)
+    header.setSectionResizeMode(stretch, QHeaderView.Stretch)
     return t
 
 
@@ -46,7 +46,7 @@ def _fill_row(table: QTableWidget, row: int, cells, tip: str, state: str) -> Non
     for col, text in enumerate(cells):
         item = QTableWidgetItem(str(text))
         item.setToolTip(tip)
-        if col == len(cells) - 1:
+        if col == 0:
             item.setForeground(QColor(*STATE_COLOURS.get(state, (200, 200, 200))))
         table.setItem(row, col, item)
 
@@ -59,13 +59,13 @@ class PacsDock(QWidget):
         self.listen_label = QLabel()
         self.listen_button = QPushButton()
         self.listen_button.clicked.connect(lambda: controller.set_listening(not controller.listening))
-        self.inbox_table = _table(INBOX_COLUMNS)
+        self.inbox_table = _table(INBOX_COLUMNS, stretch=2)
         self.inbox_table.cellDoubleClicked.connect(lambda row, _: self.open_row(row))
         self.aside_label = QLabel()
         self.aside_label.setWordWrap(True)
         self.open_button = QPushButton("Open case")
         self.open_button.clicked.connect(lambda: self.open_row(self.inbox_table.currentRow()))
-        self.outbox_table = _table(OUTBOX_COLUMNS)
+        self.outbox_table = _table(OUTBOX_COLUMNS, stretch=1)
         self.retry_button = QPushButton("Retry now")
         self.retry_button.clicked.connect(self.retry_selected)
         self.remove_button = QPushButton("Remove")
@@ -138,8 +138,8 @@ class PacsDock(QWidget):
                    + (f"\ncase {e.case_id}" if e.case_id else "")
                    + "".join(f"\n{h['time'][11:19]} {h['state']}" + (f": {h['note']}" if h.get("note") else "")
                              for h in e.history[-6:]))
-            cells = (e.last_received[:16].replace("T", " "), e.patient_name or e.patient_id, what, e.instances,
-                     e.status_text)
+            cells = (e.status_text, e.patient_name or e.patient_id, what, e.instances,
+                     e.last_received[:16].replace("T", " "))
             _fill_row(t, row, cells, tip, e.state)
         if aside:
             self.aside_label.setText(f"{len(aside)} received instance(s) kept aside (not CT or malformed)")
@@ -156,7 +156,7 @@ class PacsDock(QWidget):
                    + (f"\nlast error: {i.last_error}" if i.last_error else "")
                    + "".join(f"\n{h['time'][11:19]} {h['state']}" + (f": {h['note']}" if h.get("note") else "")
                              for h in i.history[-6:]))
-            cells = (i.created[:16].replace("T", " "), i.case_id, i.destination, ", ".join(i.files), i.status_text())
+            cells = (i.status_text(), i.case_id, i.destination, ", ".join(i.files), i.created[:16].replace("T", " "))
             _fill_row(t, row, cells, tip, i.state)
 
     # ---- actions ----

@@ -65,6 +65,12 @@ class SeriesEntry:
         who = self.patient_name or self.patient_id or "unknown patient"
         return f"{who}: {what} ({self.instances} instance{'s' if self.instances != 1 else ''})"
 
+    def title(self) -> str:
+        """A case name for people: "DOE^JOHN HEAD / series 2" (patient, study, series)."""
+        series = self.series_description or (f"series {self.series_number}" if self.series_number else "")
+        what = " / ".join(x for x in (self.study_description, series) if x)
+        return " ".join(x for x in (self.patient_name or self.patient_id, what) if x) or self.series_uid
+
     @property
     def status_text(self) -> str:
         """What the inbox shows: "receiving", "queued", "segmenting", "new, segmented", "failed: ..."."""
@@ -160,6 +166,15 @@ class Inbox:
             return None
         except (OSError, ValueError, TypeError) as exc:
             raise PacsError(f"the inbox record of a series is damaged ({exc})", path) from exc
+
+    def entry_of_folder(self, series_folder: str | Path) -> SeriesEntry | None:
+        """The record of the series filed in ``series_folder`` (None for a folder outside the inbox)."""
+        folder = Path(series_folder)
+        try:
+            inside = folder.resolve().parent.parent == self.root.resolve()
+            return self.entry(folder.parent.name, folder.name) if inside else None
+        except PacsError:
+            return None
 
     def save(self, entry: SeriesEntry) -> None:
         with self._lock:

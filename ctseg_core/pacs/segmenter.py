@@ -78,6 +78,9 @@ class SeriesSegmenter:
         t2 = time.perf_counter()
         case.lock_for_editing(reader="")  # CaseLockedError when someone has the case open: not overwritten
         try:
+            entry = Inbox(self.workspace_root).entry_of_folder(series_folder)
+            if entry is not None and case.record.description == Path(series_folder).name:
+                case.record.description = entry.title()  # the patient and study, not the series UID
             case.save_prediction(prediction.labels, model_version(predictor))
         finally:
             case.release_lock()

@@ -51,7 +51,7 @@ def test_receive_segment_approve_and_outbox_in_the_app(qtbot, settings, tmp_path
     pacs.dock.show()
     dock.tabs.setCurrentIndex(0)
     qtbot.waitUntil(lambda: dock.inbox_table.rowCount() == 1
-                    and dock.inbox_table.item(0, 4).text() == "new, segmented", timeout=120000)
+                    and dock.inbox_table.item(0, 0).text() == "new, segmented", timeout=120000)
     assert dock.inbox_table.item(0, 3).text() == str(len(files))
     cases = editor.cases_panel
     qtbot.waitUntil(lambda: cases.table.rowCount() == 1, timeout=10000)
@@ -64,7 +64,7 @@ def test_receive_segment_approve_and_outbox_in_the_app(qtbot, settings, tmp_path
     editor.store.set_status("approved")  # send on approval: the SEG goes to the outbox
     dock.tabs.setCurrentIndex(1)
     qtbot.waitUntil(lambda: dock.outbox_table.rowCount() == 1
-                    and dock.outbox_table.item(0, 4).text().startswith("retrying in"), timeout=60000)
+                    and dock.outbox_table.item(0, 0).text().startswith("retrying in"), timeout=60000)
     assert dock.outbox_table.item(0, 1).text() == case_id and dock.outbox_table.item(0, 3).text() == "seg.dcm"
     assert "could not be reached" in dock.outbox_table.item(0, 0).toolTip()
 

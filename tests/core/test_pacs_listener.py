@@ -127,6 +127,7 @@ def test_ctseg_listen_files_segments_and_sets_aside(tmp_path, ge_tilt):
         case = Workspace(root).case(entry.case_id)
         assert case.record.status == "new" and case.record.prediction_saved
         assert case.record.source.n_files == len(series)
+        assert case.record.description == "REMOVED HEAD / series 2"  # patient, study, series (not a UID)
         assert case.load_prediction(case.load_volume()) is not None
 
         notes = inbox.set_aside_notes()

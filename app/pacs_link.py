@@ -41,6 +41,7 @@ class PacsController(QObject):
         self.config = PacsConfig()
         self._auto_sent: set[str] = set()  # cases queued automatically on approval in this session
         self.series_changed.connect(self._on_series, Qt.QueuedConnection)
+        self.store.cases_changed.connect(self._follow_workspace)
         self.store.cases_changed.connect(self._maybe_send_on_approval)
         self._hook_close(window)
         self.start_service()
@@ -93,6 +94,16 @@ class PacsController(QObject):
             self.service.start(listen=False)
         except CtsegError as exc:
             self.session.log(f"PACS: {exc}", "error")
+
+    def _follow_workspace(self) -> None:
+        """File > Set workspace: the inbox, outbox and settings are the new workspace's."""
+        running = self.service.workspace_root if self.service is not None else None
+        if running != self.workspace_root:
+            listening = self.listening
+            self.start_service()
+            if listening:
+                self.session.log("the workspace changed: the DICOM listener was stopped", "warning")
+            self.changed.emit()
 
     def stop_service(self) -> None:
         if self.service is not None:

@@ -156,3 +156,18 @@ def test_query_dialog_finds_the_study_in_orthanc(qtbot, settings, tmp_path, work
         win.inference.shutdown()
     finally:
         server.stop()
+
+
+def test_the_inbox_follows_the_workspace(qtbot, settings, tmp_path, workspace):
+    from app.pacs_link import install_pacs
+
+    _write_settings(workspace, free_port())
+    win, editor = make_window(qtbot, settings, tmp_path, workspace)
+    pacs = install_pacs(win, editor, predictor_factory=lambda path: ThresholdPredictor())
+    assert pacs.service.workspace_root == workspace and pacs.config.send_node == "pacs"
+    other = tmp_path / "other"
+    editor.store.set_workspace(other)  # File > Set workspace
+    assert pacs.service.workspace_root == other and (other / "inbox").is_dir()
+    assert pacs.config.send_node == ""  # the other workspace has no PACS settings yet
+    win.close()
+    win.inference.shutdown()

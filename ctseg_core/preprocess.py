@@ -14,6 +14,9 @@ A ``Plan`` (stored as a dict in the model card) says how a scan becomes network 
 - **size**: the (resampled) slice is padded symmetrically with the value of air to a multiple of
   ``size_multiple`` (32 for five stride-2 levels) and cropped back afterwards.
 - **adjacent slices**: ``adjacent_slices`` (3) slices centred on z, replicated at the first and last.
+
+That is the plan of a slice model (``kind`` "slices", the default). A volume model's plan
+(``{"kind": "volume", ...}``) is a ``ctseg_core.volume_plan.VolumePlan``; ``plan_from_dict`` builds either.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Plan:
     adjacent_slices: int = 3  # input channels: slices z-1, z, z+1
     size_multiple: int = 32
     extra: dict = field(default_factory=dict)  # free notes (e.g. the size the model was trained at)
+
+    kind = "slices"
 
     def __post_init__(self):
         hu, val = np.asarray(self.intensity_hu, float), np.asarray(self.intensity_value, float)
@@ -74,10 +79,16 @@ class Plan:
             raise CheckpointError(f"invalid preprocessing plan: {exc}") from exc
 
     # ---------------------------------------------------------------- intensity and stacks
+    def check_fits(self, config: dict, path=None) -> None:
+        """The model must take one input channel per stacked slice."""
+        in_chans = config.get("in_chans", self.adjacent_slices)
+        if in_chans != self.adjacent_slices:
+            raise CheckpointError(f"plan stacks {self.adjacent_slices} adjacent slices but the model takes "
+                                  f"{in_chans} input channels", path)
+
     def map_intensity(self, hu: np.ndarray) -> np.ndarray:
         """HU -> network input (float32), piecewise linear, clamped outside the knots."""
-        out = np.interp(np.asarray(hu, dtype=np.float32), self.intensity_hu, self.intensity_value)
-        return out.astype(np.float32, copy=False)
+        return piecewise_linear(hu, self.intensity_hu, self.intensity_value)
 
     @property
     def pad_value(self) -> float:
@@ -106,6 +117,23 @@ class Plan:
         x = g.to_model(torch.from_numpy(self.input_stack(hu_volume_zyx, z))[None])[0]
         y = g.labels_to_model(torch.from_numpy(np.ascontiguousarray(labels_zyx[z]))[None])[0]
         return x, y
+
+
+def piecewise_linear(hu: np.ndarray, knots_hu, values) -> np.ndarray:
+    """HU -> float32 by linear interpolation between knots, clamped outside them."""
+    return np.interp(np.asarray(hu, dtype=np.float32), knots_hu, values).astype(np.float32, copy=False)
+
+
+def plan_from_dict(d: dict):
+    """A card's plan: ``Plan`` (slice models) or ``VolumePlan`` (``"kind": "volume"``)."""
+    kind = d.get("kind", Plan.kind) if isinstance(d, dict) else None
+    if kind == Plan.kind:
+        return Plan.from_dict(d)
+    from ctseg_core.volume_plan import KIND, VolumePlan
+
+    if kind == KIND:
+        return VolumePlan.from_dict(d)
+    raise CheckpointError(f"invalid preprocessing plan: unknown kind {kind!r} (known: {Plan.kind}, {KIND})")
 
 
 def make_stack(hu_volume_zyx: np.ndarray, z: int, n_slices: int = 3) -> np.ndarray:

@@ -64,8 +64,12 @@ class Plan:
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
         """Build from a card's plan dict; anything malformed raises ``CheckpointError``."""
+        if isinstance(d, dict) and d.get("kind", cls.kind) != cls.kind:
+            raise CheckpointError(f"not a slice plan (kind {d.get('kind')!r}): slice-by-slice inference and "
+                                  "training need a slice model")
         try:
             d = dict(d)
+            d.pop("kind", None)
             intensity = d.pop("intensity", None) or {}
             if intensity and intensity.get("kind", "piecewise_linear") != "piecewise_linear":
                 raise ValueError(f"unknown intensity kind {intensity.get('kind')!r}")

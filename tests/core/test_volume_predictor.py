@@ -53,7 +53,7 @@ class Ensemble(nn.Module):
 def predictor(members_in_model=2, **options) -> Predictor:
     card = ModelCard(architecture="threshold3d_test", config={"in_chans": 1, "num_classes": 5},
                      classes=[dict(c) for c in BLAST_CT_CLASS_TABLE], plan=VolumePlan().to_dict())
-    return Predictor(Ensemble(members_in_model), card, device="cpu", **options)
+    return Predictor(Ensemble(members_in_model), card, device="cpu", **{"engine": "torch", **options})
 
 
 def head(shape, spacing=(1.0, 1.0, 1.0), direction=None, blood=None) -> Volume:
@@ -155,3 +155,32 @@ def test_grid_brings_a_smooth_field_back_to_a_permuted_scan():
         expected = np.zeros(vol.shape)
         grid.canonical(expected)[...] = expected_canonical
         assert np.allclose(back, expected[z], atol=1e-4)
+
+
+def test_onnxruntime_engine_gives_torchs_result_with_full_size_tiles(tmp_path, monkeypatch):
+    """A small DeepMedic ensemble with random weights: ONNX Runtime (tiles all 30^3, exported once to the
+    cache and reused; the part of a tile past the head's box is dropped) and torch (short tiles at the far
+    ends) give the same labels and probabilities."""
+    pytest.importorskip("onnxruntime")
+    from ctseg_core.models import create_model
+    from test_deepmedic import randomised
+
+    monkeypatch.setenv("CTSEG_CACHE", str(tmp_path / "cache"))
+    model = randomised(create_model("blast_ct", members=2, feature_maps=(4,) * 8, fully_connected=(8, 8)))
+    card = ModelCard.for_model(model)
+    rng = np.random.default_rng(0)
+    small = head((40, 44, 38), spacing=(1.0, 0.9, 1.1), blood=(slice(15, 25), slice(10, 30), slice(10, 20)))
+    arr = np.pad(small.array, ((0, 0), (0, 0), (0, 30)), constant_values=AIR)  # air beyond the head's box
+    vol = Volume.from_array(arr + rng.normal(0, 5, arr.shape).astype(np.float32), spacing=(1.0, 0.9, 1.1))
+    by_torch = Predictor(model, card, device="cpu", engine="torch", tile=30).predict(vol)
+    ort = Predictor(model, card, device="cpu", engine="onnxruntime", tile=30)
+    by_ort = ort.predict(vol)
+    exported = sorted(p.name for p in (tmp_path / "cache" / "onnx").iterdir())
+    assert len(exported) == 2 and all(name.endswith("-110x110x110.onnx") for name in exported)
+    assert np.array_equal(by_ort.labels.array, by_torch.labels.array)
+    assert by_torch.probabilities[:, 1:].astype(np.float32).std(axis=0).max() > 0.01  # not a constant field
+    diff = np.abs(by_ort.probabilities.astype(np.float32) - by_torch.probabilities.astype(np.float32))
+    assert diff.max() < 2e-3  # float16 storage of float32 results that agree to ~1e-5
+    again = Predictor(model, card, device="cpu", engine="onnxruntime", tile=30)
+    assert np.array_equal(again.predict(vol).labels.array, by_ort.labels.array)  # reuses the cached files
+    assert sorted(p.name for p in (tmp_path / "cache" / "onnx").iterdir()) == exported

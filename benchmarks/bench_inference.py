@@ -147,7 +147,7 @@ def first_slice_times(model, size: int, depth: int = 9) -> dict:
                           on_slice=lambda z, lab, p: first or first.append(time.perf_counter() - t0))
         total = time.perf_counter() - t0
         out[label] = {"first_slice_s": first[0], "per_slice_s": total / depth,
-                      "batch_size": predictor.auto_batch_size((size, size))}
+                      "batch_size": predictor.strategy.auto_batch_size((size, size))}
     return out
 
 

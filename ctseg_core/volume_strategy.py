@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -154,13 +155,10 @@ class VolumeStrategy:
         a = grid.slice_axis
         slabs = []
         for c in chunks[a]:
-            tiles = []
-            for c0 in (chunks[0] if a != 0 else [c]):
-                for c1 in (chunks[1] if a != 1 else [c]):
-                    for c2 in (chunks[2] if a != 2 else [c]):
-                        tile = Tile((c0[0], c1[0], c2[0]), (c0[1], c1[1], c2[1]), keep)
-                        if mask[tuple(slice(l, h) for l, h in zip(tile.lo, tile.hi))].any():
-                            tiles.append(tile)
+            per_axis = [[c] if ax == a else chunks[ax] for ax in range(3)]
+            tiles = [Tile(tuple(p[0] for p in combo), tuple(p[1] for p in combo), keep)
+                     for combo in itertools.product(*per_axis)]
+            tiles = [t for t in tiles if mask[tuple(slice(l, h) for l, h in zip(t.lo, t.kept_hi))].any()]
             if tiles:
                 slabs.append(tiles)
         depth = grid.scan_shape[0]

@@ -55,6 +55,7 @@ class ModelRun:
     painted: list = field(default_factory=list)  # shared-group volumes (mL) per labelled case
     normal: list = field(default_factory=list)  # (scan, label volumes mL, blood mL) per normal scan
     seconds: list = field(default_factory=list)  # per scan, labelled and normal
+    truth_volumes: list = field(default_factory=list)  # shared-group volumes (mL) of the truth per case
 
     def result(self, truth_detected):
         from ctseg_core.metrics import EvaluationResult, detection_scores, overlap_scores
@@ -123,7 +124,7 @@ def evaluate_models(models, folder: Path | None = None, normal_scans=(), device:
         if progress:
             progress(f"evaluated {scan} (no hemorrhage)")
     for run in runs:
-        run.truth_volumes = truth_volumes
+        run.truth_volumes = list(truth_volumes)
     return runs, truth_detected
 
 

@@ -137,7 +137,7 @@ def test_progress_and_callback_arrays(tmp_path):
     card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())
     path = save_checkpoint(model, card, tmp_path / "tiny")
     pred = Predictor.from_checkpoint(path, device="cpu", batch_size=2)
-    assert pred.device == torch.device("cpu") and pred.amp_dtype is None and not pred.channels_last
+    assert pred.device == torch.device("cpu") and pred.strategy.amp_dtype is None and not pred.strategy.channels_last
     vol = patterned_volume(depth=3, shape=(64, 64))
     got, progress = [], []
     out = pred.predict(vol, on_slice=lambda z, lab, p: got.append((z, lab.dtype, lab.shape, p.dtype, p.shape)),
@@ -168,7 +168,7 @@ def test_onnxruntime_engine_matches_torch(tmp_path, monkeypatch):
     vol = patterned_volume(depth=3, shape=(64, 96))
     reference = Predictor.from_checkpoint(path, device="cpu", engine="torch").predict(vol)
     ort = Predictor.from_checkpoint(path, device="cpu", engine="onnxruntime")
-    assert ort.engine.path.parent == tmp_path / "cache" / "onnx" and ort.engine.path.is_file()
+    assert ort.strategy.engine.path.parent == tmp_path / "cache" / "onnx" and ort.strategy.engine.path.is_file()
     out = ort.predict(vol)
     diff = np.abs(out.probabilities.astype(np.float32) - reference.probabilities.astype(np.float32))
     assert diff.max() < 2e-3

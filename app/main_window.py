@@ -315,6 +315,8 @@ class MainWindow(QMainWindow):
         if labels is None:
             return False
         counts = np.bincount(labels.array.ravel(), minlength=256)[1:]
+        visible = self.session.class_visible
+        counts[[c - 1 for c in range(1, len(visible)) if not visible[c]]] = 0  # hidden labels (e.g. oedema)
         return bool(counts.any()) and self.go_to_class(int(np.argmax(counts)) + 1)
 
     def reset_zoom(self) -> None:

@@ -54,7 +54,7 @@ NUM_CLASSES = len(CLASSES)  # including background
 LESION_CLASSES = CLASSES[1:]
 CLASS_BY_KEY = {c.key: c for c in CLASSES}
 
-EXTRA_AXIAL = LabelClass(8, "extra_axial", "Extra-axial hemorrhage, type not assigned", (205, 170, 255), (40, 90),
+EXTRA_AXIAL = LabelClass(8, "extra_axial", "Extra-axial hemorrhage, type not assigned", (150, 90, 255), (40, 90),
                          "drawn by a model that does not tell SDH, EDH and SAH apart (BLAST-CT's EAH); "
                          "assign each component to SDH, EDH or SAH", assign_to=("sdh", "edh", "sah"))
 OEDEMA = LabelClass(9, "oedema", "Perilesional oedema (not hemorrhage)", (150, 150, 60), (5, 30),

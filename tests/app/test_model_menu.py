@@ -30,7 +30,7 @@ class ReviewLabelPredictor:
     def predict(self, volume, start_slice=None, on_slice=None, cancel=None, progress=None):
         labels = np.zeros(volume.shape, np.uint8)
         labels[volume.array == 70.0] = EXTRA_AXIAL.id
-        labels[3:9, 60:64, 45:64] = OEDEMA.id
+        labels[3:9, 60:90, 30:100] = OEDEMA.id  # more voxels than the blood
         for z in range(volume.shape[0]):
             probs = np.zeros((5,) + volume.shape[1:], np.float16)
             probs[0] = 1.0
@@ -88,7 +88,9 @@ def test_review_labels_in_legend_overlay_findings_and_export(qtbot, window, tmp_
     overlay = ax.rendered_overlay()
     assert tuple(overlay[45, 50, :3]) == EXTRA_AXIAL.colour and overlay[45, 50, 3] == 255
     assert overlay[61, 50, 3] == 0  # oedema: hidden until its box is ticked
+    assert window.go_to_largest_finding() and 38 <= window.session.position[1] < 58  # the blood, not the oedema
     window.classes_panel.show_boxes[OEDEMA.id].setChecked(True)
+    ax.set_slice(5)
     assert tuple(ax.rendered_overlay()[61, 50, :3]) == OEDEMA.colour
 
     qtbot.waitUntil(lambda: window.findings_panel.findings is not None

@@ -4,7 +4,7 @@
 - ``blast_ct``: BLAST-CT's ensemble, trained by its authors on real head CTs of traumatic brain injury
   (Monteiro et al., Lancet Digital Health 2020): IPH (shown as ICH), IVH, extra-axial blood whose type the
   reviewer assigns, and perilesional oedema (not blood). Offered with 1, 4 or all 12 members: each member
-  adds about the same time (docs/blast_ct.md gives the measured times).
+  adds about the same time (docs/blast_ct.md gives the measured times); the validated model is all 12.
 The choice is loaded at once; Model > Run model on this scan segments the open scan with it.
 """
 
@@ -14,9 +14,9 @@ from PySide6.QtGui import QAction, QActionGroup
 
 CHOICES = (  # (bundled name, members or None, menu text)
     ("aa_unet", None, "ctseg aa_unet (7 classes; synthetic training data only; fast)"),
-    ("blast_ct", 1, "BLAST-CT, 1 of 12 members (real TBI training data; fastest, least accurate)"),
+    ("blast_ct", 1, "BLAST-CT, 1 of 12 members (trained on real TBI scans; fastest)"),
     ("blast_ct", 4, "BLAST-CT, 4 of 12 members"),
-    ("blast_ct", 12, "BLAST-CT, all 12 members (as published; slowest)"),
+    ("blast_ct", 12, "BLAST-CT, all 12 members (the published ensemble; slowest)"),
 )
 
 

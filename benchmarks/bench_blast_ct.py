@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,22 +42,23 @@ def tile_table(member, tiles=(30, 45, 60), repeats: int = 2) -> list[dict]:
     for out in tiles:
         size = member.input_size((out,) * 3)
         x = torch.randn(1, 1, *size)
-        runners = {"torch fp32": lambda: member(x)}
+        runners = {"torch fp32": lambda x=x: member(x)}
         if cpu_has_native_bf16():
-            def bf16():
+            def bf16(x=x):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     return member(x)
             runners["torch bf16"] = bf16
         if onnxruntime_available():
-            from ctseg_core.volume_strategy import export_fixed_onnx
             import onnxruntime as ort
+
+            from ctseg_core.volume_strategy import export_fixed_onnx
 
             path = Path(tempfile.mkdtemp()) / "m.onnx"
             export_fixed_onnx(member, path, tuple(x.shape))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = torch.get_num_threads()
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            runners["onnxruntime fp32"] = lambda: session.run(None, {"input": x.numpy()})
+            runners["onnxruntime fp32"] = lambda s=session, x=x: s.run(None, {"input": x.numpy()})
         best = {k: float("inf") for k in runners}
         cpu = {k: float("inf") for k in runners}
         with torch.inference_mode():

@@ -30,8 +30,8 @@ from torch import nn
 from ctseg_core.atomic import atomic_path
 from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
 from ctseg_core.errors import CheckpointError
-from ctseg_core.labels import output_label_values
 from ctseg_core.jobs import CancelToken
+from ctseg_core.labels import output_label_values
 from ctseg_core.preprocess import Plan
 from ctseg_core.volume import LabelMap, Volume
 
@@ -195,7 +195,7 @@ class Predictor:
     """Runs a model on a scan through the strategy its card's plan names (see the module docstring).
 
     ``options`` go to the strategy: ``SliceStrategy`` takes batch_size, tta, amp, channels_last, engine;
-    ``VolumeStrategy`` takes members, tile, amp, threads."""
+    ``VolumeStrategy`` takes members, tile, amp, engine."""
 
     def __init__(self, model: nn.Module, card: ModelCard, device: str | torch.device = "auto", **options):
         self.card = card
@@ -205,8 +205,8 @@ class Predictor:
         accepted = strategy_options(strategy)
         unknown = sorted(set(options) - set(accepted))
         if unknown:
-            raise CheckpointError(f"{card.architecture} is a {self.plan.kind} model: option(s) {', '.join(unknown)} "
-                             f"do not apply to it (it takes {', '.join(accepted)})")
+            raise CheckpointError(f"{card.architecture} is a {self.plan.kind} model: option(s) "
+                                  f"{', '.join(unknown)} do not apply to it (it takes {', '.join(accepted)})")
         self.strategy = strategy(model, card, self.plan, self.device, **options)
 
     @classmethod

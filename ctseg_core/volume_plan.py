@@ -78,7 +78,7 @@ class VolumePlan:
         axes, flips = canonical_axes(geometry.direction_matrix)
         shape = tuple(geometry.shape[a] for a in axes)
         spacing = tuple(geometry.spacing[a] for a in axes)
-        model_shape = tuple(int(round((n - 1) * s / t)) + 1 for n, s, t in zip(shape, spacing, self.spacing_mm))
+        model_shape = tuple(round((n - 1) * s / t) + 1 for n, s, t in zip(shape, spacing, self.spacing_mm))
         return VolumeGrid(tuple(geometry.shape), axes, flips, spacing, tuple(self.spacing_mm), model_shape)
 
 

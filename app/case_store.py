@@ -286,7 +286,7 @@ class CaseStore(QObject):
             return
         copy = LabelMap(labels.copy(), volume.geometry)
         # the card summary reads "aa_unet v3 — trained on ...": keep "aa_unet v3"
-        version = (self.session.model_summary or "unknown model").split(" — ")[0]
+        version = (self.session.prediction_model or self.session.model_summary or "unknown model").split(" — ")[0]
         run_task(lambda: case.save_prediction(copy, version),
                  lambda _: self._log(f"prediction stored in case {case.id}"),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))

@@ -25,6 +25,7 @@ from app.session import Session
 from app.viewer.slice_view import SliceView, describe_voxel
 from app.viewer.volume_view import VolumeView
 from app.model_runner import ModelRunner
+from app.model_menu import install_model_menu
 from app.workers import TaskError
 
 MAX_RECENT = 10
@@ -160,6 +161,7 @@ class MainWindow(QMainWindow):
         self._action(model, "Cancel inference", self.cancel_inference, "Esc")
         self._action(model, "Run automatically when a scan opens", self._set_auto_infer,
                      checkable=True, checked=self.auto_infer)
+        self.bundled_model_actions = install_model_menu(self)  # Model > Bundled model (aa_unet, BLAST-CT)
 
     def _connect(self) -> None:
         s = self.session
@@ -279,6 +281,7 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Load model checkpoint", "", "Checkpoints (*.safetensors)")
         if path:
             self.settings.setValue("model/path", path)
+            self.settings.setValue("model/members", 0)
             self.model.load_model(path)
 
     def run_inference(self) -> None:
@@ -312,6 +315,8 @@ class MainWindow(QMainWindow):
         if labels is None:
             return False
         counts = np.bincount(labels.array.ravel(), minlength=256)[1:]
+        visible = self.session.class_visible
+        counts[[c - 1 for c in range(1, len(visible)) if not visible[c]]] = 0  # hidden labels (e.g. oedema)
         return bool(counts.any()) and self.go_to_class(int(np.argmax(counts)) + 1)
 
     def reset_zoom(self) -> None:
@@ -342,7 +347,8 @@ class MainWindow(QMainWindow):
     def current_findings(self):
         labels = self.session.displayed_labels()
         return compute_findings(labels, source=self.session.show_source,
-                                scan=self.session.volume.meta.source_path or self.session.volume.meta.description)
+                                scan=self.session.volume.meta.source_path or self.session.volume.meta.description,
+                                model=self.session.prediction_model)
 
     def export_findings(self, path: str) -> None:
         findings = self.current_findings()

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QProgressBar, QPushButton
 
 from app.session import Session
-from app.workers import InferenceController, TaskError
+from app.workers import InferenceController, ModelSource, TaskError
 
 NONE, LOADING, READY, FAILED = "none", "loading", "ready", "failed"
 
@@ -51,12 +51,21 @@ class ModelRunner(QObject):
 
     # ---- model ----
     def configured_path(self, path: str | None = None) -> str:
-        from ctseg_core.resources import DEFAULT_MODEL
+        """The checkpoint to load: ``path``, else the one chosen in the settings, else the bundled default;
+        a bundled model's name ("aa_unet", "blast_ct") stands for its checkpoint."""
+        from ctseg_core.resources import DEFAULT_MODEL, model_path
 
-        return path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)
+        return str(model_path(path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)))
 
-    def load_model(self, path: str | None = None) -> None:
-        """Load a checkpoint in the inference thread (None: the configured or the bundled default model)."""
+    def configured_options(self) -> dict:
+        """Predictor options chosen in the settings (Model > Bundled model): the ensemble members to run."""
+        members = int(self.settings.value("model/members", 0) or 0)
+        return {"members": members} if members > 0 else {}
+
+    def load_model(self, path: str | None = None, options: dict | None = None) -> None:
+        """Load a checkpoint in the inference thread (None: the configured or the bundled default model)
+        with Predictor ``options`` (None: the configured ones; ``members`` applies to ensembles only)."""
+        options = self.configured_options() if options is None else options
         path = self.configured_path(path)
         if not Path(path).exists():
             if self.state != READY:
@@ -67,7 +76,7 @@ class ModelRunner(QObject):
             return
         self.session.log(f"loading model {path}")
         self.state = LOADING
-        self.controller.load_model(path)
+        self.controller.load_model(ModelSource(path, dict(options)))
 
     def load_predictor(self, predictor) -> None:
         """Use an already built predictor (anything with .card.summary() and .predict(...))."""
@@ -110,6 +119,7 @@ class ModelRunner(QObject):
             s.log("no model loaded: load a checkpoint from the Model menu", "warning")
             return
         s.reset_prediction()
+        s.prediction_model = s.model_summary
         z = s.position[0]
         self._started_at = time.perf_counter()
         self.controller.start(s.volume, z)
@@ -133,11 +143,12 @@ class ModelRunner(QObject):
             self._end()
             self.session.log("inference of the previous scan stopped", "warning")
 
-    def _on_progress(self, done: int, total: int, eta: float) -> None:
+    def _on_progress(self, done: int, total: int, eta: float, message: str = "") -> None:
         self.progress.setRange(0, total)
         self.progress.setValue(done)
         eta_text = "" if np.isnan(eta) else f", about {eta:.0f} s left"
-        self.progress.setFormat(f"Inference %v/%m{eta_text}")
+        what = message or "%v/%m"
+        self.progress.setFormat(f"Inference {what}{eta_text}")
 
     def _end(self) -> None:
         self.progress.setVisible(False)

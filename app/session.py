@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ctseg_core.labels import CLASSES, NUM_CLASSES
+from ctseg_core.labels import LABEL_CLASSES, NUM_CLASSES, NUM_LABEL_VALUES
 from ctseg_core.volume import LabelMap, Volume
 from ctseg_core.windowing import PRESETS, Window
 
@@ -53,8 +53,9 @@ class Session(QObject):
         self.edited_slices: np.ndarray = np.zeros(0, bool)
         self.position: tuple[int, int, int] = (0, 0, 0)
         self.window: Window = PRESETS["brain"]
-        self.class_visible = [True] * NUM_CLASSES
-        self.class_locked = [False] * NUM_CLASSES
+        # per label value (classes and review labels); non-hemorrhage review labels (oedema) start hidden
+        self.class_visible = [c.hemorrhage or c.id < NUM_CLASSES for c in LABEL_CLASSES]
+        self.class_locked = [False] * NUM_LABEL_VALUES
         self.opacity = 0.5
         self.outline = False
         self.show_uncertainty = False
@@ -62,6 +63,7 @@ class Session(QObject):
         self.active_class = 1
         self.active_tool = None  # app.viewer.interaction.SliceTool or None
         self.model_summary = ""
+        self.prediction_model = ""  # the model that drew the current prediction (findings and exports name it)
         self.inference_running = False
 
     # ---- scan ----
@@ -154,7 +156,7 @@ class Session(QObject):
         return self.class_locked[class_id]
 
     def locked_classes(self) -> list[int]:
-        return [c.id for c in CLASSES if self.class_locked[c.id]]
+        return [c.id for c in LABEL_CLASSES if self.class_locked[c.id]]
 
     def set_active_class(self, class_id: int) -> None:
         if 0 <= class_id < NUM_CLASSES and class_id != self.active_class:

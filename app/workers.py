@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -124,8 +124,27 @@ def inference_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def load_predictor(path: str):
-    return Predictor.from_checkpoint(path, device="auto")
+@dataclass(frozen=True)
+class ModelSource:
+    """A checkpoint to load and the Predictor options to run it with (those its model kind takes are used:
+    ``members`` applies to ensembles only)."""
+
+    path: str
+    options: dict = field(default_factory=dict)
+
+
+def load_predictor(path: str, options: dict | None = None):
+    from ctseg_core.checkpoint import load_checkpoint
+    from ctseg_core.predictor import applicable_options
+
+    model, card = load_checkpoint(path, device="cpu")
+    return Predictor(model, card, device="auto", **applicable_options(card, options or {}))
+
+
+def describe_predictor(predictor) -> str:
+    """The one-line description of a loaded model (with how it runs, e.g. "4 of 12 members")."""
+    describe = getattr(predictor, "describe", None)
+    return describe() if callable(describe) else predictor.card.summary()
 
 
 class InferenceWorker(QObject):
@@ -134,7 +153,7 @@ class InferenceWorker(QObject):
     model_loaded = Signal(str)  # card summary
     model_failed = Signal(object)  # TaskError
     slice_ready = Signal(int, int, object, object)  # request id, z, labels (y, x) uint8, uncertainty (y, x) float32
-    progress = Signal(int, int, int)  # request id, done, total
+    progress = Signal(int, int, int, str)  # request id, done, total, message (e.g. "member 2/4: tile 5/46")
     finished = Signal(int, object)  # request id, labels (z, y, x) uint8
     failed = Signal(int, object)  # request id, TaskError
     cancelled = Signal(int)  # request id
@@ -155,22 +174,25 @@ class InferenceWorker(QObject):
 
     @Slot(object)
     def load_model(self, source) -> None:
-        """``source``: a checkpoint path, or an already built predictor object (tests)."""
+        """``source``: a ``ModelSource``, a checkpoint path, or an already built predictor object (tests)."""
         self._set_threads()
         try:
-            self.predictor = load_predictor(str(source)) if isinstance(source, (str, os.PathLike)) else source
+            if isinstance(source, (str, os.PathLike)):
+                source = ModelSource(str(source))
+            self.predictor = load_predictor(source.path, source.options) if isinstance(source, ModelSource) \
+                else source
         except BaseException as exc:  # noqa: BLE001
             self.predictor = None
             self.model_failed.emit(TaskError(exc, traceback.format_exc()))
             return
-        self.model_loaded.emit(self.predictor.card.summary())
+        self.model_loaded.emit(describe_predictor(self.predictor))
 
     @Slot(int, object, int, object)
     def run(self, request_id: int, volume, start_slice: int, token: CancelToken) -> None:
         if token.cancelled:
             self.cancelled.emit(request_id)
             return
-        from ctseg_core.predictor import slice_uncertainty
+        from ctseg_core.prediction import slice_uncertainty
 
         def on_slice(z, labels_yx, probs_cyx):
             token.raise_if_cancelled()
@@ -178,7 +200,7 @@ class InferenceWorker(QObject):
             self.slice_ready.emit(request_id, int(z), np.array(labels_yx, np.uint8), unc)
 
         def on_progress(done, total, message=""):
-            self.progress.emit(request_id, int(done), int(total))
+            self.progress.emit(request_id, int(done), int(total), str(message or ""))
 
         try:
             pred = self.predictor.predict(volume, start_slice=start_slice, on_slice=on_slice, cancel=token,
@@ -206,7 +228,7 @@ class InferenceController(QObject):
     model_loaded = Signal(str)
     model_failed = Signal(object)
     slice_ready = Signal(int, object, object)  # z, labels, uncertainty
-    progress = Signal(int, int, float)  # done, total, eta seconds (nan if unknown)
+    progress = Signal(int, int, float, str)  # done, total, eta seconds (nan if unknown), message
     finished = Signal(object)  # labels (z, y, x)
     failed = Signal(object)  # TaskError
     cancelled = Signal()
@@ -277,12 +299,12 @@ class InferenceController(QObject):
         if rid == self.request_id:
             self.slice_ready.emit(z, labels, unc)
 
-    def _on_progress(self, rid, done, total):
+    def _on_progress(self, rid, done, total, message=""):
         if rid != self.request_id:
             return
         elapsed = time.perf_counter() - self._started_at
         eta = elapsed / done * (total - done) if done > 0 else float("nan")
-        self.progress.emit(done, total, eta)
+        self.progress.emit(done, total, eta, message)
 
     def _on_finished(self, rid, labels):
         if rid == self.request_id:

@@ -10,6 +10,10 @@ ABC/2 (Kothari et al., Stroke 1996) on the largest connected ICH component:
   75 % of the largest, 0.5 when 25-75 %, 0 below 25 %;
 - volume = A * B * C / 2.
 Diameters are measured edge to edge (pixel corners), as a caliper on the image would.
+
+Review labels (``ctseg_core.labels.REVIEW_CLASSES``) get a row only when present: unassigned extra-axial
+hemorrhage (blood; the reviewer assigns it to SDH, EDH or SAH) and perilesional oedema (``hemorrhage``
+False: never part of a blood total). ``Findings.model`` names the model that drew the labels.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ctseg_core.atomic import atomic_write_text
-from ctseg_core.labels import CLASSES, LESION_CLASSES
+from ctseg_core.labels import LESION_CLASSES, NUM_LABEL_VALUES, REVIEW_CLASSES
 from ctseg_core.metrics import MIN_CONSECUTIVE_SLICES, class_volumes_ml, longest_run
 from ctseg_core.volume import LabelMap
 
@@ -49,6 +53,8 @@ class ClassFinding:
     slices: list[int] = field(default_factory=list)  # z indices where the class is present
     positive: bool = False  # present on MIN_CONSECUTIVE_SLICES or more consecutive slices
     abc2: ABC2 | None = None  # ICH only (None elsewhere or when absent)
+    hemorrhage: bool = True  # False for oedema: not blood, never part of a blood total
+    note: str = ""  # what a review label means and what the reviewer should do with it
 
     @property
     def slices_text(self) -> str:
@@ -60,12 +66,13 @@ class Findings:
     classes: list[ClassFinding]
     source: str = ""  # which label map: "final", "prediction", a file name ...
     scan: str = ""  # description or path of the scan
+    model: str = ""  # the model that drew the prediction these labels come from ("" unknown or none)
 
     def by_key(self, key: str) -> ClassFinding:
         return next(c for c in self.classes if c.key == key)
 
     def to_dict(self) -> dict:
-        return {"scan": self.scan, "source": self.source,
+        return {"scan": self.scan, "source": self.source, "model": self.model,
                 "rule": f"positive = present on {MIN_CONSECUTIVE_SLICES}+ consecutive slices",
                 "classes": [asdict(c) for c in self.classes]}
 
@@ -76,7 +83,7 @@ class Findings:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["class_id", "key", "name", "voxels", "volume_ml", "slices", "positive",
-                         "abc2_ml", "abc2_a_mm", "abc2_b_mm", "abc2_c_mm"])
+                         "abc2_ml", "abc2_a_mm", "abc2_b_mm", "abc2_c_mm", "hemorrhage", "model"])
         for c in self.classes:
             abc = c.abc2
             writer.writerow([c.class_id, c.key, c.name, c.voxels, f"{c.volume_ml:.3f}", c.slices_text,
@@ -84,25 +91,29 @@ class Findings:
                              "" if abc is None else f"{abc.volume_ml:.3f}",
                              "" if abc is None else f"{abc.a_mm:.1f}",
                              "" if abc is None else f"{abc.b_mm:.1f}",
-                             "" if abc is None else f"{abc.c_mm:.1f}"])
+                             "" if abc is None else f"{abc.c_mm:.1f}",
+                             int(c.hemorrhage), self.model])
         return out.getvalue()
 
 
-def compute_findings(labels: LabelMap, source: str = "", scan: str = "") -> Findings:
-    """Findings for every lesion class of ``labels`` (absent classes get zero volume, negative)."""
+def compute_findings(labels: LabelMap, source: str = "", scan: str = "", model: str = "") -> Findings:
+    """Findings for every lesion class of ``labels`` (absent classes get zero volume, negative), plus a
+    row for each review label present."""
     arr = labels.array
-    counts = np.bincount(arr.ravel(), minlength=len(CLASSES))
-    volumes = class_volumes_ml(labels)
+    counts = np.bincount(arr.ravel(), minlength=NUM_LABEL_VALUES)
+    rows = LESION_CLASSES + tuple(c for c in REVIEW_CLASSES if counts[c.id] > 0)
+    volumes = class_volumes_ml(labels, rows)
     present_z = _slices_per_class(arr, counts)
     findings = []
-    for cls in LESION_CLASSES:
+    for cls in rows:
         slices = present_z.get(cls.id, [])
         abc2 = abc2_estimate(arr == cls.id, labels.geometry.spacing) if (cls.id == ICH_ID and slices) else None
         findings.append(ClassFinding(
             class_id=cls.id, key=cls.key, name=cls.name, voxels=int(counts[cls.id]),
             volume_ml=volumes[cls.id], slices=slices,
-            positive=longest_run(slices) >= MIN_CONSECUTIVE_SLICES, abc2=abc2))
-    return Findings(findings, source=source, scan=scan)
+            positive=longest_run(slices) >= MIN_CONSECUTIVE_SLICES, abc2=abc2, hemorrhage=cls.hemorrhage,
+            note=cls.note if cls in REVIEW_CLASSES else ""))
+    return Findings(findings, source=source, scan=scan, model=model)
 
 
 def write_findings_csv(findings: Findings, path) -> None:
@@ -115,10 +126,10 @@ def write_findings_json(findings: Findings, path) -> None:
 
 def _slices_per_class(arr: np.ndarray, counts: np.ndarray) -> dict[int, list[int]]:
     """{class id: sorted z indices where it occurs} for the classes that occur at all."""
-    present = [c.id for c in LESION_CLASSES if counts[c.id] > 0]
+    present = [c.id for c in LESION_CLASSES + REVIEW_CLASSES if counts[c.id] > 0]
     if not present:
         return {}
-    per_slice = np.stack([np.bincount(arr[z].ravel(), minlength=len(CLASSES))[:len(CLASSES)] for z in range(arr.shape[0])])
+    per_slice = np.stack([np.bincount(arr[z].ravel(), minlength=NUM_LABEL_VALUES)[:NUM_LABEL_VALUES] for z in range(arr.shape[0])])
     return {cid: [int(z) for z in np.flatnonzero(per_slice[:, cid])] for cid in present}
 
 

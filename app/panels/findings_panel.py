@@ -1,4 +1,5 @@
-"""The findings dock: per class volume (mL), slices, scan-level result, ABC/2 for ICH; live, debounced."""
+"""The findings dock: per class volume (mL), slices, scan-level result, ABC/2 for ICH; live, debounced.
+Rows of review labels (unassigned extra-axial blood, oedema) appear only when the labels hold them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from ctseg_core.findings import MIN_CONSECUTIVE_SLICES, Findings, compute_findings
-from ctseg_core.labels import LESION_CLASSES
+from ctseg_core.labels import LABEL_CLASSES, REVIEW_CLASSES
 from ctseg_core.volume import LabelMap
 from app.panels.classes_panel import colour_icon, fit_rows
 from app.workers import run_task
@@ -26,7 +27,8 @@ class FindingsPanel(QWidget):
         self.findings: Findings | None = None
         self._busy = False
         self._again = False
-        self.table = QTableWidget(len(LESION_CLASSES), len(COLUMNS))
+        self.rows = LABEL_CLASSES[1:]
+        self.table = QTableWidget(len(self.rows), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         fit_rows(self.table)
@@ -34,10 +36,11 @@ class FindingsPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.Stretch)
-        for row, cls in enumerate(LESION_CLASSES):
+        for row, cls in enumerate(self.rows):
             self.table.setItem(row, 0, QTableWidgetItem(colour_icon(cls.colour), cls.key.upper()))
-            self.table.item(row, 0).setToolTip(cls.name)
-        self.table.cellDoubleClicked.connect(lambda row, col: self.class_activated.emit(LESION_CLASSES[row].id))
+            self.table.item(row, 0).setToolTip(cls.name + (f": {cls.note}" if cls in REVIEW_CLASSES else ""))
+            self.table.setRowHidden(row, cls in REVIEW_CLASSES)
+        self.table.cellDoubleClicked.connect(lambda row, col: self.class_activated.emit(self.rows[row].id))
         self.table.setToolTip("double-click a class to go to it")
         self.caption = QLabel(f"Scan: positive when present on {MIN_CONSECUTIVE_SLICES}+ consecutive slices. "
                               "Slices are 1-based.")
@@ -71,7 +74,9 @@ class FindingsPanel(QWidget):
         self._busy = True
         snapshot = LabelMap(labels.array.copy(), labels.geometry)
         source, scan = self.session.show_source, self.session.volume.meta.description
-        run_task(lambda: compute_findings(snapshot, source=source, scan=scan), self._on_result, self._on_error)
+        model = self.session.prediction_model
+        run_task(lambda: compute_findings(snapshot, source=source, scan=scan, model=model), self._on_result,
+                 self._on_error)
 
     def _on_error(self, error) -> None:
         self._busy = False
@@ -86,14 +91,19 @@ class FindingsPanel(QWidget):
 
     def show_findings(self, findings: Findings) -> None:
         self.findings = findings
-        for row, c in enumerate(findings.classes):
+        present = {c.class_id for c in findings.classes}
+        for row, cls in enumerate(self.rows):
+            self.table.setRowHidden(row, cls.id not in present)
+        for c in findings.classes:
+            row = next(i for i, cls in enumerate(self.rows) if cls.id == c.class_id)
             abc = "" if c.abc2 is None else f"{c.abc2.volume_ml:.1f}"
             slices = ", ".join(_one_based(part) for part in c.slices_text.split(", ")) if c.slices else "-"
-            values = [f"{c.volume_ml:.2f}", slices, "POSITIVE" if c.positive else "negative", abc]
+            scan_result = ("POSITIVE" if c.hemorrhage else "present") if c.positive else "negative"
+            values = [f"{c.volume_ml:.2f}", slices, scan_result, abc]
             for col, text in enumerate(values, start=1):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter if col in (1, 4) else Qt.AlignLeft | Qt.AlignVCenter)
-                if col == 3 and c.positive:
+                if col == 3 and c.positive and c.hemorrhage:
                     item.setForeground(QColor(255, 90, 90))
                 self.table.setItem(row, col, item)
             if c.abc2 is not None:

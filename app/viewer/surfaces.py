@@ -14,7 +14,7 @@ from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import (vtkFlyingEdges3D, vtkPolyDataNormals, vtkWindowedSincPolyDataFilter)
 from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformFilter
 
-from ctseg_core.labels import LESION_CLASSES
+from ctseg_core.labels import LABEL_CLASSES
 from ctseg_core.volume import Geometry
 
 HEAD_THRESHOLD_HU = 300.0  # the skull: bone is far above brain and blood
@@ -93,12 +93,12 @@ def class_surface(labels: np.ndarray, geometry: Geometry, class_id: int, bbox=No
 
 
 def class_surfaces(labels: np.ndarray, geometry: Geometry, smooth_iterations: int = 12) -> dict[int, vtkPolyData]:
-    """{class id: surface} for every lesion class present in ``labels`` (z, y, x)."""
+    """{class id: surface} for every label (lesion class or review label) present in ``labels`` (z, y, x)."""
     from scipy import ndimage
 
-    objs = ndimage.find_objects(labels, max_label=LESION_CLASSES[-1].id)
+    objs = ndimage.find_objects(labels, max_label=LABEL_CLASSES[-1].id)
     out = {}
-    for cls in LESION_CLASSES:
+    for cls in LABEL_CLASSES[1:]:
         bbox = objs[cls.id - 1]
         if bbox is not None:
             out[cls.id] = class_surface(labels, geometry, cls.id, bbox, smooth_iterations)

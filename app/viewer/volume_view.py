@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ctseg_core.labels import CLASSES
+from ctseg_core.labels import LABEL_CLASSES
 from app.session import Session
 from app.workers import run_task
 
@@ -187,7 +187,7 @@ class VolumeView(QWidget):
             if cid in self.actors:
                 self.actors[cid].GetMapper().SetInputData(poly)
             else:
-                self.actors[cid] = self._actor(poly, CLASSES[cid].colour, 1.0)
+                self.actors[cid] = self._actor(poly, LABEL_CLASSES[cid].colour, 1.0)
                 self.renderer.AddActor(self.actors[cid])
         self._apply_visibility()
         if getattr(self, "_first_camera", True):

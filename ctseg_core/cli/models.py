@@ -12,18 +12,21 @@ import json
 
 
 def list_action(args) -> int:
-    """Print every registered model with its parameter count and FLOPs at 3x512x512."""
-    from ctseg_core.models import list_models, model_info
+    """Print every registered model with its kind, parameter count and FLOPs at its example input
+    (slice models: 3x512x512; volume models: one 110^3 block, all members of an ensemble)."""
+    from ctseg_core.models import list_models, model_info, model_kind
 
     infos = [model_info(name, with_flops=not args.no_flops) for name in list_models()]
     if args.json:
-        print(json.dumps([{"name": i.name, "description": i.description, "parameters": i.parameters,
+        print(json.dumps([{"name": i.name, "kind": model_kind(i.name), "description": i.description,
+                           "parameters": i.parameters,
                            "flops": i.flops, "flops_input_shape": list(i.input_shape)} for i in infos], indent=2))
         return 0
-    print(f"{'model':<16}{'params (M)':>11}{'GFLOPs 3x512x512':>18}  description")
+    print(f"{'model':<16}{'kind':<8}{'params (M)':>11}{'GFLOPs':>9}  {'at input':<16}description")
     for i in infos:
         flops = "-" if i.flops is None else f"{i.flops / 1e9:.1f}"
-        print(f"{i.name:<16}{i.parameters / 1e6:>11.2f}{flops:>18}  {i.description}")
+        shape = "x".join(str(v) for v in i.input_shape[1:])
+        print(f"{i.name:<16}{model_kind(i.name):<8}{i.parameters / 1e6:>11.2f}{flops:>9}  {shape:<16}{i.description}")
     return 0
 
 
@@ -44,7 +47,7 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("models", help="list model architectures (parameters, FLOPs) and more",
+    p = subparsers.add_parser("models", help="list model architectures (kind, parameters, FLOPs) and more",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-flops", action="store_true", help="skip counting FLOPs (faster)")

@@ -2,6 +2,12 @@
 
 A factory takes keyword configuration only and returns an ``nn.Module``; its defaults are the model's
 default configuration. The registry also reports parameter counts and FLOPs for ``ctseg models``.
+
+Each model has a *kind*: ``"slice"`` (the default: a 2-D network on stacks of adjacent slices, input
+(N, 3, H, W)) or ``"volume"`` (a 3-D network on blocks of voxels, input (N, C, D, H, W)), and an
+example input shape (for FLOPs and tests): ``@register_model(kind="volume", example_input=(1, 1, 64, 64, 64))``.
+A model whose classes or preprocessing are not ctseg's defaults names them with ``card_defaults`` (a
+function returning model-card fields such as ``classes`` and ``plan``; ``ModelCard.for_model`` uses them).
 """
 
 from __future__ import annotations
@@ -16,19 +22,49 @@ from torch import nn
 from ctseg_core.errors import CheckpointError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_KINDS: dict[str, str] = {}
+_EXAMPLE_INPUTS: dict[str, tuple[int, ...]] = {}
+_CARD_DEFAULTS: dict[str, Callable[[], dict]] = {}
+MODEL_KINDS = ("slice", "volume")
+SLICE_EXAMPLE_INPUT = (1, 3, 512, 512)
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a model factory under its function name."""
-    name = fn.__name__
-    if name in _REGISTRY and _REGISTRY[name] is not fn:
-        raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = fn
-    return fn
+def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "slice",
+                   example_input: tuple[int, ...] = SLICE_EXAMPLE_INPUT,
+                   card_defaults: Callable[[], dict] | None = None):
+    """Register a model factory under its function name (``@register_model`` or ``@register_model(kind=...)``)."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+
+    def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = fn.__name__
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = fn
+        _KINDS[name] = kind
+        _EXAMPLE_INPUTS[name] = tuple(example_input)
+        _CARD_DEFAULTS[name] = card_defaults or dict
+        return fn
+
+    return register(fn) if fn is not None else register
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+def list_models(kind: str | None = None) -> list[str]:
+    """Registered model names, sorted; only those of ``kind`` ("slice" or "volume") when given."""
+    return sorted(n for n in _REGISTRY if kind is None or _KINDS[n] == kind)
+
+
+def model_kind(name: str) -> str:
+    if name not in _REGISTRY:
+        raise CheckpointError(f"unknown model architecture {name!r}")
+    return _KINDS[name]
+
+
+def example_input_shape(name: str) -> tuple[int, ...]:
+    """The input shape FLOPs are counted at (and tests start from) for this model."""
+    if name not in _REGISTRY:
+        raise CheckpointError(f"unknown model architecture {name!r}")
+    return _EXAMPLE_INPUTS[name]
 
 
 def is_model(name: str) -> bool:
@@ -47,7 +83,8 @@ def create_model(name: str, **config) -> nn.Module:
     model = fn(**config)
     full = default_config(name)
     full.update(config)
-    model.ctseg_model = {"architecture": name, "config": _jsonable(full)}  # read by checkpoint.ModelCard.for_model
+    model.ctseg_model = {"architecture": name, "config": _jsonable(full),  # read by checkpoint.ModelCard.for_model
+                         "card": _CARD_DEFAULTS[name]()}
     return model
 
 
@@ -77,7 +114,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(model: nn.Module, input_shape=(1, 3, 512, 512)) -> int:
+def count_flops(model: nn.Module, input_shape=SLICE_EXAMPLE_INPUT) -> int:
     """Floating point operations of one forward pass (``torch.utils.flop_counter``, multiply-add = 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -99,7 +136,9 @@ class ModelInfo:
     input_shape: tuple[int, ...]
 
 
-def model_info(name: str, input_shape=(1, 3, 512, 512), with_flops: bool = True, **config) -> ModelInfo:
+def model_info(name: str, input_shape=None, with_flops: bool = True, **config) -> ModelInfo:
+    """Description, parameters and FLOPs at ``input_shape`` (default: the model's example input)."""
+    input_shape = example_input_shape(name) if input_shape is None else input_shape
     model = create_model(name, **config)
     flops = count_flops(model, input_shape) if with_flops else None
     return ModelInfo(name, model_description(name), count_parameters(model), flops, tuple(input_shape))

@@ -22,7 +22,7 @@ import numpy as np
 from ctseg_core.atomic import atomic_write_text
 from ctseg_core.errors import CaseLockedError, LabelMismatchError, StoreError
 from ctseg_core.io.images import read_labels, write_labels
-from ctseg_core.labels import class_table_json
+from ctseg_core.labels import label_table_json
 from ctseg_core.store.journal import Journal, now_iso
 from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path
 from ctseg_core.store.source import SourceRef, content_hash, source_files
@@ -219,7 +219,7 @@ class Case:
         write_labels(labels, self.folder / PREDICTION)
         t = now_iso()
         atomic_write_text(self.folder / PREDICTION_JSON, json.dumps(
-            {"model_version": model_version, "saved": t, "classes": class_table_json()}, indent=1))
+            {"model_version": model_version, "saved": t, "classes": label_table_json()}, indent=1))
         self.record.model_version, self.record.prediction_saved = model_version, t
         self._save_record()
 
@@ -325,12 +325,12 @@ def _findings_summary(labels: LabelMap) -> dict:
     """Cheap per-class summary for the case list (volume in mL, scan-positive by the findings rule);
     the full findings (ABC/2 ...) come from ``ctseg_core.findings.compute_findings``."""
     from ctseg_core.findings import MIN_CONSECUTIVE_SLICES, longest_run
-    from ctseg_core.labels import LESION_CLASSES, NUM_CLASSES
+    from ctseg_core.labels import LESION_CLASSES, NUM_LABEL_VALUES, REVIEW_CLASSES
 
     arr = labels.array
-    per_slice = np.stack([np.bincount(s.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for s in arr])
+    per_slice = np.stack([np.bincount(s.ravel(), minlength=NUM_LABEL_VALUES)[:NUM_LABEL_VALUES] for s in arr])
     out = {}
-    for c in LESION_CLASSES:
+    for c in LESION_CLASSES + REVIEW_CLASSES:
         slices = np.flatnonzero(per_slice[:, c.id]).tolist()
         if slices:
             out[c.key] = {"volume_ml": round(float(per_slice[:, c.id].sum()) * labels.geometry.voxel_volume_ml, 3),

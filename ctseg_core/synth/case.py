@@ -253,7 +253,7 @@ def _block_fields(scene: PlaneScene, ks, z0, dz, offs):
             kb = np.arange(b * FIELD_BLOCK, (b + 1) * FIELD_BLOCK)
             w = ((z0 + dz * kb)[:, None] + offs[None, :]).ravel()
             out = []
-            for waves, inplane, f, shape in (scene.gyri, scene.tex):
+            for waves, inplane, _f, shape in (scene.gyri, scene.tex):
                 out.append(waves.evaluate(w, inplane, shape))
             cache[b] = out
         gyri, tex = cache[b]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ctseg_core.synth import tissues as T
 from ctseg_core.synth.shapes import cap_cos, ellipsoid, overlaps, round_cone
+from ctseg_core.synth.vault import inner_depth
 
 
 @dataclass
@@ -70,8 +71,6 @@ def _direction(rng, az_range=(-np.pi, np.pi), el_range=(0.15, 0.9)) -> tuple[flo
 
 def _under(head, d, depth_mm: float) -> tuple[float, float, float]:
     """The point ``depth_mm`` below the inner table along direction ``d`` (bisection on the vault)."""
-    from ctseg_core.synth.anatomy import inner_depth
-
     lo, hi = 0.0, 200.0
     for _ in range(40):
         mid = (lo + hi) / 2

@@ -10,14 +10,7 @@ from ctseg_core.errors import CheckpointError
 from ctseg_core.labels import NUM_CLASSES
 from ctseg_core.models import count_flops, create_model, default_config, list_models, model_info
 from ctseg_core.models.blocks import AttentionGate, SqueezeExcite
-
-SMALL_DECODER = (8, 8, 16, 16, 32, 32)
-
-
-def tiny_config(name: str) -> dict:
-    """A small encoder of the model's own family, so tests stay fast."""
-    encoder = "resnet18d" if default_config(name)["encoder"].startswith("resnet") else "resnest14d"
-    return {"encoder": encoder, "decoder_channels": SMALL_DECODER}
+from tiny_models import SMALL_DECODER, tiny_config
 
 
 def test_registry_holds_the_paper_models():
@@ -26,7 +19,12 @@ def test_registry_holds_the_paper_models():
     assert default_config("aa_unet")["num_classes"] == NUM_CLASSES == 8
 
 
-@pytest.mark.parametrize("name", list_models())
+def test_every_model_is_a_slice_or_a_volume_model():
+    assert set(list_models()) == set(list_models("slice")) | set(list_models("volume"))
+    assert {"deepmedic", "blast_ct"} <= set(list_models("volume"))
+
+
+@pytest.mark.parametrize("name", list_models("slice"))
 def test_forward_shape_any_multiple_of_32(name):
     torch.manual_seed(0)
     model = create_model(name, **tiny_config(name)).eval()
@@ -37,7 +35,7 @@ def test_forward_shape_any_multiple_of_32(name):
         model(torch.randn(1, 3, 48, 64))
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("slice"))
 def test_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
     model = create_model(name, **tiny_config(name)).train()
@@ -140,5 +138,9 @@ def test_models_cli_lists_every_model_as_json(capsys):
     assert main(["models", "--json", "--no-flops"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in listed] == list_models()
-    assert all(m["parameters"] > 1e7 for m in listed)
+    by_name = {m["name"]: m for m in listed}
+    assert all(by_name[n]["parameters"] > 1e7 for n in list_models("slice"))
+    assert by_name["deepmedic"]["parameters"] == 1030033  # + 2953 BatchNorm statistics = the README's 1,032,986
+    assert by_name["blast_ct"]["parameters"] == 12 * 1030033
+    assert by_name["blast_ct"]["flops_input_shape"] == [1, 1, 110, 110, 110]
     assert main(["models", "frobnicate"]) == 2

@@ -117,3 +117,19 @@ def test_no_model_at_all_is_a_clear_error(tmp_path):
     store = ModelStore(tmp_path / "models", tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="no model"):
         store.active_path()
+
+
+def test_a_workspace_version_is_never_named_like_the_released_model(tmp_path, root_model):
+    """The bundled card says version "1"; a workspace's first retrain is "v1": their names must differ."""
+    from ctseg_core.checkpoint import read_card
+    from ctseg_core.model_identity import ModelIdentity
+
+    store = ModelStore(tmp_path / "models", root_model)
+    root = read_card(root_model)
+    assert root.version == "1" and root.summary().startswith("aa_unet v1 — ")
+    v1 = store.add(tiny(seed=1), ModelCard.for_model(tiny(), parent_version=ROOT_VERSION))
+    assert v1.card.summary().startswith("aa_unet v1 (retrained from default) — ")
+    a, b = ModelIdentity.of(root), ModelIdentity.of(v1.card)
+    assert a.label == "aa_unet v1" and b.label == "aa_unet v1 (retrained from default)"
+    assert not a.same_model(b) and a.same_model(ModelIdentity.of(read_card(root_model)))
+    assert ModelIdentity.from_json(b.to_json()) == b

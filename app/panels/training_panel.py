@@ -369,15 +369,5 @@ def install_training(window, editing) -> TrainingPanel:
     panel.retrain_action = QAction("Retrain on corrected cases...", window)
     panel.retrain_action.triggered.connect(lambda *_: (panel.dock.show(), panel.dock.raise_(), panel.start()))
     model.addAction(panel.retrain_action)
-    _hook_close(window, panel)
+    window.about_to_close.connect(panel.shutdown)
     return panel
-
-
-def _hook_close(window, panel: TrainingPanel) -> None:
-    original = window.closeEvent
-
-    def close_event(ev):
-        panel.shutdown()
-        original(ev)
-
-    window.closeEvent = close_event

@@ -24,7 +24,7 @@ from app.panels.log_panel import LogPanel
 from app.session import Session
 from app.viewer.slice_view import SliceView, describe_voxel
 from app.viewer.volume_view import VolumeView
-from app.model_runner import ModelRunner
+from app.model_runner import CANCEL_SHORTCUT, ModelRunner
 from app.workers import TaskError
 
 MAX_RECENT = 10
@@ -32,7 +32,8 @@ PRESET_KEYS = {"brain": ("F1", "Alt+1"), "subdural": ("F2", "Alt+2"), "stroke": 
 
 
 class MainWindow(QMainWindow):
-    pipeline_done = Signal(str)  # after opening a scan: "inferred", "no model", "not run", "failed", "cancelled"
+    pipeline_done = Signal(str)  # after opening a scan: "inferred", "stored", "no model", "not run", "failed", "cancelled"
+    about_to_close = Signal()  # the window is closing: save, stop background work (before the model thread ends)
 
     def __init__(self, model_path: str | None = None, auto_infer: bool | None = None, enable_3d: bool = True,
                  settings: QSettings | None = None, interactive: bool = True):
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel()
         self.cursor_label = QLabel()
         bar.addWidget(self.cursor_label, 1)
+        bar.addPermanentWidget(self.model.progress_text)
         bar.addPermanentWidget(self.model.progress)
         bar.addPermanentWidget(self.model.cancel_button)
         bar.addPermanentWidget(self.model_label)
@@ -156,8 +158,9 @@ class MainWindow(QMainWindow):
 
         model = self.menu("&Model")
         self._action(model, "Load model checkpoint...", self.ask_load_model)
-        self.run_action = self._action(model, "Run model on this scan", self.run_inference, "Ctrl+R")
-        self._action(model, "Cancel inference", self.cancel_inference, "Esc")
+        self.run_action = self._action(model, "Run model on this scan (re-run keeps the result until done)",
+                                       self.run_inference, "Ctrl+R")
+        self.cancel_action = self._action(model, "Cancel inference", self.cancel_inference, CANCEL_SHORTCUT)
         self._action(model, "Run automatically when a scan opens", self._set_auto_infer,
                      checkable=True, checked=self.auto_infer)
 
@@ -171,6 +174,7 @@ class MainWindow(QMainWindow):
         self.model.done.connect(self.pipeline_done)
         self.model.error.connect(self.show_error)
         self.findings_panel.class_activated.connect(self.go_to_class)
+        self.findings_panel.rerun_requested.connect(self.run_inference)
         self.opener.opened.connect(self._on_scan_opened)
         self.opener.failed.connect(self._on_open_failed)
 
@@ -244,7 +248,7 @@ class MainWindow(QMainWindow):
         self._add_recent(path)
         self.views["axial"].setFocus()
         if self.auto_infer:
-            self.model.request_run()
+            self.model.request_run(reuse_stored=True)
         else:
             self.session.log("automatic inference is off (Model menu): viewing only")
             self.pipeline_done.emit("not run")
@@ -393,5 +397,6 @@ class MainWindow(QMainWindow):
         box.show()
 
     def closeEvent(self, ev):
+        self.about_to_close.emit()
         self.model.shutdown()
         super().closeEvent(ev)

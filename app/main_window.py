@@ -15,8 +15,8 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QWidget
 
-from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
 from ctseg_core.windowing import PRESETS
+from app.exporting import Exporter
 from app.loading import ScanOpener
 from app.panels.classes_panel import ClassesPanel
 from app.panels.findings_panel import FindingsPanel
@@ -45,6 +45,7 @@ class MainWindow(QMainWindow):
         self.model = ModelRunner(self.session, self.settings, self)
         self.inference = self.model.controller  # the inference thread's controller (signals: finished, ...)
         self.opener = ScanOpener(self.session, self)
+        self.exporter = Exporter(self)
         self.error_boxes: list[QMessageBox] = []
 
         self._build_views()
@@ -134,8 +135,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file.addMenu("Open recent")
         self._fill_recent_menu()
         file.addSeparator()
-        self._action(file, "Export findings as CSV...", lambda: self.ask_export_findings("csv"))
-        self._action(file, "Export findings as JSON...", lambda: self.ask_export_findings("json"))
+        self.exporter.build_menu(file)
         self._action(file, "Save screenshot...", self.ask_screenshot)
         file.addSeparator()
         self._action(file, "Quit", self.close, QKeySequence.Quit)
@@ -343,25 +343,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"ctseg - {scan} - model: {model}")
 
     # ---- export ----
-    def current_findings(self):
-        labels = self.session.displayed_labels()
-        return compute_findings(labels, source=self.session.show_source,
-                                scan=self.session.volume.meta.source_path or self.session.volume.meta.description)
-
     def export_findings(self, path: str) -> None:
-        findings = self.current_findings()
-        (write_findings_json if str(path).lower().endswith(".json") else write_findings_csv)(findings, path)
+        """Write the findings of the corrected labels (CSV, or JSON for a .json name) now."""
+        self.exporter.export_now("json" if str(path).lower().endswith(".json") else "csv", path)
         self.session.log(f"findings written to {path}")
 
-    def ask_export_findings(self, kind: str) -> None:
-        if not self.session.has_volume():
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export findings", f"findings.{kind}", f"{kind.upper()} (*.{kind})")
-        if path:
-            try:
-                self.export_findings(path)
-            except OSError as exc:
-                self.show_error("Could not write the findings", TaskError(exc, ""))
+    def ask_save_path(self, title: str, suggested: str, file_filter: str) -> str:
+        """A destination chosen by the user ("" when cancelled)."""
+        path, _ = QFileDialog.getSaveFileName(self, title, suggested, file_filter)
+        return path
 
     def save_screenshot(self, path: str) -> None:
         """The window as a PNG, with the 3-D scene painted in (a plain grab cannot read OpenGL pixels)."""
@@ -379,7 +369,7 @@ class MainWindow(QMainWindow):
             raise OSError(f"could not write {path}")
 
     def ask_screenshot(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "ctseg.png", "PNG (*.png)")
+        path = self.ask_save_path("Save screenshot", "ctseg.png", "PNG (*.png)")
         if path:
             self.save_screenshot(path)
 

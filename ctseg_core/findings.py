@@ -171,6 +171,20 @@ def compute_findings(labels: LabelMap, source: str = "", scan: str = "") -> Find
     return add_abc2(findings_from_counts(SliceCounts(labels.array), labels.geometry, source, scan), labels)
 
 
+def reviewed_findings(labels: LabelMap, prediction: np.ndarray | None = None, uncertainty: np.ndarray | None = None,
+                      model: str = "", review: str = "", source: str = "", scan: str = "") -> Findings:
+    """``compute_findings`` plus what a reader needs to weigh them: the model's confidence per class (from
+    its ``prediction`` and ``uncertainty``), each class's origin, the model's name and the review state."""
+    findings = compute_findings(labels, source=source, scan=scan)
+    confidence = model_confidence(prediction, uncertainty) if prediction is not None and uncertainty is not None \
+        else {}
+    origin = class_origin(labels.array, prediction)
+    for c in findings.classes:
+        c.confidence, c.origin = confidence.get(c.class_id), origin.get(c.class_id, "")
+    findings.model, findings.review = model, review
+    return findings
+
+
 def model_confidence(prediction: np.ndarray, uncertainty: np.ndarray) -> dict[int, Confidence]:
     """{lesion class id: Confidence} over the voxels the model gave each class, from its labels and its
     uncertainty (1 - the top class probability, the probability of the class it drew); NaN = unknown."""

@@ -1,8 +1,8 @@
 """``ctseg export CASE_OR_LABELS --format nifti|dicom-seg|csv|json -o OUT``: export a case's labels or findings.
 
-CASE_OR_LABELS is a case id of the workspace (its final label map, or the prediction with
-``--source prediction``) or a label map file (NIfTI/NRRD/MHA; ``--scan`` is then needed for DICOM SEG,
-and when given, the label map must lie on the scan's grid).
+CASE_OR_LABELS is a case folder (``<workspace>/cases/<id>``), a case id of the workspace (its final label
+map, or the prediction with ``--source prediction``), or a label map file (NIfTI/NRRD/MHA; ``--scan`` is
+then needed for DICOM SEG, and when given, the label map must lie on the scan's grid).
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-FORMATS = ("nifti", "dicom-seg", "csv", "json")
+from ctseg_core.export import FORMATS
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a case's label map (NIfTI, DICOM SEG) or findings (CSV, JSON)",
                               description=__doc__.splitlines()[0])
-    p.add_argument("target", metavar="CASE_OR_LABELS", help="a case id in the workspace, or a label map file")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("target", metavar="CASE_OR_LABELS",
+                   help="a case folder, a case id in the workspace, or a label map file")
+    p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("-o", "--out", required=True, type=Path, help="output file")
     p.add_argument("--workspace", type=Path, help="the workspace folder (default $CTSEG_WORKSPACE or ~/ctseg-workspace)")
     p.add_argument("--scan", type=Path, help="the scan (DICOM folder or image file) the labels belong to")
@@ -28,6 +29,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ctseg_core.errors import CtsegError
+    from ctseg_core.export import export_result
     from ctseg_core.io import is_image_file
 
     target = Path(args.target)
@@ -35,26 +37,14 @@ def run(args) -> int:
         labels, volume_of, model_version, scan_name = _from_file(target, args.scan)
     else:
         labels, volume_of, model_version, scan_name = _from_case(args.target, args)
-    fmt = args.format
-    if fmt == "nifti":
-        from ctseg_core.io.images import write_labels
-
-        if not is_image_file(args.out):
-            raise CtsegError("a NIfTI export must end in .nii.gz or .nii (or .nrrd/.mha)", args.out)
-        write_labels(labels, args.out)
-    elif fmt == "dicom-seg":
-        from ctseg_core.io.seg import write_dicom_seg
-
+    volume = None
+    if args.format == "dicom-seg":
         volume = volume_of()
         if volume is None:
             raise CtsegError("a DICOM SEG needs the scan: give --scan with the DICOM folder", args.target)
-        write_dicom_seg(labels, volume, args.out, model_version=model_version)
-    else:
-        from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
-
-        findings = compute_findings(labels, source=str(args.target), scan=scan_name)
-        (write_findings_csv if fmt == "csv" else write_findings_json)(findings, args.out)
-    print(f"wrote {args.out} ({fmt})", file=sys.stdout)
+    export_result(args.format, args.out, labels, volume, model_version=model_version, scan=scan_name,
+                  source=str(args.target))
+    print(f"wrote {args.out} ({args.format})", file=sys.stdout)
     return 0
 
 
@@ -72,11 +62,21 @@ def _from_file(path: Path, scan):
     return labels, (lambda: volume), None, str(scan or "")
 
 
+def _open_case(target: str, workspace):
+    """A case folder path (it holds case.json), else a case id of the workspace."""
+    from ctseg_core.store import Case, Workspace
+    from ctseg_core.store.case import CASE_JSON
+
+    folder = Path(target)
+    if folder.is_dir() and (folder / CASE_JSON).is_file():
+        return Case(folder)
+    return Workspace(workspace).case(target)
+
+
 def _from_case(case_id: str, args):
     from ctseg_core.errors import StoreError
-    from ctseg_core.store import Workspace
 
-    case = Workspace(args.workspace).case(case_id)
+    case = _open_case(case_id, args.workspace)
     volume = _load_scan(args.scan)
     if args.source == "final":
         labels, model_version = case.load_final(volume), (case.record.model_version or None)

@@ -42,7 +42,11 @@ def test_export_case_nifti_csv_json(nifti_case, tmp_path, capsys):
     assert main(base + ["--format", "json", "-o", str(tmp_path / "f.json")]) == 0
     data = json.loads((tmp_path / "f.json").read_text())
     ich = next(c for c in data["classes"] if c["key"] == "ich")
-    assert ich["slices"] == [2, 3, 4, 5] and ich["voxels"] == 1600
+    assert ich["slices"] == [3, 4, 5, 6] and ich["voxels"] == 1600  # slice numbers count from 1
+
+    # the case folder works as well as its id (no --workspace needed)
+    assert main(["export", str(case.folder), "--format", "csv", "-o", str(tmp_path / "g.csv")]) == 0
+    assert (tmp_path / "g.csv").read_text() == (tmp_path / "f.csv").read_text()
 
     # no prediction stored yet: a clear error, exit code 2
     assert main(base + ["--format", "nifti", "--source", "prediction", "-o", str(tmp_path / "p.nii.gz")]) == 2

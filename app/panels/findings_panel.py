@@ -21,17 +21,18 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QT
 from ctseg_core.findings import (MIN_CONSECUTIVE_SLICES, ORIGINS, UNCERTAIN_BELOW, Findings, SliceCounts,
                                  add_abc2, class_origin, findings_from_counts, model_confidence)
 from ctseg_core.labels import LESION_CLASSES
+from ctseg_core.slices import image_ranges_text
 from ctseg_core.volume import LabelMap
 from app.panels.classes_panel import colour_icon, fit_rows
 from app.session import PREDICTION
 from app.workers import run_task
 
-COLUMNS = ["Class", "Volume (mL)", "Slices", "Scan", "ABC/2 (mL)", "Model conf.", "Review"]
-COL_VOLUME, COL_SLICES, COL_SCAN, COL_ABC, COL_CONF, COL_REVIEW = range(1, 7)
+COLUMNS = ["Class", "mL", "Slices", "Scan", "Conf. / unsure", "Review"]
+COL_VOLUME, COL_SLICES, COL_SCAN, COL_CONF, COL_REVIEW = range(1, 6)
 DEBOUNCE_MS = 300
 UPDATING = "updating…"
 AMBER, RED, GREEN, GREY = QColor(240, 175, 40), QColor(255, 90, 90), QColor(90, 190, 110), QColor(150, 150, 150)
-REVIEW_TEXT = {"model": "AI, not reviewed", "edited": "AI + edits, not reviewed", "person": "drawn, not reviewed"}
+REVIEW_TEXT = {"model": "AI, unreviewed", "edited": "AI+edits, unrev.", "person": "drawn, unrev."}
 
 
 class ModelBox(QWidget):
@@ -123,16 +124,20 @@ class FindingsPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(COL_SLICES, QHeaderView.Stretch)
-        for col, tip in ((COL_CONF, f"the model's mean probability for the class where it drew it, and the share of "
-                                    f"that region below {UNCERTAIN_BELOW:.0%}"),
-                         (COL_REVIEW, "AI = drawn by the model; reviewed = the case is marked corrected or approved"),
+        for col, tip in ((COL_VOLUME, "volume in millilitres (voxel count x voxel size)"),
+                         (COL_CONF, f"the model's mean probability for the class where it drew it / the share of "
+                                    f"that region where it was below {UNCERTAIN_BELOW:.0%}"),
+                         (COL_REVIEW, "AI = drawn by the model, AI+edits = changed by a person, drawn = by a person; "
+                                      "reviewed = the case is marked corrected or approved"),
                          (COL_SLICES, "axial slice numbers, 1 = the first slice of the scan as loaded")):
             self.table.horizontalHeaderItem(col).setToolTip(tip)
         for row, cls in enumerate(LESION_CLASSES):
-            self.table.setItem(row, 0, QTableWidgetItem(colour_icon(cls.colour), cls.key.upper()))
+            self.table.setItem(row, 0, QTableWidgetItem(colour_icon(cls.colour), cls.key.upper()[:6]))
             self.table.item(row, 0).setToolTip(cls.name)
         self.table.cellDoubleClicked.connect(lambda row, col: self.class_activated.emit(LESION_CLASSES[row].id))
         self.table.setToolTip("double-click a class to go to it")
+        self.abc2_label = QLabel("")
+        self.abc2_label.setToolTip("ABC/2 (Kothari 1996) on the largest ICH component, beside the voxel count")
         self.status = QLabel("")
         self.status.setStyleSheet("color: #f0c040;")
         self.caption = QLabel(f"Scan: positive when present on {MIN_CONSECUTIVE_SLICES}+ consecutive slices. "
@@ -143,6 +148,7 @@ class FindingsPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.model_box)
         layout.addWidget(self.table)
+        layout.addWidget(self.abc2_label)
         layout.addWidget(self.status)
         layout.addWidget(self.caption)
         layout.addStretch(1)
@@ -276,16 +282,25 @@ class FindingsPanel(QWidget):
         pending = self.updating or self._details is None
         for row, c in enumerate(findings.classes):
             self._show_row(row, c, pending)
+        self._show_abc2(findings.classes[0], pending)
         self._show_status()
+
+    def _show_abc2(self, ich, pending: bool) -> None:
+        if not ich.voxels:
+            self.abc2_label.setText("")
+        elif pending or ich.abc2 is None:
+            self.abc2_label.setText(f"ICH ABC/2: {UPDATING}")
+        else:
+            a = ich.abc2
+            self.abc2_label.setText(f"ICH ABC/2: {a.volume_ml:.1f} mL (A {a.a_mm:.0f} x B {a.b_mm:.0f} x C {a.c_mm:.0f} mm"
+                                    f" / 2, slice {a.slice_index + 1}; voxel count {ich.volume_ml:.1f} mL)")
 
     def _show_row(self, row: int, c, pending: bool) -> None:
         ai_unreviewed = c.voxels > 0 and not self.reviewed and c.origin in ("model", "edited")
         scan = ("positive (AI)" if ai_unreviewed else "POSITIVE") if c.positive else ("negative" if c.voxels == 0
                                                                                           else "below rule")
-        abc = ("" if c.abc2 is None else f"{c.abc2.volume_ml:.1f}") if not (pending and c.class_id == 1 and c.voxels) \
-            else UPDATING
         conf = c.confidence
-        conf_text = "" if conf is None else f"{conf.mean_probability:.2f} ({conf.uncertain_fraction:.0%} unsure)"
+        conf_text = "" if conf is None else f"{conf.mean_probability:.2f} / {conf.uncertain_fraction:.0%}"
         if c.voxels == 0:
             review = ""
         elif self.reviewed:
@@ -295,10 +310,10 @@ class FindingsPanel(QWidget):
         else:
             review = REVIEW_TEXT.get(c.origin, "not reviewed")
         values = {COL_VOLUME: f"{c.volume_ml:.2f}", COL_SLICES: c.slices_text or "-", COL_SCAN: scan,
-                  COL_ABC: abc, COL_CONF: conf_text, COL_REVIEW: review}
+                  COL_CONF: conf_text, COL_REVIEW: review}
         for col, text in values.items():
             item = QTableWidgetItem(text)
-            right = col in (COL_VOLUME, COL_ABC)
+            right = col in (COL_VOLUME, COL_CONF)
             item.setTextAlignment((Qt.AlignRight if right else Qt.AlignLeft) | Qt.AlignVCenter)
             if ai_unreviewed:
                 font = QFont(item.font())
@@ -315,10 +330,9 @@ class FindingsPanel(QWidget):
         self._tooltips(row, c)
 
     def _tooltips(self, row: int, c) -> None:
-        if c.abc2 is not None:
-            self.table.item(row, COL_ABC).setToolTip(
-                f"A {c.abc2.a_mm:.1f} mm x B {c.abc2.b_mm:.1f} mm x C {c.abc2.c_mm:.1f} mm / 2 (largest component, "
-                f"measured on slice {c.abc2.slice_index + 1}); voxel count: {c.volume_ml:.2f} mL")
+        images = image_ranges_text(self.session.volume, c.slices) if c.slices else ""
+        self.table.item(row, COL_SLICES).setToolTip(
+            f"slices {c.slices_text}" + (f" (nearest scanner {images})" if images else "") if c.slices else "")
         conf = c.confidence
         if conf is not None:
             self.table.item(row, COL_CONF).setToolTip(

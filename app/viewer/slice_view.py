@@ -16,6 +16,7 @@ from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 import app.viewer  # noqa: F401  (pyqtgraph configuration)
+from ctseg_core.slices import location_text, slice_label, slice_number, source_text
 from app.session import Session
 from app.viewer.interaction import SliceMouseEvent
 from app.viewer.overlay import class_lut, outline, uncertainty_lut
@@ -66,6 +67,7 @@ class SliceView(QWidget):
         self._slice_index = -1
         self._drag_tool = None
         self._wl_start = None
+        self._hover_pos = None  # scene position of the mouse over this view (None: elsewhere)
 
         self.header = QLabel(orientation.capitalize())
         self.header.setStyleSheet("color: #ddd; background: #222; padding: 2px 6px;")
@@ -194,6 +196,8 @@ class SliceView(QWidget):
         if index != self._slice_index:
             self._slice_index = index
             self.redraw()
+            if self._hover_pos is not None:  # keys or the wheel changed the slice under a still mouse
+                self._on_hover(self._hover_pos)
 
     def redraw(self) -> None:
         """Draw the current slice's HU, labels and uncertainty now."""
@@ -257,12 +261,11 @@ class SliceView(QWidget):
         return box[2 * a] <= self._slice_index < box[2 * a + 1]
 
     def _update_header(self) -> None:
-        vol = self.session.volume
-        pos = list(self.session.position)
-        point = vol.geometry.index_to_physical(*pos)
-        axes = {"axial": (2, "S"), "coronal": (1, "P"), "sagittal": (0, "L")}[self.orientation]
-        self.header.setText(f"{self.orientation.capitalize()}   slice {self._slice_index + 1} / {self.slice_count()}"
-                            f"   {axes[1]} {point[axes[0]]:+.1f} mm")
+        """ "Axial  slice 21 / 37 ≈ image 19 (1.1 mm away)  S 49.3 mm": 1-based, the nearest scanner image,
+        and the plane's location (the same wherever the crosshair is on it)."""
+        vol, axis, index = self.session.volume, self.plane.slice_axis, self._slice_index
+        number = slice_label(vol, index) if axis == 0 else f"slice {slice_number(index)} / {self.slice_count()}"
+        self.header.setText(f"{self.orientation.capitalize()}   {number}   {location_text(vol.geometry, axis, index)}")
 
     def _make_edge_label(self) -> QLabel:
         label = QLabel(self.graphics)
@@ -290,6 +293,11 @@ class SliceView(QWidget):
         lab["bottom"].move((w - lab["bottom"].width()) // 2, h - lab["bottom"].height() - 2)
         lab["left"].move(4, (h - lab["left"].height()) // 2)
         lab["right"].move(w - lab["right"].width() - 4, (h - lab["right"].height()) // 2)
+
+    def leaveEvent(self, ev):
+        super().leaveEvent(ev)
+        self._hover_pos = None
+        self.cursor_moved.emit(None)
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
@@ -362,6 +370,7 @@ class SliceView(QWidget):
         mev = self._mouse_event(scene_pos, Qt.NoButton, Qt.NoModifier)
         if mev is None:
             return
+        self._hover_pos = QPointF(scene_pos)
         self.cursor_moved.emit(mev.voxel if mev.inside else None)
         tool = self.session.active_tool
         if tool is not None:
@@ -382,7 +391,10 @@ class SliceView(QWidget):
 
 
 def describe_voxel(volume, k: int, j: int, i: int) -> str:
-    """Status-bar text for a voxel: index, HU and LPS position in mm."""
+    """Status-bar text for a voxel: slice (1-based, with the nearest source image), row and column
+    (1-based), HU and LPS position in mm."""
     hu = float(volume.array[k, j, i])
     x, y, z = volume.geometry.index_to_physical(k, j, i)
-    return f"voxel (z {k}, y {j}, x {i})   HU {hu:.0f}   LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
+    source = source_text(volume, k)
+    return (f"slice {slice_number(k)}{' ' + source if source else ''}, row {j + 1}, column {i + 1}   HU {hu:.0f}"
+            f"   LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm")

@@ -103,7 +103,10 @@ def _short(v) -> str:
 
 
 def _run(args) -> int:
-    results = evaluate(args.model, args.data, args.device, progress=None if args.json else print)
+    from ctseg_core.terminal import ProgressBar
+
+    with ProgressBar(len(find_cases(args.data)), "evaluating", "case", enabled=not args.json) as bar:
+        results = evaluate(args.model, args.data, args.device, progress=lambda text: bar.advance(1, text))
     if args.json:
         print(json.dumps({"data": str(args.data), "n_cases": results[0].overlap.n_scans,
                           "results": [r.as_dict() for r in results]}, indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -19,16 +18,23 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--snapshot-every", type=int, default=100)
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout even on a terminal (always so when stdout is not a terminal)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ctseg_core.terminal import EventOutput, json_output_wanted
     from ctseg_core.training.synthetic import SyntheticConfig, train_synthetic
 
     cfg = SyntheticConfig(out=args.out, steps=args.steps, seed=args.seed, encoder=args.encoder,
                           spacing_mm=args.spacing, batch_size=args.batch, lr=args.lr, device=args.device,
                           snapshot_every=args.snapshot_every,
                           command="ctseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    path = train_synthetic(cfg, emit=lambda e: print(json.dumps(e), flush=True))
+    output = EventOutput(json_output_wanted(args.json), desc="pretraining")
+    try:
+        path = train_synthetic(cfg, emit=output)
+    finally:
+        output.close()
     print(f"saved {path}")
     return 0

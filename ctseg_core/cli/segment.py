@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ctseg_core.errors import CheckpointError
@@ -27,10 +26,6 @@ def resolve_model(path: str | Path | None) -> Path:
     return default
 
 
-def _progress(done: int, total: int, message: str = "") -> None:
-    print(f"\r{message}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-
 def _run(args) -> int:
     from ctseg_core.io import load_volume
     from ctseg_core.io.images import write_labels
@@ -40,8 +35,11 @@ def _run(args) -> int:
 
     predictor = Predictor.from_checkpoint(resolve_model(args.model), device=args.device, tta=args.tta,
                                            engine=args.engine)
+    from ctseg_core.terminal import ProgressBar
+
     volume = load_volume(args.input)
-    prediction = predictor.predict(volume, progress=None if args.json else _progress)
+    with ProgressBar(volume.shape[0], "segmenting", "slice", enabled=not args.json) as bar:
+        prediction = predictor.predict(volume, progress=bar.callback)
     write_labels(prediction.labels, args.output)
     volumes = class_volumes_ml(prediction.labels)
     detected = scan_detection(prediction.labels)

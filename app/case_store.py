@@ -138,8 +138,8 @@ class CaseStore(QObject):
                                       if origin == "prediction" else "")
         session.log(f"case {case.id} ({case.record.status}): editing {what}")
         if origin == "recovered":
-            session.log(f"recovered {pending} edit step(s) of case {case.id} that were not saved when the app "
-                        "last closed; they are saved now", "warning")
+            session.notify(f"Recovered {pending} edit step(s) of case {case.id} that were not saved when the app "
+                           "last closed (the edit journal kept them); they are saved now.", "warning")
             self._changes += 1
             QTimer.singleShot(0, self._autosave)
         self.case_opened.emit(case)

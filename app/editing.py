@@ -21,9 +21,8 @@ from ctseg_core.store import default_root
 from app.case_store import AUTOSAVE_MS, CaseStore
 from app.session import FINAL
 from app.tools import create_tools
-from app.tools.options import OptionsBar, ToolOptions
+from app.tools.options import BRUSH_STEP, OptionsBar, ToolOptions
 
-BRUSH_STEP = 1.25  # [ and ] scale the brush radius by this factor
 REVIEW_STATUSES = {"in_review": "In review", "corrected": "Corrected", "approved": "Approved"}
 REVIEWED_STATUSES = ("corrected", "approved")  # a person has looked at every finding
 
@@ -195,6 +194,11 @@ class EditingController(QObject):
         if tool is not None:
             self.select_tool(None)
 
+    def tell(self, text: str) -> None:
+        """A short message for the user about a tool's click (status bar and log)."""
+        self.window.statusBar().showMessage(text, 5000)
+        self.session.log(text)
+
     def _on_options(self) -> None:
         tool = self.session.active_tool
         if hasattr(tool, "refresh_outline"):
@@ -239,7 +243,9 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     window.addToolBar(Qt.TopToolBarArea, c.options_bar)
     c.options_bar.show_for(None)
     c.cases_panel = CasesPanel(c.store, c.request_status)
-    c.cases_dock = window.add_dock(c.cases_panel, "Cases", Qt.LeftDockWidgetArea)
+    c.cases_dock = window.add_dock(c.cases_panel, "Cases", Qt.LeftDockWidgetArea,
+                                   tabify_with=getattr(window, "scan_dock", None))
+    c.cases_dock.raise_()
     window.resizeDocks([c.cases_dock], [330], Qt.Horizontal)
     window.menu("&View").addAction(c.cases_dock.toggleViewAction())
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter, QWidget
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from ctseg_core.windowing import PRESETS
 from app.exporting import Exporter
@@ -21,6 +22,9 @@ from app.loading import ScanOpener
 from app.panels.classes_panel import ClassesPanel
 from app.panels.findings_panel import FindingsPanel
 from app.panels.log_panel import LogPanel
+from app.panels.notice_bar import NoticeBar
+from app.panels.scan_panel import ScanPanel
+from app.panels.window_bar import WindowBar
 from app.session import Session
 from app.viewer.slice_view import SliceView, describe_voxel
 from app.viewer.volume_view import VolumeView
@@ -52,6 +56,9 @@ class MainWindow(QMainWindow):
         self._build_docks(enable_3d)
         self._build_status_bar()
         self._build_menus()
+        from app.help import install_help
+
+        install_help(self)
         self._connect()
         self.setAcceptDrops(True)
         self.resize(1600, 1000)
@@ -70,7 +77,18 @@ class MainWindow(QMainWindow):
         main.setStretchFactor(0, 2)
         main.setStretchFactor(1, 1)
         main.setSizes([700, 350])
-        self.setCentralWidget(main)
+        self._side, self._main_splitter = side, main
+        self.notice_bar = NoticeBar(self.session)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.notice_bar)
+        layout.addWidget(main, 1)
+        self.setCentralWidget(central)
+        self.window_bar = WindowBar(self.session, self)
+        self.addToolBar(Qt.TopToolBarArea, self.window_bar)
+        self.maximised = None  # the view shown alone ("3d" for the 3-D view), or None
 
     def add_dock(self, widget: QWidget, title: str, area=Qt.RightDockWidgetArea, tabify_with: QDockWidget | None = None
                  ) -> QDockWidget:
@@ -86,11 +104,13 @@ class MainWindow(QMainWindow):
         self.classes_panel = ClassesPanel(self.session)
         self.findings_panel = FindingsPanel(self.session)
         self.log_panel = LogPanel(self.session)
+        self.scan_panel = ScanPanel(self.session)
         self.volume_view = VolumeView(self.session, enabled=enable_3d and self.settings.value("view/3d", True, bool))
         self.classes_dock = self.add_dock(self.classes_panel, "Classes")
         self.findings_dock = self.add_dock(self.findings_panel, "Findings")
         self.volume_dock = self.add_dock(self.volume_view, "3D")
         self.log_dock = self.add_dock(self.log_panel, "Log", Qt.BottomDockWidgetArea)
+        self.scan_dock = self.add_dock(self.scan_panel, "Scan", Qt.LeftDockWidgetArea)
         self.resizeDocks([self.classes_dock, self.findings_dock, self.volume_dock], [260, 260, 380], Qt.Vertical)
         self.resizeDocks([self.log_dock], [120], Qt.Vertical)
         self.resizeDocks([self.classes_dock], [460], Qt.Horizontal)
@@ -107,11 +127,17 @@ class MainWindow(QMainWindow):
         self._on_model_summary("")
 
     def menu(self, name: str) -> QMenu:
-        """The top-level menu called ``name`` (created at the end of the menu bar if new)."""
-        for action in self.menuBar().actions():
+        """The top-level menu called ``name`` (created if new: at the end of the menu bar, before Help)."""
+        bar = self.menuBar()
+        for action in bar.actions():
             if action.menu() is not None and action.text().replace("&", "") == name.replace("&", ""):
                 return action.menu()
-        return self.menuBar().addMenu(name)
+        help_action = next((a for a in bar.actions() if a.text().replace("&", "") == "Help"), None)
+        if help_action is None:
+            return bar.addMenu(name)
+        menu = QMenu(name, bar)
+        bar.insertMenu(help_action, menu)
+        return menu
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None, checkable=False, checked=False) -> QAction:
         action = QAction(text, self)
@@ -152,8 +178,15 @@ class MainWindow(QMainWindow):
         self.outline_action = self._action(view, "Outline labels", self.session.set_outline, "Ctrl+Shift+L", True)
         self.uncertainty_action = self._action(view, "Show model uncertainty", self.session.set_show_uncertainty,
                                                "Ctrl+U", True)
+        self.labels_action = self._action(view, "Show labels (overlay)", self.session.set_show_labels, "S", True,
+                                          self.session.show_labels)
+        self._action(view, "Labels more transparent", lambda: self.session.set_opacity(self.session.opacity - 0.1),
+                     "A")
+        self._action(view, "Labels more opaque", lambda: self.session.set_opacity(self.session.opacity + 0.1), "D")
+        self._action(view, "Show the axial view alone / all views", lambda: self.toggle_maximised("axial"), "Ctrl+1")
+        self._action(view, "Show the 3-D view alone / all views", lambda: self.toggle_maximised("3d"), "Ctrl+3")
         view.addSeparator()
-        for dock in (self.classes_dock, self.findings_dock, self.volume_dock, self.log_dock):
+        for dock in (self.classes_dock, self.findings_dock, self.volume_dock, self.log_dock, self.scan_dock):
             view.addAction(dock.toggleViewAction())
 
         model = self.menu("&Model")
@@ -169,8 +202,10 @@ class MainWindow(QMainWindow):
         s.model_changed.connect(self._on_model_summary)
         s.volume_changed.connect(self._update_title)
         s.display_changed.connect(self._sync_view_actions)
-        for v in self.views.values():
+        for name, v in self.views.items():
             v.cursor_moved.connect(self._on_cursor)
+            v.maximise_requested.connect(lambda n=name: self.toggle_maximised(n))
+        self.volume_view.maximise_requested.connect(lambda: self.toggle_maximised("3d"))
         self.model.done.connect(self.pipeline_done)
         self.model.error.connect(self.show_error)
         self.findings_panel.class_activated.connect(self.go_to_class)
@@ -322,9 +357,35 @@ class MainWindow(QMainWindow):
         for v in self.views.values():
             v.reset_zoom()
 
+    def toggle_maximised(self, which: str) -> None:
+        """Show one slice view (or "3d") alone in the window; the same again (or another) restores all."""
+        target = None if self.maximised == which else which
+        if self.maximised == "3d" or target == "3d":
+            self._show_3d_alone(target == "3d")
+        for name, view in self.views.items():
+            view.setVisible(target in (None, "3d") or name == target)
+        self._side.setVisible(target in (None, "3d", "coronal", "sagittal"))
+        self.maximised = target
+
+    def _show_3d_alone(self, alone: bool) -> None:
+        """The 3-D dock takes the whole window (the slice views and other docks hide), or gives it back."""
+        if alone:
+            self._hidden_docks = [d for d in self.findChildren(QDockWidget)
+                                  if d is not self.volume_dock and d.isVisible()]
+            for dock in self._hidden_docks:
+                dock.hide()
+            self.centralWidget().hide()
+            self.volume_dock.show()
+        else:
+            self.centralWidget().show()
+            for dock in getattr(self, "_hidden_docks", []):
+                dock.show()
+            self._hidden_docks = []
+
     def _sync_view_actions(self) -> None:
         for action, value in ((self.outline_action, self.session.outline),
-                              (self.uncertainty_action, self.session.show_uncertainty)):
+                              (self.uncertainty_action, self.session.show_uncertainty),
+                              (self.labels_action, self.session.show_labels)):
             if action.isChecked() != value:
                 action.blockSignals(True)
                 action.setChecked(value)

@@ -36,7 +36,7 @@ class Session(QObject):
     uncertainty_changed = Signal(object)  # Box or None
     position_changed = Signal(int, int, int)  # crosshair voxel (k, j, i)
     window_changed = Signal(float, float)  # (level, width) HU
-    display_changed = Signal()  # class visibility, opacity, outline, uncertainty toggle, shown source
+    display_changed = Signal()  # class visibility, overlay on/off, opacity, outline, uncertainty toggle, shown source
     class_lock_changed = Signal(int, bool)
     active_class_changed = Signal(int)
     tool_changed = Signal(object)  # the active SliceTool (None = navigate)
@@ -44,6 +44,7 @@ class Session(QObject):
     inference_state_changed = Signal(bool)  # running
     prediction_completed = Signal()  # a whole prediction is in place (``prediction_model`` made it)
     log_message = Signal(str, str)  # (level "info"/"warning"/"error", text)
+    notice_posted = Signal(str, str)  # (level, text): something the user must see, shown above the views
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -58,6 +59,7 @@ class Session(QObject):
         self.class_visible = [True] * NUM_CLASSES
         self.class_locked = [False] * NUM_CLASSES
         self.opacity = 0.5
+        self.show_labels = True  # the class overlay as a whole (S toggles it)
         self.outline = False
         self.show_uncertainty = False
         self.show_source = FINAL
@@ -212,6 +214,10 @@ class Session(QObject):
         self.opacity = float(min(max(opacity, 0.0), 1.0))
         self.display_changed.emit()
 
+    def set_show_labels(self, show: bool) -> None:
+        self.show_labels = bool(show)
+        self.display_changed.emit()
+
     def set_outline(self, outline: bool) -> None:
         self.outline = bool(outline)
         self.display_changed.emit()
@@ -239,3 +245,8 @@ class Session(QObject):
 
     def log(self, text: str, level: str = "info") -> None:
         self.log_message.emit(level, text)
+
+    def notify(self, text: str, level: str = "info") -> None:
+        """Tell the user in a visible notice above the views (and in the log)."""
+        self.log(text, level)
+        self.notice_posted.emit(level, text)

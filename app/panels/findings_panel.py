@@ -30,6 +30,7 @@ from app.workers import run_task
 COLUMNS = ["Class", "mL", "Slices", "Scan", "Conf. / unsure", "Review"]
 COL_VOLUME, COL_SLICES, COL_SCAN, COL_CONF, COL_REVIEW = range(1, 6)
 DEBOUNCE_MS = 300
+STREAM_REDRAW_MS = 150  # table redraws while inference streams slices in
 UPDATING = "updating…"
 AMBER, RED, GREEN, GREY = QColor(240, 175, 40), QColor(255, 90, 90), QColor(90, 190, 110), QColor(150, 150, 150)
 REVIEW_TEXT = {"model": "AI, unreviewed", "edited": "AI+edits, unrev.", "person": "drawn, unrev."}
@@ -154,6 +155,8 @@ class FindingsPanel(QWidget):
         layout.addStretch(1)
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(self.recompute)
+        self._show_timer = QTimer(self, singleShot=True, interval=STREAM_REDRAW_MS)
+        self._show_timer.timeout.connect(self._show)
         session.labels_changed.connect(self._on_labels)
         session.uncertainty_changed.connect(lambda box: self.schedule())
         session.display_changed.connect(self._on_display)
@@ -185,7 +188,11 @@ class FindingsPanel(QWidget):
             else:
                 z0, z1 = (0, labels.array.shape[0]) if box is None else (box[0], box[1])
                 self._counts.update(labels.array, z0, z1)
-                self._show()
+                if self.session.inference_running:  # slices stream in: redraw the table a few times a second
+                    if not self._show_timer.isActive():
+                        self._show_timer.start()
+                else:
+                    self._show()  # an edit: at once
         self.schedule()  # ABC/2 (shown map), origin (either map changed), confidence (prediction changed)
 
     def _counts_match(self, labels) -> bool:
@@ -254,7 +261,7 @@ class FindingsPanel(QWidget):
 
     @property
     def updating(self) -> bool:
-        return self._busy or self._timer.isActive()
+        return self._busy or self._timer.isActive() or self._show_timer.isActive()
 
     # ---- showing ----
     def current(self) -> Findings | None:

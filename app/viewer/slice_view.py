@@ -2,9 +2,10 @@
 
 Three pyqtgraph ImageItems in a view box scaled to millimetres (true aspect ratio): HU with window
 levels, labels with an RGBA lookup table (the overlay), and uncertainty. Crosshair lines follow the
-session's position. Mouse: wheel = slices, Ctrl+wheel = zoom, right-drag = window/level,
-middle-drag = pan, left = the active tool (see app.viewer.interaction) or, with no tool, click to move
-the crosshair and drag to pan. Keys: Up/Down, PageUp/PageDown (10 slices), Home/End.
+session's position. Mouse: wheel = slices, Ctrl+wheel = zoom, Shift+wheel = the tool's size (brush),
+right-drag = window/level, middle-drag = pan, left = the active tool (see app.viewer.interaction) or,
+with no tool, click to move the crosshair and drag to pan; double-click (or the header's button) shows
+the view alone. Keys: Up/Down, PageUp/PageDown (10 slices), Home/End.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 import app.viewer  # noqa: F401  (pyqtgraph configuration)
 from ctseg_core.slices import location_text, slice_label, slice_number, source_text
@@ -34,10 +35,13 @@ class _SliceViewBox(pg.ViewBox):
         self._owner = owner
 
     def wheelEvent(self, ev, axis=None):
-        if ev.modifiers() & Qt.ControlModifier:
+        step = 1 if ev.delta() > 0 else -1
+        if ev.modifiers() & Qt.ShiftModifier and self._owner.wheel_tool(step):
+            ev.accept()  # Shift+wheel (also with Ctrl): the tool's size, as in Slicer / ITK-SNAP
+        elif ev.modifiers() & Qt.ControlModifier:
             super().wheelEvent(ev, axis)
         else:
-            self._owner.scroll(1 if ev.delta() > 0 else -1)
+            self._owner.scroll(step)
             ev.accept()
 
     def mouseDragEvent(self, ev, axis=None):
@@ -58,6 +62,7 @@ class _SliceViewBox(pg.ViewBox):
 
 class SliceView(QWidget):
     cursor_moved = Signal(object)  # (k, j, i) voxel under the mouse, or None when off the image
+    maximise_requested = Signal()  # double-click or the header's button: show this view alone (again: all)
 
     def __init__(self, session: Session, orientation: str = "axial", parent=None):
         super().__init__(parent)
@@ -71,6 +76,17 @@ class SliceView(QWidget):
 
         self.header = QLabel(orientation.capitalize())
         self.header.setStyleSheet("color: #ddd; background: #222; padding: 2px 6px;")
+        self.maximise_button = QToolButton()
+        self.maximise_button.setText("⤢")
+        self.maximise_button.setAutoRaise(True)
+        self.maximise_button.setToolTip("show this view alone, or all views again (or double-click the image)")
+        self.maximise_button.setStyleSheet("color: #ddd; background: #222;")
+        self.maximise_button.clicked.connect(self.maximise_requested)
+        header_row = QHBoxLayout()
+        header_row.setContentsMargins(0, 0, 0, 0)
+        header_row.setSpacing(0)
+        header_row.addWidget(self.header, 1)
+        header_row.addWidget(self.maximise_button)
         self.graphics = pg.GraphicsView(background="k")
         self.viewbox = _SliceViewBox(self)
         self.graphics.setCentralItem(self.viewbox)
@@ -78,7 +94,7 @@ class SliceView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self.header)
+        layout.addLayout(header_row)
         layout.addWidget(self.graphics, 1)
         self.setFocusProxy(self.graphics)
         self.graphics.keyPressEvent = self.keyPressEvent
@@ -129,6 +145,11 @@ class SliceView(QWidget):
         pos = list(self.session.position)
         pos[self.plane.slice_axis] += step
         self.session.set_position(*pos)
+
+    def wheel_tool(self, step: int) -> bool:
+        """Hand a Shift+wheel notch to the active tool (``tool.wheel(step)``); False when it has no use for it."""
+        wheel = getattr(self.session.active_tool, "wheel", None)
+        return bool(wheel is not None and wheel(step))
 
     def set_slice(self, index: int) -> None:
         if self.plane is None:
@@ -221,6 +242,7 @@ class SliceView(QWidget):
             lab = outline(lab)
         self.label_item.setImage(lab, autoLevels=False, levels=(0, 255))
         self.label_item.setOpacity(self.session.opacity)
+        self.label_item.setVisible(self.session.show_labels)
 
     def _redraw_uncertainty(self) -> None:
         self._uncert_timer.stop()
@@ -355,6 +377,10 @@ class SliceView(QWidget):
 
     def handle_click(self, ev) -> None:
         if self.plane is None:
+            return
+        if ev.button() == Qt.LeftButton and ev.double():  # the first click already went to the tool
+            ev.accept()
+            self.maximise_requested.emit()
             return
         mev = self._mouse_event(ev.scenePos(), ev.button(), ev.modifiers())
         tool = self.session.active_tool

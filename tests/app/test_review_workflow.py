@@ -60,7 +60,7 @@ def test_a_cancelled_rerun_keeps_the_previous_prediction(qtbot, settings, tmp_pa
     old_pred, old_final = s.prediction.array.copy(), s.final.array.copy()
     old_unc = s.uncertainty.copy()
     assert (old_pred == 1).any() and not np.isnan(old_unc).any()
-    qtbot.waitUntil(lambda: win.findings_panel.findings is not None
+    qtbot.waitUntil(lambda: win.findings_panel.findings is not None and not win.findings_panel.updating
                     and win.findings_panel.findings.by_key("ich").voxels > 0, timeout=10000)
     ich_ml = win.findings_panel.findings.by_key("ich").volume_ml
 

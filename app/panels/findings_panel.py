@@ -18,8 +18,8 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from ctseg_core.findings import (MIN_CONSECUTIVE_SLICES, ORIGINS, UNCERTAIN_BELOW, Findings, SliceCounts,
-                                 add_abc2, class_origin, findings_from_counts, model_confidence)
+from ctseg_core.findings import (ICH_ID, MIN_CONSECUTIVE_SLICES, ORIGINS, UNCERTAIN_BELOW, Findings, SliceCounts,
+                                 abc2_estimate, class_origin, findings_from_counts, model_confidence)
 from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.slices import image_ranges_text
 from ctseg_core.volume import LabelMap
@@ -112,6 +112,7 @@ class FindingsPanel(QWidget):
         self._counts: SliceCounts | None = None
         self._counts_of = None  # (source, array) the counts belong to
         self._details: dict | None = None  # the worker's last result
+        self._confidence_stale = True  # the model's output changed since the confidence was computed
         self._busy = False
         self._again = False
         self.model_box = ModelBox(session)
@@ -158,7 +159,7 @@ class FindingsPanel(QWidget):
         self._show_timer = QTimer(self, singleShot=True, interval=STREAM_REDRAW_MS)
         self._show_timer.timeout.connect(self._show)
         session.labels_changed.connect(self._on_labels)
-        session.uncertainty_changed.connect(lambda box: self.schedule())
+        session.uncertainty_changed.connect(self._on_prediction_changed)
         session.display_changed.connect(self._on_display)
         session.volume_changed.connect(self._on_volume)
 
@@ -172,6 +173,7 @@ class FindingsPanel(QWidget):
     # ---- counting (GUI thread, only the slices that changed) ----
     def _on_volume(self) -> None:
         self._counts, self._counts_of, self._details, self.findings = None, None, None, None
+        self._confidence_stale = True
         self.schedule()
 
     def _on_display(self) -> None:
@@ -180,7 +182,14 @@ class FindingsPanel(QWidget):
             self._recount()
             self.schedule()
 
+    def _on_prediction_changed(self, *_) -> None:
+        """The model's labels or uncertainty changed: its confidence must be computed again."""
+        self._confidence_stale = True
+        self.schedule()
+
     def _on_labels(self, which: str, box) -> None:
+        if which == PREDICTION:
+            self._confidence_stale = True
         if which == self.session.show_source:
             labels = self.session.displayed_labels()
             if not self._counts_match(labels):
@@ -231,14 +240,22 @@ class FindingsPanel(QWidget):
         self._busy = True
         shown = LabelMap(labels.array.copy(), labels.geometry)
         prediction = s.prediction.array.copy() if s.predicted_slices.any() else None
-        uncertainty = s.uncertainty.copy() if prediction is not None else None
+        # the confidence depends on the model's output only: after an edit the last one still holds
+        known = (self._details or {}).get("confidence")
+        uncertainty = s.uncertainty.copy() if prediction is not None and (self._confidence_stale or known is None) \
+            else None
+        self._confidence_stale = False
         from_model = s.show_source == PREDICTION
+        has_ich = bool(self._counts.counts[:, ICH_ID].any())
 
         def job():
-            ich = add_abc2(findings_from_counts(SliceCounts(shown.array), shown.geometry), shown).classes[0].abc2
+            ich = abc2_estimate(shown.array == ICH_ID, shown.geometry.spacing) if has_ich else None
             origin = ({c.id: "model" for c in LESION_CLASSES} if from_model
                       else class_origin(shown.array, prediction))
-            confidence = model_confidence(prediction, uncertainty) if prediction is not None else {}
+            if prediction is None:
+                confidence = {}
+            else:
+                confidence = model_confidence(prediction, uncertainty) if uncertainty is not None else known
             return {"abc2": ich, "origin": origin, "confidence": confidence}
 
         run_task(job, self._on_result, self._on_error)
@@ -275,7 +292,7 @@ class FindingsPanel(QWidget):
         f.review = self.review_text
         d = self._details or {}
         for c in f.classes:
-            if c.class_id == 1:
+            if c.class_id == ICH_ID:
                 c.abc2 = d.get("abc2") if c.voxels else None
             c.confidence = d.get("confidence", {}).get(c.class_id)
             c.origin = d.get("origin", {}).get(c.class_id, "") if c.voxels else ""

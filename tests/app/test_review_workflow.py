@@ -120,3 +120,30 @@ def test_reopening_with_a_stored_prediction_of_the_active_model_does_not_rerun(q
     _use(qtbot, win3, other)
     assert open_and_wait(qtbot, win3, scan) == "inferred" and len(other.calls) == 1
     _close(win3)
+
+
+def test_ai_findings_look_unreviewed_until_a_person_marks_the_case(qtbot, settings, tmp_path, workspace):
+    scan = write_phantom(tmp_path / "scan.nii.gz")
+    win, editor = make_window(qtbot, settings, tmp_path, workspace)
+    _use(qtbot, win, ThresholdPredictor())
+    assert open_and_wait(qtbot, win, scan) == "inferred"
+    panel = win.findings_panel
+    qtbot.waitUntil(lambda: not panel.updating and panel.findings.by_key("ich").origin == "model", timeout=10000)
+    scan_cell, review_cell, conf_cell = (panel.table.item(0, c) for c in (3, 5, 4))
+    assert scan_cell.text() == "positive (AI)" and scan_cell.font().italic()
+    assert review_cell.text() == "AI, unreviewed" and conf_cell.text() == "0.70 / 0%"
+    assert "stub-threshold v0" in panel.model_box.model_label.text()
+    assert panel.model_box.prediction_label.text() == "Prediction by stub-threshold v0"
+
+    win.session.set_active_class(2)  # a person paints SDH somewhere: "drawn", still not reviewed
+    win.session.final.array[2, 10:20, 10:20] = 2
+    win.session.notify_labels_edited((2, 3, 10, 20, 10, 20))
+    qtbot.waitUntil(lambda: not panel.updating and panel.findings.by_key("sdh").origin == "person", timeout=10000)
+    assert panel.table.item(1, 5).text() == "drawn, unrev."
+
+    editor.store.set_annotator("dr_test")
+    editor.request_status("corrected")  # reviewed: the same findings now read as results
+    assert panel.reviewed and panel.review_text == "corrected by dr_test"
+    assert panel.table.item(0, 3).text() == "POSITIVE" and not panel.table.item(0, 3).font().italic()
+    assert panel.table.item(0, 5).text() == "✓ reviewed"
+    _close(win)

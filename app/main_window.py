@@ -111,7 +111,7 @@ class MainWindow(QMainWindow):
         self.volume_dock = self.add_dock(self.volume_view, "3D")
         self.log_dock = self.add_dock(self.log_panel, "Log", Qt.BottomDockWidgetArea)
         self.scan_dock = self.add_dock(self.scan_panel, "Scan", Qt.LeftDockWidgetArea)
-        self.resizeDocks([self.classes_dock, self.findings_dock, self.volume_dock], [260, 260, 380], Qt.Vertical)
+        self.resizeDocks([self.classes_dock, self.findings_dock, self.volume_dock], [250, 400, 300], Qt.Vertical)
         self.resizeDocks([self.log_dock], [120], Qt.Vertical)
         self.resizeDocks([self.classes_dock], [460], Qt.Horizontal)
 
@@ -370,17 +370,15 @@ class MainWindow(QMainWindow):
     def _show_3d_alone(self, alone: bool) -> None:
         """The 3-D dock takes the whole window (the slice views and other docks hide), or gives it back."""
         if alone:
-            self._hidden_docks = [d for d in self.findChildren(QDockWidget)
-                                  if d is not self.volume_dock and d.isVisible()]
-            for dock in self._hidden_docks:
-                dock.hide()
+            self._layout_before = self.saveState()  # dock places, sizes and visibility
+            for dock in self.findChildren(QDockWidget):
+                if dock is not self.volume_dock:
+                    dock.hide()
             self.centralWidget().hide()
             self.volume_dock.show()
         else:
             self.centralWidget().show()
-            for dock in getattr(self, "_hidden_docks", []):
-                dock.show()
-            self._hidden_docks = []
+            self.restoreState(self._layout_before)
 
     def _sync_view_actions(self) -> None:
         for action, value in ((self.outline_action, self.session.outline),

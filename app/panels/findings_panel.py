@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont
-from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QScrollArea, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ctseg_core.findings import (ICH_ID, MIN_CONSECUTIVE_SLICES, ORIGINS, UNCERTAIN_BELOW, Findings, SliceCounts,
                                  abc2_estimate, class_origin, findings_from_counts, model_confidence)
@@ -33,7 +33,7 @@ DEBOUNCE_MS = 300
 STREAM_REDRAW_MS = 150  # table redraws while inference streams slices in
 UPDATING = "updating…"
 AMBER, RED, GREEN, GREY = QColor(240, 175, 40), QColor(255, 90, 90), QColor(90, 190, 110), QColor(150, 150, 150)
-REVIEW_TEXT = {"model": "AI, unreviewed", "edited": "AI+edits, unrev.", "person": "drawn, unrev."}
+REVIEW_TEXT = {"model": "AI, unreviewed", "edited": "AI+edit, unrev.", "person": "drawn, unrev."}
 
 
 class ModelBox(QWidget):
@@ -75,8 +75,8 @@ class ModelBox(QWidget):
             sha = f" · weights {m.short_sha}" if m.sha256 else ""
             training = f"<br>trained on {m.training}" if m.training else ""
             self.model_label.setText(f"<b>Model: {m.label}</b>{sha}{training}<br>"
-                                     "<span style='color:#f0c040'>Research software, not for clinical use: "
-                                     "every finding needs a reader's review.</span>")
+                                     "<span style='color:#f0c040'>Not for clinical use: every finding needs a "
+                                     "reader's review.</span>")
             self.model_label.setToolTip(m.summary + (f"\nweights sha256 {m.sha256}" if m.sha256 else ""))
         self.prediction_label.setText(self._prediction_text())
         self.rerun_button.setEnabled(s.has_volume() and m is not None and not s.inference_running)
@@ -143,10 +143,14 @@ class FindingsPanel(QWidget):
         self.status = QLabel("")
         self.status.setStyleSheet("color: #f0c040;")
         self.caption = QLabel(f"Scan: positive when present on {MIN_CONSECUTIVE_SLICES}+ consecutive slices. "
-                              "Slices are numbered from 1. Amber italics: drawn by the model, not reviewed.")
+                              "Slices are numbered from 1. Amber italics: drawn by the model, not reviewed "
+                              "(\"positive?\"); red POSITIVE: the case was reviewed.")
         self.caption.setWordWrap(True)
         self.caption.setStyleSheet("color: #999;")
-        layout = QVBoxLayout(self)
+        self.abc2_label.setWordWrap(True)
+        self.status.setWordWrap(True)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.model_box)
         layout.addWidget(self.table)
@@ -154,6 +158,14 @@ class FindingsPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.caption)
         layout.addStretch(1)
+        scroll = QScrollArea()  # a short dock scrolls instead of drawing its parts over each other
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(self.recompute)
         self._show_timer = QTimer(self, singleShot=True, interval=STREAM_REDRAW_MS)
@@ -321,8 +333,8 @@ class FindingsPanel(QWidget):
 
     def _show_row(self, row: int, c, pending: bool) -> None:
         ai_unreviewed = c.voxels > 0 and not self.reviewed and c.origin in ("model", "edited")
-        scan = ("positive (AI)" if ai_unreviewed else "POSITIVE") if c.positive else ("negative" if c.voxels == 0
-                                                                                          else "below rule")
+        scan = ("positive?" if ai_unreviewed else "POSITIVE") if c.positive else ("negative" if c.voxels == 0
+                                                                                      else "below rule")
         conf = c.confidence
         conf_text = "" if conf is None else f"{conf.mean_probability:.2f} / {conf.uncertain_fraction:.0%}"
         if c.voxels == 0:

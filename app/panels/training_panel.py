@@ -13,14 +13,14 @@ asks first when the version scored worse (``ModelStore.activation_warning``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QHeaderView, QLabel, QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                               QHeaderView, QLabel, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox,
+                               QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ctseg_core.errors import CtsegError
@@ -85,6 +85,8 @@ class TrainingPanel(QWidget):
                                      f"{self.auto_reason}")
         self.strategy_label.setWordWrap(True)
         self.strategy = QComboBox()
+        self.strategy.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.strategy.setMinimumContentsLength(14)  # long item texts must not widen the dock
         self.strategy.addItem(f"Automatic ({self.auto_strategy})", None)
         for key, text in STRATEGY_TEXT.items():
             self.strategy.addItem(text, key)
@@ -132,12 +134,8 @@ class TrainingPanel(QWidget):
         self.run_new_button.clicked.connect(self.run_new_model)
         result = QGroupBox("Last run")
         rl = QVBoxLayout(result)
-        run_buttons = QHBoxLayout()
-        run_buttons.addWidget(self.details_button)
-        run_buttons.addWidget(self.run_new_button)
-        for w in (self.plots, self.result_table, self.reason_label):
+        for w in (self.plots, self.result_table, self.reason_label, self.details_button, self.run_new_button):
             rl.addWidget(w)
-        rl.addLayout(run_buttons)
 
         self.versions_table = self._table(["", "Version", "From", "Created", "Dice before", "Dice after", "Promoted"])
         self.versions_table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -456,7 +454,12 @@ def install_training(window, editing) -> TrainingPanel:
     """The Training dock (tabbed with the Cases dock) and Model > Retrain on corrected cases..."""
     panel = TrainingPanel(window, editing)
     window.training_panel = panel
-    panel.dock = window.add_dock(panel, "Training", Qt.LeftDockWidgetArea,
+    scroll = QScrollArea()  # the panel is tall (plots, tables): a short window scrolls it
+    scroll.setWidget(panel)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    panel.dock = window.add_dock(scroll, "Training", Qt.LeftDockWidgetArea,
                                  tabify_with=getattr(editing, "cases_dock", None))
     window.menu("&View").addAction(panel.dock.toggleViewAction())
     model = window.menu("&Model")

@@ -39,7 +39,8 @@ class TrainingPlots(QWidget):
         self.dice_plot.setMouseEnabled(x=False, y=False)
         self.dice_plot.showGrid(y=True, alpha=0.2)
         for plot in (self.loss_plot, self.dice_plot):
-            plot.setMinimumHeight(130)
+            plot.setMinimumHeight(110)
+            plot.setMaximumHeight(170)
             plot.setMenuEnabled(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 import app.viewer  # noqa: F401  (pyqtgraph configuration)
 from ctseg_core.slices import location_text, slice_label, slice_number, source_text
@@ -76,6 +76,7 @@ class SliceView(QWidget):
 
         self.header = QLabel(orientation.capitalize())
         self.header.setStyleSheet("color: #ddd; background: #222; padding: 2px 6px;")
+        self.header.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # a narrow view clips, never widens
         self.maximise_button = QToolButton()
         self.maximise_button.setText("⤢")
         self.maximise_button.setAutoRaise(True)
@@ -287,7 +288,9 @@ class SliceView(QWidget):
         and the plane's location (the same wherever the crosshair is on it)."""
         vol, axis, index = self.session.volume, self.plane.slice_axis, self._slice_index
         number = slice_label(vol, index) if axis == 0 else f"slice {slice_number(index)} / {self.slice_count()}"
-        self.header.setText(f"{self.orientation.capitalize()}   {number}   {location_text(vol.geometry, axis, index)}")
+        text = f"{self.orientation.capitalize()}   {number}   {location_text(vol.geometry, axis, index)}"
+        self.header.setText(text)
+        self.header.setToolTip(text)
 
     def _make_edge_label(self) -> QLabel:
         label = QLabel(self.graphics)

@@ -272,7 +272,7 @@ def _orientation_marker(interactor):
     widget = vtkOrientationMarkerWidget()
     widget.SetOrientationMarker(cube)
     widget.SetInteractor(interactor)
-    widget.SetViewport(0.0, 0.0, 0.2, 0.2)
+    widget.SetViewport(0.0, 0.0, 0.14, 0.14)
     widget.SetEnabled(1)
     widget.InteractiveOff()
     return widget

@@ -33,17 +33,21 @@ def run(args) -> int:
     from ctseg_core.io import is_image_file
 
     target = Path(args.target)
+    findings = None
     if target.is_file() and is_image_file(target):
         labels, volume_of, model_version, scan_name = _from_file(target, args.scan)
     else:
-        labels, volume_of, model_version, scan_name = _from_case(args.target, args)
+        case = _open_case(args.target, args.workspace)
+        labels, volume_of, model_version, scan_name = _from_case(case, args)
+        if args.format in ("csv", "json"):
+            findings = _case_findings(case, labels, args.source)
     volume = None
     if args.format == "dicom-seg":
         volume = volume_of()
         if volume is None:
             raise CtsegError("a DICOM SEG needs the scan: give --scan with the DICOM folder", args.target)
-    export_result(args.format, args.out, labels, volume, model_version=model_version, scan=scan_name,
-                  source=str(args.target))
+    export_result(args.format, args.out, labels, volume, model_version=model_version, findings=findings,
+                  scan=scan_name, source=str(args.target))
     print(f"wrote {args.out} ({args.format})", file=sys.stdout)
     return 0
 
@@ -73,16 +77,33 @@ def _open_case(target: str, workspace):
     return Workspace(workspace).case(target)
 
 
-def _from_case(case_id: str, args):
+def _from_case(case, args):
     from ctseg_core.errors import StoreError
 
-    case = _open_case(case_id, args.workspace)
     volume = _load_scan(args.scan)
     if args.source == "final":
         labels, model_version = case.load_final(volume), (case.record.model_version or None)
     else:
         labels, model_version = case.load_prediction(volume), (case.record.model_version or "unknown")
     if labels is None:
-        raise StoreError(f"case {case_id} has no {args.source} label map yet", case.folder)
+        hint = " (the model's output: --source prediction)" if args.source == "final" else ""
+        raise StoreError(f"case {case.id} has no {args.source} label map yet{hint}", case.folder)
     return labels, (lambda: volume if volume is not None else case.load_volume()), model_version, \
         case.record.source.path
+
+
+def _case_findings(case, labels, source: str):
+    """The findings of a case's map with the model's confidence (its stored prediction and uncertainty),
+    each class's origin, the model's name and the review state."""
+    from ctseg_core.findings import reviewed_findings
+
+    prediction = case.load_prediction()
+    model = case.prediction_model()
+    rec = case.record
+    reviewed = rec.status in ("corrected", "approved")
+    review = f"{rec.status.replace('_', ' ')}" + (f" by {rec.annotator}" if rec.annotator else "") if reviewed \
+        else "not reviewed"
+    return reviewed_findings(labels, None if prediction is None else prediction.array,
+                             case.load_uncertainty() if prediction is not None else None,
+                             model=model.label if model is not None else rec.model_version, review=review,
+                             source=source, scan=rec.source.path)

@@ -81,7 +81,7 @@ def test_stub_model_fills_overlay_findings_and_exports(qtbot, window, tmp_path):
     ich = window.findings_panel.findings.by_key("ich")
     assert ich.positive and ich.slices == [3, 4, 5, 6, 7, 8] and ich.abc2 is not None
     assert ich.origin == "model" and ich.confidence.mean_probability == pytest.approx(0.7, abs=0.01)
-    assert window.findings_panel.table.item(0, 3).text() == "positive (AI)"  # from the model, nobody reviewed it
+    assert window.findings_panel.table.item(0, 3).text() == "positive?"  # from the model, nobody reviewed it
     assert window.findings_panel.table.item(0, 3).font().italic()
     window.export_findings(str(tmp_path / "f.json"))
     window.export_findings(str(tmp_path / "f.csv"))

@@ -130,7 +130,7 @@ def test_ai_findings_look_unreviewed_until_a_person_marks_the_case(qtbot, settin
     panel = win.findings_panel
     qtbot.waitUntil(lambda: not panel.updating and panel.findings.by_key("ich").origin == "model", timeout=10000)
     scan_cell, review_cell, conf_cell = (panel.table.item(0, c) for c in (3, 5, 4))
-    assert scan_cell.text() == "positive (AI)" and scan_cell.font().italic()
+    assert scan_cell.text() == "positive?" and scan_cell.font().italic()
     assert review_cell.text() == "AI, unreviewed" and conf_cell.text() == "0.70 / 0%"
     assert "stub-threshold v0" in panel.model_box.model_label.text()
     assert panel.model_box.prediction_label.text() == "Prediction by stub-threshold v0"

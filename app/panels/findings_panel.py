@@ -335,7 +335,7 @@ class FindingsPanel(QWidget):
         ai_unreviewed = c.voxels > 0 and not self.reviewed and c.origin in ("model", "edited")
         scan = ("positive?" if ai_unreviewed else "POSITIVE") if c.positive else ("negative" if c.voxels == 0
                                                                                       else "below rule")
-        conf = c.confidence
+        conf = c.confidence if c.voxels else None  # a class nobody kept has no finding to weigh
         conf_text = "" if conf is None else f"{conf.mean_probability:.2f} / {conf.uncertain_fraction:.0%}"
         if c.voxels == 0:
             review = ""
@@ -369,7 +369,7 @@ class FindingsPanel(QWidget):
         images = image_ranges_text(self.session.volume, c.slices) if c.slices else ""
         self.table.item(row, COL_SLICES).setToolTip(
             f"slices {c.slices_text}" + (f" (nearest scanner {images})" if images else "") if c.slices else "")
-        conf = c.confidence
+        conf = c.confidence if c.voxels else None
         if conf is not None:
             self.table.item(row, COL_CONF).setToolTip(
                 f"mean probability {conf.mean_probability:.2f} over the {conf.voxels:,} voxels the model gave "

@@ -34,7 +34,7 @@ class TrainingPlots(QWidget):
         self.loss_raw = self.loss_plot.plot(pen=pg.mkPen((120, 120, 140), width=1))
         self.loss_mean = self.loss_plot.plot(pen=pg.mkPen((80, 170, 255), width=2), name="running mean")
         self.dice_plot = pg.PlotWidget(background="#1a1a1a")
-        self.dice_plot.setTitle("Validation Dice (grey: before, colour: after)", color="#ccc", size="9pt")
+        self.dice_plot.setTitle("Dice (grey: before, colour: after)", color="#ccc", size="9pt")
         self.dice_plot.setYRange(0, 1)
         self.dice_plot.setMouseEnabled(x=False, y=False)
         self.dice_plot.showGrid(y=True, alpha=0.2)

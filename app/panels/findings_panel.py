@@ -191,8 +191,8 @@ class FindingsPanel(QWidget):
     def _on_display(self) -> None:
         labels = self.session.displayed_labels()
         if labels is not None and not self._counts_match(labels):
-            self._recount()
             self.schedule()
+            self._recount()
 
     def _on_prediction_changed(self, *_) -> None:
         """The model's labels or uncertainty changed: its confidence must be computed again."""
@@ -202,6 +202,7 @@ class FindingsPanel(QWidget):
     def _on_labels(self, which: str, box) -> None:
         if which == PREDICTION:
             self._confidence_stale = True
+        self.schedule()  # first: the table drawn below marks ABC/2 and the review as updating
         if which == self.session.show_source:
             labels = self.session.displayed_labels()
             if not self._counts_match(labels):
@@ -214,7 +215,6 @@ class FindingsPanel(QWidget):
                         self._show_timer.start()
                 else:
                     self._show()  # an edit: at once
-        self.schedule()  # ABC/2 (shown map), origin (either map changed), confidence (prediction changed)
 
     def _counts_match(self, labels) -> bool:
         """The counts belong to the shown map (same source, same array object)."""

@@ -147,3 +147,30 @@ def test_ai_findings_look_unreviewed_until_a_person_marks_the_case(qtbot, settin
     assert panel.table.item(0, 3).text() == "POSITIVE" and not panel.table.item(0, 3).font().italic()
     assert panel.table.item(0, 5).text() == "✓ reviewed"
     _close(win)
+
+
+def test_findings_follow_an_edit_at_once_and_say_what_is_still_updating(qtbot, settings, tmp_path, workspace):
+    scan = write_phantom(tmp_path / "scan.nii.gz")
+    win, editor = make_window(qtbot, settings, tmp_path, workspace)
+    _use(qtbot, win, ThresholdPredictor())
+    assert open_and_wait(qtbot, win, scan) == "inferred"
+    panel, s = win.findings_panel, win.session
+    qtbot.waitUntil(lambda: not panel.updating and panel.findings.by_key("ich").abc2 is not None, timeout=10000)
+    before = panel.findings.by_key("ich").voxels
+    s.set_position(5, 64, 64)
+    s.set_active_class(0)
+    editor.select_tool("component")
+    editor.options.set(component_3d=False)
+    from test_tools import click
+
+    click(win.views["axial"], 47, 50)  # removes the ICH of slice 6 (one undo step)
+    removed = before - int((s.final.array == 1).sum())
+    assert removed > 0
+    # no event loop has run since the edit: the volume is already right, the 3-D details are pending
+    assert panel.findings.by_key("ich").voxels == before - removed
+    assert panel.table.item(0, 1).text() == f"{panel.findings.by_key('ich').volume_ml:.2f}"
+    assert panel.updating and "updating" in panel.status.text() and "updating" in panel.abc2_label.text()
+    qtbot.waitUntil(lambda: not panel.updating, timeout=10000)
+    assert panel.status.text() == "" and panel.abc2_label.text().startswith("ICH ABC/2: ")
+    assert panel.findings.by_key("ich").origin == "edited"
+    _close(win)

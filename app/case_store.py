@@ -7,7 +7,11 @@
 - saves ``final`` a few seconds after the last edit (a copy written off the GUI thread, with
   ``journal_upto``) and at once on case switch, status change and exit; source files are never written;
 - stores the model's prediction with the model's summary when an inference run finishes;
-- sets the review status with the annotator's name (QSettings ``review/annotator``) and opens cases.
+- sets the review status with the annotator's name (QSettings ``review/annotator``) and opens cases;
+- holds the case's lock (``ctseg_core.store.lock``) while the case is open, refreshing it on a timer: when
+  another program edits the case, it opens read-only (``read_only`` says why; the editor allows no edits,
+  the window shows it) until the user takes the lock over (``take_over``);
+- reports failed saves (a full disk) once, with the edits kept in memory and in the journal.
 The workspace is ``QSettings workspace/root``, else ``$CTSEG_WORKSPACE``, else ``~/ctseg-workspace``.
 """
 
@@ -21,8 +25,9 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from shiboken6 import isValid
 
-from ctseg_core.errors import CtsegError
+from ctseg_core.errors import CaseLockedError, CtsegError, StoreError, WriteError
 from ctseg_core.store import Workspace, default_root
+from ctseg_core.store.lock import REFRESH_EVERY_S
 from ctseg_core.volume import LabelMap
 from app.workers import run_task
 
@@ -36,6 +41,7 @@ class CaseStore(QObject):
     cases_changed = Signal()  # a case was created, saved or its status changed
     saved = Signal(str)  # case id
     annotator_changed = Signal(str)
+    read_only_changed = Signal(str)  # why the open case is read-only ("" when it is editable)
 
     def __init__(self, editor, autosave_ms: int = AUTOSAVE_MS):
         super().__init__(editor)
@@ -46,13 +52,17 @@ class CaseStore(QObject):
         self._changes = 0  # edits since the case was opened (apply, undo, redo, a replaced map)
         self._saved_changes = 0  # _changes when the last save copied the map
         self._opening = False
+        self.read_only = ""  # why the open case cannot be edited here ("": it can)
+        self._save_failed = False  # the last save failed (reported once until a save succeeds)
         self._save_idle = threading.Event()
         self._save_idle.set()
         self.autosave_timer = QTimer(self, singleShot=True, interval=autosave_ms)
         self.autosave_timer.timeout.connect(self._autosave)
+        self.lock_timer = QTimer(self, interval=REFRESH_EVERY_S * 1000)
+        self.lock_timer.timeout.connect(self.refresh_lock)
         self.session.volume_changed.connect(self._on_volume)
         self.session.prediction_completed.connect(self._on_prediction_completed)
-        self.window.about_to_close.connect(self.flush)
+        self.window.about_to_close.connect(self._on_close)
 
     def configured_root(self) -> Path:
         """QSettings ``workspace/root``, else ``$CTSEG_WORKSPACE``, else ``~/ctseg-workspace``."""
@@ -66,13 +76,15 @@ class CaseStore(QObject):
 
     def journal(self, deltas) -> None:
         """History's journal hook: every committed step is fsync'd into the case's journal."""
-        if self.case is None:
+        if self.case is None or self.read_only:
             return
         try:
             self.case.journal_append(deltas)
-        except OSError as exc:
-            self.session.log(f"could not write the edit journal ({exc}); edits are saved by the autosave only",
-                             "error")
+        except CaseLockedError as exc:
+            self._become_read_only(str(exc))
+        except (CtsegError, OSError) as exc:
+            self.session.log(f"could not write the edit journal ({exc}); the edit is kept in memory and saved "
+                             "by the next successful save", "error")
 
     @property
     def opening(self) -> bool:
@@ -95,14 +107,17 @@ class CaseStore(QObject):
             self.settings.setValue("workspace/root", str(self.workspace.root))
         if self.workspace is not None:
             self.session.log(f"workspace: {self.workspace.root}")
-        self.case = None
+            self.workspace.cases()  # damaged case records are named in ``problems`` and left out
+            for problem in self.workspace.problems:
+                self.session.log(problem, "warning")
+        self._release()
         if self.session.has_volume():
             self._open_case()
         self.cases_changed.emit()
 
     def _on_volume(self) -> None:
         self.flush()  # the previous case: the editor's history still holds its map
-        self.case = None
+        self._release()
         self.editor.forget_history()
         self._open_case()
 
@@ -116,10 +131,17 @@ class CaseStore(QObject):
         finally:
             self._opening = False
 
-    def _load_case(self, ws: Workspace, volume) -> None:
+    def _load_case(self, ws: Workspace, volume, take_over: bool = False) -> None:
         session = self.session
+        locked = ""
         try:
             case = ws.open_case(volume, volume.meta.source_path or None)
+            try:
+                case.lock_for_editing(take_over=take_over)
+            except CaseLockedError as exc:
+                locked = exc.problem + (" (Review > Take over the case to edit it here)" if exc.stale else "")
+            except StoreError as exc:  # e.g. a workspace on a read-only share: look, but do not edit
+                locked = str(exc)
             pending = len(case.journal)
             labels, origin = case.load_for_editing(volume)
         except (CtsegError, OSError) as exc:
@@ -128,6 +150,9 @@ class CaseStore(QObject):
             self.case_opened.emit(None)
             return
         self.case = case
+        for note in case.notes:
+            session.log(f"case {case.id}: {note}", "warning")
+        self._set_read_only(f"read-only: {locked}" if locked else "")
         if origin in ("recovered", "final"):
             session.set_final(labels)  # marks every slice edited: a model run keeps the corrections
             self._show_stored_prediction(case, volume)
@@ -137,7 +162,7 @@ class CaseStore(QObject):
         what = ORIGIN_TEXT[origin] + (f" (made by {case.record.model_version or 'an unknown model'})"
                                       if origin == "prediction" else "")
         session.log(f"case {case.id} ({case.record.status}): editing {what}")
-        if origin == "recovered":
+        if origin == "recovered" and not self.read_only:
             session.notify(f"Recovered {pending} edit step(s) of case {case.id} that were not saved when the app "
                            "last closed (the edit journal kept them); they are saved now.", "warning")
             self._changes += 1
@@ -171,7 +196,7 @@ class CaseStore(QObject):
 
     # ---- saving ----
     def _autosave(self) -> None:
-        if self.case is None or self.editor.edited_map is None or not self.dirty:
+        if self.case is None or self.editor.edited_map is None or not self.dirty or self.read_only:
             return
         if self.editor.in_stroke or not self._save_idle.is_set():
             self.autosave_timer.start()  # try again after the stroke / the running save
@@ -197,7 +222,7 @@ class CaseStore(QObject):
             try:
                 job()
             except (CtsegError, OSError) as exc:
-                self.session.log(f"could not save case {case.id}: {exc}", "error")
+                self._report_save_failure(case, exc)
                 return
             self._on_saved(case)
 
@@ -212,12 +237,34 @@ class CaseStore(QObject):
     def _on_saved(self, case) -> None:
         if not self._alive():
             return
+        if self._save_failed:
+            self._save_failed = False
+            self.session.log(f"case {case.id} saved again: every edit is on disk now", "warning")
         self.session.log(f"case {case.id} saved")
         self.saved.emit(case.id)
         self.cases_changed.emit()
 
     def _on_save_failed(self, error) -> None:
-        self._log(f"autosave failed: {error.message()} (the edit journal still holds the edits)", "error")
+        if self._alive():
+            self._report_save_failure(self.case, error.exception)
+
+    def _report_save_failure(self, case, exc: BaseException) -> None:
+        """Say what failed and that nothing is lost; a dialog the first time (not at every autosave)."""
+        if isinstance(exc, CaseLockedError):
+            self._become_read_only(str(exc))
+            return
+        full = isinstance(exc, WriteError) and exc.disk_full
+        what = ("the disk is full" if full else str(exc))
+        text = (f"could not save case {case.id if case else ''}: {what}. The saved labels on disk are unchanged; "
+                "your edits are kept in memory and in the edit journal (as far as it could be written). "
+                + ("Free some disk space, then File > Save labels now." if full else ""))
+        self.session.log(text, "error")
+        if not self._save_failed and hasattr(self.window, "show_error"):
+            from app.workers import TaskError
+
+            self.window.show_error("Disk full: labels not saved" if full else "Labels not saved",
+                                   TaskError(WriteError(text), ""))
+        self._save_failed = True
 
     def wait_for_save(self, timeout: float | None = 30.0) -> bool:
         return self._save_idle.wait(timeout)
@@ -226,7 +273,7 @@ class CaseStore(QObject):
         """Save now if there are unsaved edits (case switch, status change, exit)."""
         self.autosave_timer.stop()
         self.wait_for_save()
-        if self.case is None or self.editor.edited_map is None or not self.dirty:
+        if self.case is None or self.editor.edited_map is None or not self.dirty or self.read_only:
             return
         self.editor.commit()  # a stroke still open becomes a step first
         self._save(background=False)
@@ -240,7 +287,7 @@ class CaseStore(QObject):
     def _on_prediction_completed(self) -> None:
         """A whole prediction is in the session: store it in the case with the model that made it."""
         session, case, volume = self.session, self.case, self.session.volume
-        if self._opening or case is None or volume is None:
+        if self._opening or case is None or volume is None or self.read_only:
             return
         copy = LabelMap(session.prediction.array.copy(), volume.geometry)
         uncertainty = None if np.isnan(session.uncertainty).all() else session.uncertainty.copy()
@@ -249,6 +296,11 @@ class CaseStore(QObject):
         run_task(lambda: case.save_prediction(copy, version, model=model, uncertainty=uncertainty),
                  lambda _: self._log(f"prediction stored in case {case.id}"),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
+
+    def _on_close(self) -> None:
+        """The window closes: save, then give the case's lock back."""
+        self.flush()
+        self._release()
 
     # ---- review ----
     @property
@@ -264,6 +316,9 @@ class CaseStore(QObject):
         if self.case is None:
             self.session.log("no case is open", "warning")
             return
+        if self.read_only:
+            self.session.log(f"case {self.case.id} is {self.read_only}: its status cannot be changed here", "error")
+            return
         self.flush()
         try:
             self.case.set_status(status, self.annotator)
@@ -273,6 +328,54 @@ class CaseStore(QObject):
         self.session.log(f"case {self.case.id}: {status.replace('_', ' ')}"
                          + (f" by {self.annotator}" if self.annotator else ""))
         self.cases_changed.emit()
+
+    # ---- the case lock ----
+    def _set_read_only(self, why: str) -> None:
+        self.read_only = why
+        if why:
+            self.session.log(f"case {self.case.id if self.case else ''} is {why}. Nothing you change here is saved.",
+                             "error")
+            self.lock_timer.stop()
+        elif self.case is not None:
+            self.lock_timer.start()
+        self.editor.read_only_changed(why)
+        self.read_only_changed.emit(why)
+
+    def _become_read_only(self, why: str) -> None:
+        """The lock was lost while editing (another program took it over): stop writing."""
+        self.autosave_timer.stop()
+        self._set_read_only(f"read-only: {why}")
+
+    def refresh_lock(self) -> None:
+        """Keep the lock fresh (the timer); notice when another program has taken it over."""
+        lock = self.case.edit_lock if self.case is not None else None
+        if lock is not None and not self.read_only and not lock.refresh():
+            owner = lock.owner()
+            self._become_read_only("another program took the case over"
+                                   + (f" ({owner.describe()})" if owner is not None else ""))
+
+    def take_over(self) -> None:
+        """Review > Take over the case: edit here; the case is reloaded from what the other program saved."""
+        if self.case is None or not self.read_only or self.workspace is None:
+            return
+        self.editor.forget_history()
+        self.case = None
+        self._changes = self._saved_changes = 0
+        self._opening = True
+        try:
+            self._load_case(self.workspace, self.session.volume, take_over=True)
+        finally:
+            self._opening = False
+        self.session.log("you took the case over: edits are saved here again", "warning")
+
+    def _release(self) -> None:
+        """Let go of the open case (and its lock)."""
+        if self.case is not None:
+            self.case.release_lock()
+        self.case = None
+        self.lock_timer.stop()
+        if self.read_only:
+            self._set_read_only("")
 
     def open_record(self, record) -> None:
         """Open a case of the workspace (its source scan)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QLabel
 
 from ctseg_core.edit import History, PaintPolicy, ops
 from ctseg_core.edit.history import DEFAULT_BUDGET_BYTES
@@ -56,6 +56,7 @@ class EditingController(QObject):
         self.tools = create_tools(self)
         self._history: History | None = None
         self._labels = None  # the LabelMap the history edits (session.final when it was made)
+        self.read_only = ""  # why the open case cannot be edited ("" when it can): no history, no tools
         self.options.changed.connect(self._on_options)
         self.session.labels_changed.connect(self._on_labels_replaced)
         self.store = CaseStore(self, autosave_ms)
@@ -67,7 +68,7 @@ class EditingController(QObject):
         """The undo history of the open map; None while a new scan's map is not yet taken over (the old
         history keeps the previous case's map until the store has saved it)."""
         final = self.session.final
-        if final is None:
+        if final is None or self.read_only:
             return None
         if self._history is None:
             self.reset_history()
@@ -80,6 +81,30 @@ class EditingController(QObject):
         self._labels = self.session.final
         self._history = None if self._labels is None else History(
             self._labels.array, budget_bytes=self.budget_bytes, on_change=self._on_change, journal=self.store.journal)
+        self.history_changed.emit()
+
+    def read_only_changed(self, why: str) -> None:
+        """The store opened the case read-only (another program edits it) or editable again."""
+        was, self.read_only = self.read_only, why
+        if why:
+            self.select_tool(None)
+        bar = getattr(self, "toolbar", None)
+        if bar is not None:
+            bar.group.setEnabled(not why)
+        label = getattr(self, "read_only_label", None)
+        if label is not None:
+            label.setText(f"READ-ONLY: {why.removeprefix('read-only: ')}" if why else "")
+            label.setVisible(bool(why))
+        take = getattr(self, "take_over_action", None)
+        if take is not None:
+            take.setEnabled(bool(why))
+        if why and not was and hasattr(self.window, "show_error"):
+            from ctseg_core.errors import CaseLockedError
+            from app.workers import TaskError
+
+            self.window.show_error("Case open read-only", TaskError(CaseLockedError(
+                f"{why}. You can look at the case; edits, status changes and model results are not saved. "
+                "Review > Take over the case makes it editable here (the other program then stops saving)."), ""))
         self.history_changed.emit()
 
     def forget_history(self) -> None:
@@ -242,6 +267,10 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     window.addToolBar(Qt.TopToolBarArea, c.toolbar)
     window.addToolBar(Qt.TopToolBarArea, c.options_bar)
     c.options_bar.show_for(None)
+    c.read_only_label = QLabel()
+    c.read_only_label.setStyleSheet("QLabel { color: white; background: #b00020; padding: 2px 8px; font-weight: bold; }")
+    c.read_only_label.setVisible(False)
+    window.statusBar().addPermanentWidget(c.read_only_label)
     c.cases_panel = CasesPanel(c.store, c.request_status)
     c.cases_dock = window.add_dock(c.cases_panel, "Cases", Qt.LeftDockWidgetArea,
                                    tabify_with=getattr(window, "scan_dock", None))
@@ -285,11 +314,16 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     review.addSeparator()
     _add(window, review, "Annotator name...", lambda: _ask_annotator(window, c))
     _add(window, review, "Open next unreviewed case", c.store.open_next_unreviewed, ("Ctrl+N",))
+    review.addSeparator()
+    c.take_over_action = _add(window, review, "Take over the case (it is open read-only)",
+                              lambda: _ask_take_over(window, c))
+    c.take_over_action.setEnabled(bool(c.read_only))
 
     for signal in (c.store.case_opened, c.store.cases_changed):
         signal.connect(lambda *_: _show_review_state(window, c.store))
     c.history_changed.connect(lambda: _update_undo_actions(c))
     _update_undo_actions(c)
+    c.read_only_changed(c.store.read_only)
     return c
 
 
@@ -327,6 +361,25 @@ def _ask_slices(window, c: EditingController) -> None:
     last, ok = QInputDialog.getInt(window, "Fill between slices", "To axial slice:", min(n, here + 1), 1, n)
     if ok:
         c.fill_between_slices(pair=(first - 1, last - 1))
+
+
+def _ask_take_over(window, c: EditingController) -> None:
+    """Take the case lock over; when its owner still looks alive, only after the user confirms."""
+    case = c.store.case
+    if case is None or not c.read_only:
+        return
+    from ctseg_core.store.lock import is_stale, lock_path
+
+    owner, path = case.lock_owner(), lock_path(case.folder)
+    if owner is not None and not is_stale(path, owner) and getattr(window, "interactive", False):
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(window, "Take over the case",
+                                      f"{owner.describe()} is editing this case and its lock is fresh. Take it "
+                                      "over anyway? That program will stop saving this case.")
+        if answer != QMessageBox.Yes:
+            return
+    c.store.take_over()
 
 
 def _ask_annotator(window, c: EditingController) -> None:

@@ -47,7 +47,7 @@ class Exporter(QObject):
 
     def _update_actions(self) -> None:
         s = self.session
-        for key, action in self.actions.items():
+        for action in self.actions.values():
             action.setEnabled(s.has_volume() and not self.busy)
         seg = self.actions.get("dicom-seg")
         if seg is not None and s.has_volume() and not s.volume.meta.extra.get("sop_instance_uids"):

@@ -4,13 +4,12 @@ several, load the volume with progress, then hand it to the session (and log wha
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QDialog, QProgressDialog
 
 from ctseg_core.errors import LoadError
-from ctseg_core.io import is_image_file, load_volume
+from ctseg_core.io import load_volume, resolve_scan_path
 from ctseg_core.scan_info import loader_summary
 from app.workers import TaskError, run_task
 
@@ -45,15 +44,15 @@ class ScanOpener(QObject):
         self._t0 = time.perf_counter()
         self._parent = parent_widget
         self.session.log(f"opening {path}")
-        p = Path(path)
-        if not p.exists():
-            self._fail(TaskError(LoadError("no such file or folder", path), ""))
-        elif p.is_dir() and series_uid is None:
-            run_task(lambda: _scan_folder(path), lambda scan: self._on_scanned(path, scan), self._fail)
-        elif p.is_file() and not is_image_file(p) and series_uid is None:
-            run_task(lambda: _scan_folder(str(p.parent)), lambda scan: self._on_scanned(path, scan), self._fail)
+        try:
+            where = resolve_scan_path(path)  # a missing path is an error, never its parent folder
+        except LoadError as exc:
+            self._fail(TaskError(exc, ""))
+            return
+        if where.kind == "dicom" and series_uid is None and where.file is None:
+            run_task(lambda: _scan_folder(str(where.folder)), lambda scan: self._on_scanned(path, scan), self._fail)
         else:
-            self._load(path, series_uid)
+            self._load(path, series_uid)  # an image file, a named series, or a DICOM file: its own series
 
     def _on_scanned(self, path: str, scan) -> None:
         if scan is None:  # no series scanner: let the loader decide

@@ -171,7 +171,7 @@ class InferenceWorker(QObject):
         if token.cancelled:
             self.cancelled.emit(request_id)
             return
-        from app.viewer.overlay import slice_uncertainty
+        from ctseg_core.predictor import slice_uncertainty
 
         def on_slice(z, labels_yx, probs_cyx):
             token.raise_if_cancelled()

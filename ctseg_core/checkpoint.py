@@ -127,7 +127,7 @@ def save_checkpoint(model: nn.Module, card: ModelCard, path: str | Path, fp16: b
         if fp16 and v.is_floating_point():
             v = v.to(torch.float16)
         state[k] = v.clone().contiguous()  # clone: safetensors refuses tensors that share memory
-    with atomic_path(weights_path) as tmp:
+    with atomic_path(weights_path, verify=check_safetensors_written) as tmp:
         save_file(state, str(tmp), metadata={"format": "ctseg", "architecture": card.architecture})
         card.weights_sha256 = sha256_file(tmp)
     if not card.created:
@@ -146,7 +146,7 @@ def read_card(path: str | Path) -> ModelCard:
 def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
                     device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """Load and verify a checkpoint; the model is returned in eval mode on ``device``."""
-    from ctseg_core.models import create_model, is_model
+    from ctseg_core.models import is_model
 
     path = Path(path)
     if path.suffix not in ("", WEIGHTS_SUFFIX, CARD_SUFFIX) and not path.with_name(path.name + WEIGHTS_SUFFIX).exists():
@@ -170,14 +170,10 @@ def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
     check_plan_fits(card, card_path)
     config = dict(card.config)
     config["encoder_weights"] = None  # the checkpoint holds every weight
-    try:
-        model = create_model(card.architecture, **config)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot build {card.architecture!r} from the card's config ({exc})", card_path) from exc
-    except CheckpointError as exc:
-        raise CheckpointError(exc.problem, card_path) from exc
+    skeleton = _build(card.architecture, config, card_path, device="meta")  # shapes only, no memory
+    _check_state(skeleton, _weight_shapes(weights_path), weights_path, card_path)
+    model = _build(card.architecture, config, card_path)
     state = _read_weights(weights_path)
-    _check_state(model, state, weights_path)
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     return model.eval().to(device), card
@@ -208,6 +204,45 @@ def _check_classes(card: ModelCard, card_path: Path) -> None:
         raise CheckpointError(f"model card's class table differs from ctseg's ({diff})", card_path)
 
 
+def _build(architecture: str, config: dict, card_path: Path, device: str | None = None) -> nn.Module:
+    """The card's architecture; on the ``meta`` device only its tensor shapes exist (a card asking for an
+    enormous network is refused before anything is allocated)."""
+    from ctseg_core.models import create_model
+
+    try:
+        if device is None:
+            return create_model(architecture, **config)
+        with torch.device(device):
+            return create_model(architecture, **config)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as exc:
+        raise CheckpointError(f"cannot build {architecture!r} from the card's config ({exc})", card_path) from exc
+    except CheckpointError as exc:
+        raise CheckpointError(exc.problem, card_path) from exc
+
+
+def _weight_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from the safetensors header (nothing else is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises SafetensorError / OSError for corrupt headers
+        raise CheckpointError(f"not a readable safetensors file ({exc})", weights_path) from exc
+
+
+def check_safetensors_written(path: Path) -> None:
+    """``atomic_path``'s check of a just-written safetensors file: its header and every tensor's bytes are
+    there (a short file on a full disk is refused before it replaces anything)."""
+    from ctseg_core.errors import WriteError
+
+    try:
+        _weight_shapes(path)
+    except CheckpointError as exc:
+        raise WriteError(f"could not be written: the file read back is incomplete ({exc.problem}); is the disk "
+                         "full? The previous file is kept unchanged", path, disk_full=True) from exc
+
+
 def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -217,18 +252,23 @@ def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"not a readable safetensors file ({exc})", weights_path) from exc
 
 
-def _check_state(model: nn.Module, state: dict[str, torch.Tensor], weights_path: Path) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+def _check_state(model: nn.Module, shapes: dict[str, tuple[int, ...]], weights_path: Path,
+                 card_path: Path | None = None) -> None:
+    """The weights file's tensors (names and shapes) must be exactly the architecture's; the error names the
+    weights file and, when the card's config is what differs, the card."""
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    where = f" (the card {card_path.name} describes another network than the weights)" if card_path else ""
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise CheckpointError("weights do not fit the architecture: " + ", ".join(parts) + " tensors", weights_path)
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(f"weight {k} has shape {tuple(v.shape)}, the architecture needs "
-                                  f"{tuple(own[k].shape)}", weights_path)
+        raise CheckpointError("weights do not fit the architecture: " + ", ".join(parts) + " tensors" + where,
+                              weights_path)
+    for k, shape in shapes.items():
+        if tuple(shape) != own[k]:
+            raise CheckpointError(f"weight {k} has shape {tuple(shape)}, the architecture needs {own[k]}{where}",
+                                  weights_path)

@@ -38,8 +38,29 @@ class CheckpointError(CtsegError):
     """A model checkpoint is missing, corrupt, or does not match what is asked of it."""
 
 
+class DeviceError(CtsegError):
+    """The compute device asked for does not exist on this machine (or its name is not a device)."""
+
+
 class StoreError(CtsegError):
     """The annotation workspace is damaged or used wrongly."""
+
+
+class WriteError(CtsegError):
+    """A file could not be written (disk full, no permission, ...); the previous file is left as it was."""
+
+    def __init__(self, problem: str, path: str | Path | None = None, disk_full: bool = False):
+        super().__init__(problem, path)
+        self.disk_full = disk_full
+
+
+class CaseLockedError(StoreError):
+    """The case is being edited by another process (its lock names who); it can be opened read-only."""
+
+    def __init__(self, problem: str, path: str | Path | None = None, owner=None, stale: bool = False):
+        super().__init__(problem, path)
+        self.owner = owner  # ctseg_core.store.lock.LockOwner
+        self.stale = stale  # the lock looks abandoned (not refreshed for long): it may be taken over
 
 
 class Cancelled(CtsegError):

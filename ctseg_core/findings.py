@@ -32,10 +32,11 @@ import numpy as np
 
 from ctseg_core.atomic import atomic_write_text
 from ctseg_core.labels import CLASSES, LESION_CLASSES
+from ctseg_core.metrics import MIN_CONSECUTIVE_SLICES, longest_run
 from ctseg_core.volume import LabelMap
 
+
 ICH_ID = 1
-MIN_CONSECUTIVE_SLICES = 3  # the scan-level detection rule: present on 3+ consecutive slices
 UNCERTAIN_BELOW = 0.5  # a voxel is uncertain when the model gave its class less than this probability
 ORIGINS = {"model": "as the model drew it", "edited": "the model's region, changed by a person",
            "person": "drawn by a person (the model drew none)"}
@@ -222,17 +223,6 @@ def write_findings_csv(findings: Findings, path) -> None:
 
 def write_findings_json(findings: Findings, path) -> None:
     atomic_write_text(path, findings.to_json())
-
-
-def longest_run(slices: list[int]) -> int:
-    """Length of the longest run of consecutive integers in a sorted list."""
-    best = run = 0
-    prev = None
-    for z in slices:
-        run = run + 1 if prev is not None and z == prev + 1 else 1
-        best = max(best, run)
-        prev = z
-    return best
 
 
 def format_slice_ranges(slices: list[int]) -> str:

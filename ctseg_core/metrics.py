@@ -17,9 +17,22 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ctseg_core.findings import MIN_CONSECUTIVE_SLICES, longest_run
 from ctseg_core.labels import LESION_CLASSES, NUM_CLASSES
 from ctseg_core.volume import LabelMap
+
+
+MIN_CONSECUTIVE_SLICES = 3  # the scan-level detection rule: present on 3+ consecutive slices
+
+
+def longest_run(slices: list[int]) -> int:
+    """Length of the longest run of consecutive integers in a sorted list."""
+    best = run = 0
+    prev = None
+    for z in slices:
+        run = run + 1 if prev is not None and z == prev + 1 else 1
+        best = max(best, run)
+        prev = z
+    return best
 
 
 def _array(labels) -> np.ndarray:

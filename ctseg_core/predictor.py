@@ -22,7 +22,10 @@ from torch import nn
 
 from ctseg_core.atomic import atomic_path
 from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
+from ctseg_core.errors import DeviceError
+from ctseg_core.guard import Guard
 from ctseg_core.jobs import CancelToken
+from ctseg_core.sliding_window import sliding_window
 from ctseg_core.volume import LabelMap, Volume
 
 SliceCallback = Callable[[int, np.ndarray, np.ndarray], None]  # (z, labels_yx uint8, probs_cyx float16)
@@ -38,7 +41,27 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DeviceError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N or mps)") from exc
+    _check_available(dev)
+    return dev
+
+
+def _check_available(dev: torch.device) -> None:
+    """DeviceError when ``dev`` is not on this machine (a clear message instead of a CUDA traceback later)."""
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"{dev} was asked for but this machine has no usable CUDA GPU")
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"{dev} does not exist: this machine has {count} CUDA GPU(s) (cuda:0"
+                              + (f" to cuda:{count - 1})" if count > 1 else ")"))
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError("mps was asked for but Apple's Metal (MPS) is not available here")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -133,29 +156,37 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.clamp_(min=-80.0), dim=1)
 
 
+def slice_uncertainty(probs_cyx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 (y, x) of one slice's probabilities (C, y, x): 1 - the largest class probability (0 = certain)."""
+    return np.subtract(1.0, probs_cyx.max(axis=0), out=out, dtype=np.float32)
+
+
 @dataclass
 class Prediction:
-    labels: LabelMap
-    probabilities: np.ndarray  # float16 (z, C, y, x) on the volume's grid
+    labels: LabelMap  # what the overlay shows: the model's labels, after the anatomical guard when it is on
+    probabilities: np.ndarray  # float16 (z, C, y, x) on the volume's grid (the model's, never guarded)
+    model_labels: np.ndarray | None = None  # uint8 (z, y, x) argmax before the guard; None when no guard ran
 
     def uncertainty(self) -> np.ndarray:
-        """float32 (z, y, x): 1 - the largest class probability (0 = certain)."""
+        """float32 (z, y, x): ``slice_uncertainty`` of every slice."""
         out = np.empty(self.labels.array.shape, dtype=np.float32)
         for z in range(out.shape[0]):  # per slice: keeps the float32 temporaries small
-            np.subtract(1.0, self.probabilities[z].max(axis=0), out=out[z], dtype=np.float32)
+            slice_uncertainty(self.probabilities[z], out=out[z])
         return out
 
 
 class Predictor:
     def __init__(self, model: nn.Module, card: ModelCard, device: str | torch.device = "auto",
                  batch_size: int | None = None, tta: bool = False, amp: str = "auto",
-                 channels_last: bool | None = None, engine: str = "torch"):
+                 channels_last: bool | None = None, engine: str = "torch", guard: Guard | None = Guard()):
         """``amp``: "auto" (bf16 or fp16 autocast on CUDA, fp16 on MPS, none on CPU), "bf16", "fp16" or
         "off". ``channels_last``: default on for GPUs, off on CPU (measured slower there with GroupNorm).
         ``engine``: "torch" (default), "onnxruntime" (CPU only; exports the model once to a cache), or
         "auto": ONNX Runtime on a CPU where it is installed, else torch (benchmarks/bench_inference.py
-        measures the difference)."""
+        measures the difference). ``guard``: the anatomical guard applied to each slice's labels
+        (``ctseg_core.guard``; None: the model's labels as they are)."""
         self.card = card
+        self.guard = guard
         self.plan = check_plan_fits(card)
         self.device = resolve_device(device)
         self.tta = tta
@@ -218,6 +249,7 @@ class Predictor:
         grid = self.plan.grid((height, width), volume.spacing[1:])
         order = slice_order(depth, start_slice)
         labels = np.zeros(volume.shape, dtype=np.uint8)
+        model_labels = np.zeros(volume.shape, dtype=np.uint8) if self.guard is not None else None
         probs = np.zeros((depth, self.model_classes, height, width), dtype=np.float16)
         batch = self.auto_batch_size(grid.padded_shape)
         batches = [order[:self.first_batch_size]] + [order[i:i + batch]
@@ -231,13 +263,17 @@ class Predictor:
             p, lab = self._predict_batch(volume.array, zs, grid)  # on the scan's grid
             for i, z in enumerate(zs):
                 probs[z] = p[i]
-                labels[z] = lab[i]
+                if self.guard is None:
+                    labels[z] = lab[i]
+                else:
+                    model_labels[z] = lab[i]
+                    labels[z] = self.guard.apply_slice(volume.array[z], lab[i], volume.spacing[1:])
                 if on_slice is not None:
                     on_slice(z, labels[z], probs[z])
             done += len(zs)
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        return Prediction(LabelMap(labels, volume.geometry), probs)
+        return Prediction(LabelMap(labels, volume.geometry), probs, model_labels)
 
     @property
     def model_classes(self) -> int:
@@ -256,10 +292,16 @@ class Predictor:
 
     def _scan_probabilities(self, x: torch.Tensor, grid) -> torch.Tensor:
         """Softmax on the scan's grid: logits are mapped back (cropped, resampled), then normalised."""
-        p = _softmax(grid.to_scan(self._forward(x).float()))
+        p = _softmax(grid.to_scan(self._logits(x)))
         if self.tta:  # left-right flip, flipped back on the model's grid
-            p = (p + _softmax(grid.to_scan(self._forward(x.flip(-1)).float().flip(-1)))) / 2
+            p = (p + _softmax(grid.to_scan(self._logits(x.flip(-1)).flip(-1)))) / 2
         return p
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 logits on the model grid; a patch-trained model runs on sliding windows of its patch size."""
+        if self.plan.patch_size:
+            return sliding_window(lambda t: self._forward(t).float(), x, self.plan.patch_size)
+        return self._forward(x).float()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.engine is not None:

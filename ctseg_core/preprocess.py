@@ -14,6 +14,8 @@ A ``Plan`` (stored as a dict in the model card) says how a scan becomes network 
 - **size**: the (resampled) slice is padded symmetrically with the value of air to a multiple of
   ``size_multiple`` (32 for five stride-2 levels) and cropped back afterwards.
 - **adjacent slices**: ``adjacent_slices`` (3) slices centred on z, replicated at the first and last.
+- **patch size**: a model trained on square patches of ``patch_size`` pixels of the model grid (None: whole
+  slices) is run on overlapping windows of that size (``ctseg_core.sliding_window``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Plan:
     spacing_tolerance: float = 0.05  # relative difference below which a slice is not resampled
     adjacent_slices: int = 3  # input channels: slices z-1, z, z+1
     size_multiple: int = 32
+    patch_size: int | None = None  # training patch side on the model grid; inference then uses sliding windows
     extra: dict = field(default_factory=dict)  # free notes (e.g. the size the model was trained at)
 
     def __post_init__(self):
@@ -48,6 +51,9 @@ class Plan:
             raise ValueError(f"adjacent_slices must be odd, got {self.adjacent_slices}")
         if self.spacing_mm is not None and self.spacing_mm <= 0:
             raise ValueError(f"spacing_mm must be positive, got {self.spacing_mm}")
+        if self.patch_size is not None and (self.patch_size < self.size_multiple
+                                            or self.patch_size % self.size_multiple):
+            raise ValueError(f"patch_size must be a positive multiple of {self.size_multiple}, got {self.patch_size}")
 
     # ---------------------------------------------------------------- dict form (model card)
     def to_dict(self) -> dict:
@@ -65,7 +71,7 @@ class Plan:
             if intensity and intensity.get("kind", "piecewise_linear") != "piecewise_linear":
                 raise ValueError(f"unknown intensity kind {intensity.get('kind')!r}")
             kwargs = {k: d[k] for k in ("spacing_mm", "spacing_tolerance", "adjacent_slices", "size_multiple",
-                                        "extra") if k in d}
+                                        "patch_size", "extra") if k in d}
             if intensity:
                 kwargs["intensity_hu"] = tuple(float(v) for v in intensity["hu"])
                 kwargs["intensity_value"] = tuple(float(v) for v in intensity["value"])
@@ -75,9 +81,13 @@ class Plan:
 
     # ---------------------------------------------------------------- intensity and stacks
     def map_intensity(self, hu: np.ndarray) -> np.ndarray:
-        """HU -> network input (float32), piecewise linear, clamped outside the knots."""
+        """HU -> network input (float32), piecewise linear, clamped outside the knots (NaN: as air)."""
         out = np.interp(np.asarray(hu, dtype=np.float32), self.intensity_hu, self.intensity_value)
-        return out.astype(np.float32, copy=False)
+        out = out.astype(np.float32, copy=False)
+        nan = np.isnan(out)
+        if nan.any():  # NaN would spread through every convolution and attention map: treat it as air
+            out[nan] = self.intensity_value[0]
+        return out
 
     @property
     def pad_value(self) -> float:

@@ -57,7 +57,7 @@ def run_with_signals(request, emit=print_event) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ctseg_core.cli.train import add_arguments, request_from_args
+    from ctseg_core.training.args import add_arguments, request_from_args
 
     parser = argparse.ArgumentParser(prog="python -m ctseg_core.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -18,6 +18,8 @@ import numpy as np
 
 from ctseg_core.errors import LabelMismatchError
 
+AIR_HU = -1024.0  # the value of air; voxels without a measured value (padding, NaN, outside the scan) become it
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -119,6 +121,21 @@ class Volume:
     def with_array(self, array: np.ndarray) -> "Volume":
         """Same geometry and metadata, other voxels (shape must match)."""
         return Volume(array, self.geometry, replace(self.meta, notes=list(self.meta.notes)))
+
+
+def replace_non_finite(volume: Volume, source: str = "") -> int:
+    """Set NaN / infinite voxels to air (``AIR_HU``) in place and say so in ``meta.notes``; returns how many.
+
+    One such voxel would otherwise spread through the model's convolutions (an empty segmentation) and
+    through every statistic of the scan."""
+    bad = ~np.isfinite(volume.array)
+    n = int(np.count_nonzero(bad))
+    if n:
+        volume.array[bad] = AIR_HU
+        where = f" in {source}" if source else ""
+        volume.meta.notes.append(f"{n} voxel(s){where} held no finite value (NaN or infinity) and were set to "
+                                 f"air ({AIR_HU:.0f} HU)")
+    return n
 
 
 @dataclass

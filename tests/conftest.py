@@ -12,6 +12,7 @@ SHARED_DATA = Path(os.environ.get("CTSEG_SHARED_DATA", ROOT.parent / "shared" / 
 DICOM_DATA = SHARED_DATA / "dicom"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as ctseg_core sets it; here before any test imports torch
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,8 @@ def uncertainty_lut() -> np.ndarray:
 
 
 def slice_uncertainty(probs_cyx: np.ndarray) -> np.ndarray:
-    """1 - the largest class probability, float32 (y, x): the measure of
-    ``ctseg_core.predictor.Prediction.uncertainty``, for one streamed slice."""
-    return np.subtract(1.0, probs_cyx.max(axis=0), dtype=np.float32)
+    """1 - the largest class probability, float32 (y, x), for one streamed slice: see
+    ``ctseg_core.predictor.slice_uncertainty`` (the one definition)."""
+    from ctseg_core.predictor import slice_uncertainty as core
+
+    return core(probs_cyx)

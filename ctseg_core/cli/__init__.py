@@ -6,8 +6,17 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 from ctseg_core.errors import CtsegError
+
+
+def output_file(text: str) -> Path:
+    """An argument naming a file to write: a folder is refused before any work is done."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the name of the file to write")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:

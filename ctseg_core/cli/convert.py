@@ -6,12 +6,14 @@ import sys
 import warnings
 from pathlib import Path
 
+from ctseg_core.cli import output_file
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("convert", help="write a DICOM series (corrected) or image as NIfTI/NRRD/MHA",
                               description=__doc__.splitlines()[0])
     p.add_argument("path", type=Path, help="a DICOM folder (searched recursively) or an image file")
-    p.add_argument("out", type=Path, help="output image (.nii.gz, .nrrd, .mha)")
+    p.add_argument("out", type=output_file, help="output image (.nii.gz, .nrrd, .mha)")
     p.add_argument("--series", metavar="UID", help="the series to convert (as listed by `ctseg info`)")
     p.set_defaults(func=run)
 

@@ -11,25 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ctseg_core.errors import LoadError
-
-CT_SUFFIX = "_ct.nii.gz"
-LABELS_SUFFIX = "_labels.nii.gz"
-
-
-def find_cases(folder: Path) -> list[tuple[str, Path, Path]]:
-    """(case name, CT path, labels path) for every CT with its labels beside it, sorted by name."""
-    if not folder.is_dir():
-        raise LoadError("data folder not found", folder)
-    cases = []
-    for ct in sorted(folder.glob(f"*{CT_SUFFIX}")):
-        name = ct.name[: -len(CT_SUFFIX)]
-        labels = folder / f"{name}{LABELS_SUFFIX}"
-        if labels.is_file():
-            cases.append((name, ct, labels))
-    if not cases:
-        raise LoadError(f"no *{CT_SUFFIX} files with matching *{LABELS_SUFFIX} labels", folder)
-    return cases
+from ctseg_core.io.labelled_cases import CT_SUFFIX, LABELS_SUFFIX, find_cases  # noqa: F401 (re-exported)
 
 
 def evaluate(model_paths: list[Path], folder: Path, device: str = "auto", progress=print) -> list:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ctseg_core.cli import output_file
 from ctseg_core.export import FORMATS
 
 
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
     p.add_argument("target", metavar="CASE_OR_LABELS",
                    help="a case folder, a case id in the workspace, or a label map file")
     p.add_argument("--format", required=True, choices=list(FORMATS))
-    p.add_argument("-o", "--out", required=True, type=Path, help="output file")
+    p.add_argument("-o", "--out", required=True, type=output_file, help="output file")
     p.add_argument("--workspace", type=Path, help="the workspace folder (default $CTSEG_WORKSPACE or ~/ctseg-workspace)")
     p.add_argument("--scan", type=Path, help="the scan (DICOM folder or image file) the labels belong to")
     p.add_argument("--source", choices=("final", "prediction"), default="final",
@@ -74,7 +75,7 @@ def _open_case(target: str, workspace):
     folder = Path(target)
     if folder.is_dir() and (folder / CASE_JSON).is_file():
         return Case(folder)
-    return Workspace(workspace).case(target)
+    return Workspace(workspace, create=False).case(target)
 
 
 def _from_case(case, args):

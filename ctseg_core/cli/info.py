@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctseg_core.io import is_image_file
+from ctseg_core.io import resolve_scan_path
 
 
 def register(subparsers) -> None:
@@ -23,14 +23,19 @@ def register(subparsers) -> None:
 
 
 def scan_path(path: Path):
-    """A FolderScan for a DICOM folder (or the folder of a DICOM file), or one pseudo-series for an image file."""
-    from ctseg_core.io.dicom import FolderScan, scan_folder
+    """A FolderScan for a DICOM folder (or the folder of a DICOM file, that file's series selected), or one
+    pseudo-series for an image file. A path that does not exist is an error naming it."""
+    from ctseg_core.io.dicom import FolderScan, scan_folder, series_of_file
 
-    if path.is_file() and is_image_file(path):
-        return FolderScan([image_file_series(path)], [])
+    where = resolve_scan_path(path)
+    if where.kind == "image":
+        return FolderScan([image_file_series(where.file)], [])
     with warnings.catch_warnings():  # problems are listed in "skipped"; keep stdout/stderr clean
         warnings.simplefilter("ignore")
-        return scan_folder(path if path.is_dir() else path.parent)
+        scan = scan_folder(where.folder)
+    if where.file is not None:
+        scan.select(series_of_file(scan, where.file))
+    return scan
 
 
 def image_file_series(path: Path):
@@ -39,7 +44,10 @@ def image_file_series(path: Path):
 
     from ctseg_core.errors import LoadError
     from ctseg_core.io.dicom import SeriesInfo
+    from ctseg_core.io.nifti_header import check_nifti, is_nifti
 
+    if is_nifti(path):
+        check_nifti(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

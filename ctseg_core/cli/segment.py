@@ -3,11 +3,12 @@ checkpoint and print per-class volumes (mL) and scan-level detection (3+ consecu
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from ctseg_core.errors import CheckpointError
+from ctseg_core.cli import output_file
+
+from ctseg_core.errors import CheckpointError, CtsegError
 
 
 def default_model_path() -> Path:
@@ -27,12 +28,15 @@ def resolve_model(path: str | Path | None) -> Path:
 
 
 def _run(args) -> int:
-    from ctseg_core.io import load_volume
+    from ctseg_core.io import is_image_file, load_volume, resolve_scan_path
     from ctseg_core.io.images import write_labels
     from ctseg_core.labels import LESION_CLASSES
     from ctseg_core.metrics import class_volumes_ml, scan_detection
     from ctseg_core.predictor import Predictor
 
+    resolve_scan_path(args.input)  # a missing input is an error before the model is loaded
+    if not is_image_file(args.output):
+        raise CtsegError("the label map must end in .nii.gz, .nii, .nrrd or .mha", args.output)
     predictor = Predictor.from_checkpoint(resolve_model(args.model), device=args.device, tta=args.tta,
                                            engine=args.engine)
     from ctseg_core.terminal import ProgressBar
@@ -63,7 +67,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("segment", help="segment a scan and print volumes and detections",
                               description=__doc__)
     p.add_argument("input", type=Path, help="DICOM folder (or a file in it) or a NIfTI/NRRD/MHA image")
-    p.add_argument("-o", "--output", type=Path, required=True, help="label map to write (e.g. labels.nii.gz)")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="label map to write (e.g. labels.nii.gz)")
     p.add_argument("--model", type=Path, help="checkpoint (X.safetensors with X.json); default: the bundled model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default %(default)s)")
     p.add_argument("--tta", action="store_true", help="average with a left-right flipped pass")

@@ -75,6 +75,25 @@ class Delta:
     def nbytes(self) -> int:
         return int(self.packed_mask.nbytes + self.old.nbytes + self.new.nbytes) + 64
 
+    def problem(self, shape: tuple[int, ...], n_classes: int) -> str | None:
+        """Why this delta cannot be applied to a label array of ``shape`` (None when it can): a box outside
+        the array, mask and values of different lengths, values that are no class."""
+        if len(self.bbox) != 6:
+            return f"box {list(self.bbox)} does not have 6 numbers"
+        z0, z1, y0, y1, x0, x1 = self.bbox
+        if len(shape) != 3 or not (0 <= z0 <= z1 <= shape[0] and 0 <= y0 <= y1 <= shape[1]
+                                   and 0 <= x0 <= x1 <= shape[2]):
+            return f"box {list(self.bbox)} lies outside the label map {tuple(shape)}"
+        n = int(np.prod(self.shape))
+        if self.packed_mask.size != (n + 7) // 8:
+            return f"mask holds {self.packed_mask.size * 8} bits for a box of {n} voxels"
+        count = int(np.count_nonzero(np.unpackbits(self.packed_mask, count=n)))
+        if not count == self.old.size == self.new.size:
+            return f"{count} changed voxels but {self.old.size} old and {self.new.size} new values"
+        if self.count and max(int(self.new.max()), int(self.old.max())) >= n_classes:
+            return f"value {max(int(self.new.max()), int(self.old.max()))} is not a class (0..{n_classes - 1})"
+        return None
+
     def apply(self, labels: np.ndarray) -> None:
         if self.count:
             labels[self.slices][self.mask] = self.new

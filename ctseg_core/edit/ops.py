@@ -48,9 +48,9 @@ def _proposal(labels, region, want, value, policy, hu, hu_range) -> Delta:
 def _clip_box(lo, hi, shape) -> tuple[slice, slice, slice] | None:
     lo = [max(0, int(math.floor(v))) for v in lo]
     hi = [min(n, int(math.ceil(v)) + 1) for v, n in zip(hi, shape)]
-    if any(h <= l for l, h in zip(lo, hi)):
+    if any(h <= a for a, h in zip(lo, hi)):
         return None
-    return tuple(slice(l, h) for l, h in zip(lo, hi))
+    return tuple(slice(a, h) for a, h in zip(lo, hi))
 
 
 def _segment_distance_sq(grid_mm, a_mm, b_mm) -> np.ndarray:

@@ -11,22 +11,36 @@ was done. ``meta.extra`` keeps what is needed to map results back onto the sourc
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from ctseg_core.errors import GeometryError, LoadError, NotCTError
 from ctseg_core.io.dicom_decode import decode_stack, is_lossy
 from ctseg_core.io.dicom_geometry import AIR_HU, GridPlan, Stack, apply_plan, build_stack, plan_grid, tilt_tag_note
-from ctseg_core.io.dicom_scan import FolderScan, SeriesInfo, Skipped, scan_folder
-from ctseg_core.volume import Geometry, Volume, VolumeMeta
+from ctseg_core.io.dicom_scan import FolderScan, SeriesInfo, Skipped, scan_folder, summarise_skipped, warn_skipped
+from ctseg_core.volume import Geometry, Volume, VolumeMeta, replace_non_finite
 
-__all__ = ["SeriesInfo", "Skipped", "FolderScan", "scan_folder", "load_dicom_series", "choose_series"]
+__all__ = ["FolderScan", "SeriesInfo", "Skipped", "choose_series", "load_dicom_series", "scan_folder",
+           "series_of_file"]
 
 DEFAULT_MAX_GAP_FACTOR = 2.5
 
 
-def choose_series(scan: FolderScan, folder: Path, series_uid: str | None = None) -> SeriesInfo:
-    """The series to open: the one named, else the selected (largest axial CT) one; clear errors otherwise."""
+def series_of_file(scan: FolderScan, file: Path) -> SeriesInfo:
+    """The series holding ``file``; LoadError naming the file (and why it was skipped) otherwise."""
+    file = Path(file).resolve()
+    for s in scan.series:
+        if any(Path(f).resolve() == file for f in s.files):
+            return s
+    reason = next((k.reason for k in scan.skipped if Path(k.path).resolve() == file), "")
+    raise LoadError(f"not an image of any series in its folder ({reason or 'not found by the scan'})", file)
+
+
+def choose_series(scan: FolderScan, folder: Path, series_uid: str | None = None,
+                  file: Path | None = None) -> SeriesInfo:
+    """The series to open: the one named, else the one holding ``file``, else the selected (largest axial
+    CT) one; clear errors otherwise."""
+    if not series_uid and file is not None:
+        series_uid = series_of_file(scan, file).series_uid
     if series_uid:
         info = scan.find(series_uid)
         if info.modality.upper() != "CT":
@@ -52,25 +66,25 @@ def choose_series(scan: FolderScan, folder: Path, series_uid: str | None = None)
 
 
 def load_dicom_series(folder, series_uid: str | None = None, progress=None,
-                      max_gap_factor: float = DEFAULT_MAX_GAP_FACTOR) -> Volume:
+                      max_gap_factor: float = DEFAULT_MAX_GAP_FACTOR, file: Path | None = None) -> Volume:
     """Load one CT series from ``folder`` (searched recursively) as HU float32 on an orthogonal grid.
 
     ``series_uid`` names the series (as listed by ``scan_folder``); by default the largest axial CT
     series. ``max_gap_factor``: refuse (GeometryError) when two neighbouring slices are farther apart
-    than this many times the median spacing.
+    than this many times the median spacing. ``file``: a file of the series meant (when no UID is given).
     """
     folder = Path(folder)
     scan = scan_folder(folder, progress)
-    info = choose_series(scan, folder, series_uid)
+    info = choose_series(scan, folder, series_uid, file)
     corrupt = [k for k in scan.skipped if not k.reason.startswith("not a DICOM file") and "directory" not in k.reason]
     stack = build_stack(info.slices)
     plan = _plan(stack, max_gap_factor, corrupt)
     hu, failures, padded = decode_stack(stack.slices, progress)
     if failures:
         failed = {f.path for f in failures}
-        for f in failures:
-            warnings.warn(f"skipped {f.path}: {f.reason}", stacklevel=2)
-            scan.skipped.append(Skipped(Path(f.path), f.reason))
+        bad = [Skipped(Path(f.path), f.reason) for f in failures]
+        warn_skipped(bad)
+        scan.skipped.extend(bad)
         keep = [k for k, s in enumerate(stack.slices) if s.path not in failed]
         if not keep:
             raise LoadError(f"no slice of series {info.series_uid} could be decoded: {failures[0].reason}",
@@ -80,8 +94,10 @@ def load_dicom_series(folder, series_uid: str | None = None, progress=None,
         plan = _plan(stack, max_gap_factor, corrupt + [Skipped(Path(f.path), f.reason) for f in failures])
     array = apply_plan(plan, hu)
     notes = _load_notes(plan, info, scan, padded, folder)
-    return Volume(array, Geometry(array.shape, (plan.slice_spacing_mm,) + plan.stack.pixel_spacing,
-                                  tuple(plan.origin), plan.direction), _meta(info, plan, folder, notes))
+    volume = Volume(array, Geometry(array.shape, (plan.slice_spacing_mm,) + plan.stack.pixel_spacing,
+                                    tuple(plan.origin), plan.direction), _meta(info, plan, folder, notes))
+    replace_non_finite(volume)
+    return volume
 
 
 def _plan(stack: Stack, max_gap_factor: float, unreadable: list[Skipped]) -> GridPlan:
@@ -109,6 +125,7 @@ def _load_notes(plan: GridPlan, info: SeriesInfo, scan: FolderScan, padded: int,
         if len(stack.slices) > 1 else None
     if tag_note:
         notes.append(tag_note)
+    notes.extend(_rescale_notes(stack))
     pads = sorted({s.header.padding_value for s in stack.slices if s.header.padding_value is not None})
     if padded:
         notes.append(f"{padded} pixels marked as padding outside the reconstructed field (PixelPaddingValue "
@@ -122,13 +139,28 @@ def _load_notes(plan: GridPlan, info: SeriesInfo, scan: FolderScan, padded: int,
     split = next((n for n in info.notes if "split into" in n), None)
     if split:
         notes.append(split)
-    for k in scan.skipped:
-        if not k.reason.startswith(("not a DICOM file", "no pixel data")):
-            notes.append(f"skipped {_rel(k.path, folder)}: {k.reason}")
+    notes.extend(summarise_skipped([k for k in scan.skipped
+                                    if not k.reason.startswith(("not a DICOM file", "no pixel data"))], folder))
     others = [_rel(k.path, folder) for k in scan.skipped if k.reason.startswith(("not a DICOM file", "no pixel data"))]
     if others:
         notes.append(f"{len(others)} file(s) without images ignored: {', '.join(sorted(set(others))[:5])}"
                      + (", ..." if len(set(others)) > 5 else ""))
+    return notes
+
+
+def _rescale_notes(stack: Stack) -> list[str]:
+    """A note when slices of one series use different rescales (rare in CT: a damaged file looks so)."""
+    notes = []
+    for name, values in (("RescaleSlope", [s.slope for s in stack.slices]),
+                         ("RescaleIntercept", [s.intercept for s in stack.slices])):
+        counts: dict[float, list[str]] = {}
+        for s, v in zip(stack.slices, values):
+            counts.setdefault(v, []).append(s.label)
+        if len(counts) > 1:
+            usual = max(counts, key=lambda v: len(counts[v]))
+            odd = "; ".join(f"{v:g} in {', '.join(labels[:3])}" + (" ..." if len(labels) > 3 else "")
+                            for v, labels in counts.items() if v != usual)
+            notes.append(f"{name} varies between slices: {usual:g} in {len(counts[usual])} slice(s), {odd}")
     return notes
 
 

@@ -39,7 +39,8 @@ def check_decodable(header: FileHeader) -> None:
         decoder = get_decoder(ts)
     except NotImplementedError:
         raise UnsupportedTransferSyntaxError(
-            f"pixel data is encoded as {ts.name} ({ts}), which no pixel handler of pydicom decodes", header.path)
+            f"pixel data is encoded as {ts.name} ({ts}), which no pixel handler of pydicom decodes",
+            header.path) from None
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
         raise UnsupportedTransferSyntaxError(

@@ -21,9 +21,9 @@ import numpy as np
 
 from ctseg_core.errors import GeometryError
 from ctseg_core.io.dicom_headers import SliceRef
+from ctseg_core.volume import AIR_HU
 
 SNAP_PX = 0.01  # in-plane shifts within 1/100 pixel of a whole pixel are taken as whole (no blur from rounding)
-AIR_HU = -1024.0
 
 
 def orientation_axes(orientation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

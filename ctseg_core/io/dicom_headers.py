@@ -18,7 +18,6 @@ import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
                          ImplicitVRLittleEndian)
 
@@ -101,26 +100,73 @@ class SliceRef:
         return name if self.frame is None else f"{name} frame {self.frame + 1}"
 
 
-def _floats(value, n: int) -> tuple[float, ...] | None:
-    if value is None:
+class BadValue(ValueError):
+    """A header value that is present but unusable (not a number, infinite, out of range)."""
+
+
+def _floats(value, n: int, name: str = "value") -> tuple[float, ...] | None:
+    """``n`` finite numbers; None when absent; BadValue when present but not that."""
+    if value is None or (isinstance(value, (list, tuple)) and not value):
         return None
     try:
         out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    if len(out) != n or not all(np.isfinite(out)):
-        return None
+    except (TypeError, ValueError) as exc:
+        raise BadValue(f"{name} {_show(value)} is not a list of numbers") from exc
+    if len(out) != n:
+        raise BadValue(f"{name} has {len(out)} values, {n} expected")
+    if not all(np.isfinite(out)):
+        raise BadValue(f"{name} {_show(value)} is not finite")
     return out
 
 
-def _float(value, default=None):
+def _float(value, default=None, name: str = "value"):
+    """A finite number; ``default`` when absent; BadValue when present but not a finite number."""
     if value is None or value == "":
         return default
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
+        raise BadValue(f"{name} {_show(value)} is not a number") from exc
+    if not np.isfinite(out):
+        raise BadValue(f"{name} {_show(value)} is not finite")
+    return out
+
+
+def _lenient_float(value, default=None):
+    """An informative value (thickness, tilt): unusable values count as absent."""
+    try:
+        return _float(value, default)
+    except BadValue:
         return default
-    return out if np.isfinite(out) else default
+
+
+def _show(value) -> str:
+    text = repr(value if not isinstance(value, (list, tuple)) else list(value))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+MAX_ABS_SLOPE = 1e4  # HU per stored unit; beyond this (or 0) the rescale cannot describe a CT
+MAX_ABS_INTERCEPT = 1e5
+MAX_PIXEL_SPACING_MM = 100.0
+MAX_POSITION_MM = 1e6
+
+
+def check_slice(s: SliceRef) -> None:
+    """Raise BadValue when a slice's geometry or rescale cannot be trusted."""
+    if s.slope == 0 or abs(s.slope) > MAX_ABS_SLOPE:
+        raise BadValue(f"RescaleSlope {s.slope:g} cannot map stored values to HU")
+    if abs(s.intercept) > MAX_ABS_INTERCEPT:
+        raise BadValue(f"RescaleIntercept {s.intercept:g} is out of range")
+    if s.pixel_spacing is not None and not all(0 < v <= MAX_PIXEL_SPACING_MM for v in s.pixel_spacing):
+        raise BadValue(f"PixelSpacing {list(s.pixel_spacing)} mm is not a usable pixel size")
+    if s.position is not None and max(abs(v) for v in s.position) > MAX_POSITION_MM:
+        raise BadValue(f"ImagePositionPatient {list(s.position)} is out of range")
+    if s.orientation is not None:
+        r, c = np.asarray(s.orientation[:3]), np.asarray(s.orientation[3:])
+        nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+        if not (0.9 < nr < 1.1 and 0.9 < nc < 1.1) or abs(float(r @ c)) > 0.01 * nr * nc:
+            raise BadValue(f"ImageOrientationPatient {[round(v, 4) for v in s.orientation]} is not two "
+                           "perpendicular unit vectors")
 
 
 def _int(value, default=None):
@@ -202,39 +248,70 @@ def read_file_header(path: Path) -> tuple[FileHeader, list[SliceRef]]:
             pixel_pos = fp.tell()
             element_head = fp.read(12)
             size = os.fstat(fp.fileno()).st_size
-    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError, TypeError) as exc:
+    except NotDicomFile:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds (zlib.error, NotImplementedError, ...)
         raise CorruptFile(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+    try:
+        return _parse(path, ds, element_head, pixel_pos, size)
+    except (NoPixelData, CorruptFile):
+        raise
+    except BadValue as exc:
+        raise CorruptFile(f"invalid header value: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - one bad file is skipped with its reason, never fatal for the folder
+        raise CorruptFile(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse(path: Path, ds, element_head: bytes, pixel_pos: int, size: int) -> tuple[FileHeader, list[SliceRef]]:
     ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
     if not ts and "SOPClassUID" not in ds:
         raise CorruptFile("has the DICM marker but no readable header (no transfer syntax, no SOP Class UID)")
-    has_pixels, pixel_offset = _locate_pixel_data(ts, element_head, pixel_pos, size, ds)
+    has_pixels, pixel_offset, length = _locate_pixel_data(ts, element_head, pixel_pos, size, ds)
     if not has_pixels:
         sop = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
         name = pydicom.uid.UID(sop).name if sop else "unknown SOP class"
         what = ": a directory/index file, not an image" if "Directory" in name else ""
         raise NoPixelData(f"no pixel data ({name}{what})")
     header = _file_header(path, ds, ts, pixel_offset)
-    try:
-        slices = _slices_of(ds, header)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-        raise CorruptFile(f"unreadable functional groups ({type(exc).__name__}: {exc})") from exc
+    _check_pixel_format(header, length)
+    slices = _slices_of(ds, header)
+    for s in slices:
+        check_slice(s)
     return header, slices
 
 
-def _locate_pixel_data(ts: str, element_head: bytes, pos: int, size: int, ds) -> tuple[bool, int | None]:
-    """Whether the file has pixel data, and for native little-endian data the offset of its bytes.
+def _check_pixel_format(h: FileHeader, length: int | None) -> None:
+    """Rows, Columns, bits and frames must describe the pixel data that is there (native data)."""
+    if not (1 <= h.rows <= 65535 and 1 <= h.cols <= 65535):
+        raise CorruptFile(f"invalid header value: image size {h.rows} x {h.cols} (Rows x Columns)")
+    if h.bits_allocated not in (1, 8, 16, 32, 64) or not 1 <= h.bits_stored <= h.bits_allocated:
+        raise CorruptFile(f"invalid header value: BitsAllocated {h.bits_allocated} / BitsStored {h.bits_stored}")
+    if not 1 <= h.samples_per_pixel <= 4:
+        raise CorruptFile(f"invalid header value: SamplesPerPixel {h.samples_per_pixel}")
+    if length is None or length == 0xFFFFFFFF:
+        return  # encapsulated or read by pydicom: the decoder checks the length
+    need = (h.rows * h.cols * h.samples_per_pixel * h.n_frames * h.bits_allocated + 7) // 8
+    if length not in (need, need + 1):  # + 1: the pad byte of an odd length
+        raise CorruptFile(f"pixel data holds {length} bytes but Rows x Columns x BitsAllocated x frames "
+                          f"({h.rows} x {h.cols} x {h.bits_allocated} x {h.n_frames}) needs {need}")
+
+
+def _locate_pixel_data(ts: str, element_head: bytes, pos: int, size: int, ds
+                       ) -> tuple[bool, int | None, int | None]:
+    """Whether the file has pixel data, for native little-endian data the offset of its bytes, and the
+    pixel data's length in bytes (None where unknown here).
 
     Raises CorruptFile when the file ends before the pixel data it announces.
     """
     if ts in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian):
         # pydicom reads these through an inflated / byte-swapped copy, so the file position says nothing:
         # an image has Rows; its pixels are decoded by pydicom later (a missing PixelData fails there)
-        return "Rows" in ds, None
+        return "Rows" in ds, None, None
     if len(element_head) < 8:
-        return False, None
+        return False, None, None
     group, elem = struct.unpack("<HH", element_head[:4])
     if (group << 16 | elem) != PIXEL_DATA_TAG:
-        return False, None
+        return False, None, None
     if ts == ImplicitVRLittleEndian:
         length = struct.unpack("<I", element_head[4:8])[0]
         value_at = pos + 8
@@ -247,10 +324,11 @@ def _locate_pixel_data(ts: str, element_head: bytes, pos: int, size: int, ds) ->
             length = struct.unpack("<H", element_head[6:8])[0]
             value_at = pos + 8
     if length == 0xFFFFFFFF:  # encapsulated (compressed): decoded by pydicom later
-        return True, None
+        return True, None, None
     if value_at + length > size:
         raise CorruptFile(f"truncated: pixel data needs {length} bytes, the file holds {max(size - value_at, 0)}")
-    return True, (value_at if ts in NATIVE_LE else None)
+    native = ts in NATIVE_LE
+    return True, (value_at if native else None), (length if native else None)
 
 
 def _file_header(path: Path, ds, ts: str, pixel_offset: int | None) -> FileHeader:
@@ -279,9 +357,14 @@ def _file_header(path: Path, ds, ts: str, pixel_offset: int | None) -> FileHeade
         padding_value=_int(pad) if pad is not None and not isinstance(pad, bytes) else None,
         transfer_syntax=ts,
         n_frames=max(_int(v.one("NumberOfFrames"), 1) or 1, 1),
-        gantry_tilt_tag=_float(v.one("GantryDetectorTilt")),
+        gantry_tilt_tag=_lenient_float(v.one("GantryDetectorTilt")),
         pixel_offset=pixel_offset,
     )
+
+
+def _thickness(value) -> float | None:
+    t = _lenient_float(value)
+    return t if t is not None and t > 0 else None
 
 
 def _group_item(ds, frame: int, sequence: str, per_frame):
@@ -302,10 +385,11 @@ def _slices_of(ds, header: FileHeader) -> list[SliceRef]:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") if 0x52009230 in ds else None
     if per_frame is None:
         v = _Values(ds)
-        return [SliceRef(header, None, _floats(v.get("ImageOrientationPatient"), 6),
-                         _floats(v.get("ImagePositionPatient"), 3), _floats(v.get("PixelSpacing"), 2),
-                         _float(v.one("SliceThickness")), _float(v.one("RescaleSlope"), 1.0),
-                         _float(v.one("RescaleIntercept"), 0.0), _int(v.one("InstanceNumber")))]
+        return [SliceRef(header, None, _floats(v.get("ImageOrientationPatient"), 6, "ImageOrientationPatient"),
+                         _floats(v.get("ImagePositionPatient"), 3, "ImagePositionPatient"),
+                         _floats(v.get("PixelSpacing"), 2, "PixelSpacing"), _thickness(v.one("SliceThickness")),
+                         _float(v.one("RescaleSlope"), 1.0, "RescaleSlope"),
+                         _float(v.one("RescaleIntercept"), 0.0, "RescaleIntercept"), _int(v.one("InstanceNumber")))]
     slices = []
     for f in range(header.n_frames):
         plane_pos = _group_item(ds, f, "PlanePositionSequence", per_frame)
@@ -314,12 +398,14 @@ def _slices_of(ds, header: FileHeader) -> list[SliceRef]:
         value_tf = _group_item(ds, f, "PixelValueTransformationSequence", per_frame)
         slices.append(SliceRef(
             header, f,
-            _floats(plane_ori.get("ImageOrientationPatient") if plane_ori else ds.get("ImageOrientationPatient"), 6),
-            _floats(plane_pos.get("ImagePositionPatient") if plane_pos else None, 3),
-            _floats(measures.get("PixelSpacing") if measures else ds.get("PixelSpacing"), 2),
-            _float(measures.get("SliceThickness") if measures else ds.get("SliceThickness")),
-            _float(value_tf.get("RescaleSlope") if value_tf else ds.get("RescaleSlope"), 1.0),
-            _float(value_tf.get("RescaleIntercept") if value_tf else ds.get("RescaleIntercept"), 0.0),
+            _floats(plane_ori.get("ImageOrientationPatient") if plane_ori else ds.get("ImageOrientationPatient"), 6,
+                    "ImageOrientationPatient"),
+            _floats(plane_pos.get("ImagePositionPatient") if plane_pos else None, 3, "ImagePositionPatient"),
+            _floats(measures.get("PixelSpacing") if measures else ds.get("PixelSpacing"), 2, "PixelSpacing"),
+            _thickness(measures.get("SliceThickness") if measures else ds.get("SliceThickness")),
+            _float(value_tf.get("RescaleSlope") if value_tf else ds.get("RescaleSlope"), 1.0, "RescaleSlope"),
+            _float(value_tf.get("RescaleIntercept") if value_tf else ds.get("RescaleIntercept"), 0.0,
+                   "RescaleIntercept"),
             _int(ds.get("InstanceNumber")),
         ))
     return slices

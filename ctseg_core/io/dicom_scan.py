@@ -98,12 +98,34 @@ class FolderScan:
         return {"series": [s.to_json() for s in self.series], "skipped": [k.to_json() for k in self.skipped]}
 
 
-def list_files(folder: Path) -> list[Path]:
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        out.extend(Path(root) / f for f in sorted(files))
-    return out
+def list_files(folder: Path) -> tuple[list[Path], list[Skipped]]:
+    """Regular files under ``folder`` (sorted, any depth, without recursion limits) and what was left out:
+    pipes, sockets and devices (reading them would block or never end) and folders that cannot be read.
+    Symbolic links to folders are not followed (no loops)."""
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    stack = [Path(folder)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Skipped(current, f"folder cannot be read ({exc.strerror or exc})"))
+            continue
+        subfolders = []
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    subfolders.append(Path(e.path))
+                elif e.is_file(follow_symlinks=True):
+                    files.append(Path(e.path))
+                elif not e.is_symlink() or os.path.exists(e.path):
+                    skipped.append(Skipped(Path(e.path), "not a regular file (a pipe, socket or device): not read"))
+            except OSError as exc:
+                skipped.append(Skipped(Path(e.path), f"cannot be read ({exc.strerror or exc})"))
+        stack.extend(reversed(subfolders))
+    return files, skipped
 
 
 HEADER_CACHE_FILES = 8192  # headers of recently read files, keyed by (path, size, mtime): a folder
@@ -143,9 +165,9 @@ def scan_folder(folder, progress=None) -> FolderScan:
     folder = Path(folder)
     if not folder.is_dir():
         raise LoadError("folder not found" if not folder.exists() else "not a folder", folder)
-    files = list_files(folder)
+    files, skipped = list_files(folder)
     slices: list[SliceRef] = []
-    skipped: list[Skipped] = []
+    warn = list(skipped)  # pipes, devices, unreadable folders
     for i, path in enumerate(files):
         try:
             slices.extend(_read_header_cached(path))
@@ -155,12 +177,13 @@ def scan_folder(folder, progress=None) -> FolderScan:
         except (CorruptFile, NoPixelData) as exc:
             skipped.append(Skipped(path, str(exc)))
             if isinstance(exc, CorruptFile) or path.suffix.lower() == ".dcm":
-                warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+                warn.append(skipped[-1])
         except OSError as exc:
             skipped.append(Skipped(path, f"cannot be read ({exc.strerror or exc})"))
-            warnings.warn(f"skipped {path}: {exc}", stacklevel=2)
+            warn.append(skipped[-1])
         if progress is not None:
             progress(i + 1, len(files), "reading DICOM headers")
+    warn_skipped(warn)
     series = [describe_series(uid, group, note) for uid, group, note in _group(slices)]
     scan = FolderScan(series, skipped)
     best = default_choice(scan)
@@ -168,6 +191,35 @@ def scan_folder(folder, progress=None) -> FolderScan:
         scan.select(best)
         best.notes.append("selected: the largest axial CT image series")
     return scan
+
+
+WARN_EACH_UP_TO = 5  # more skipped files than this are summarised in one warning
+
+
+def summarise_skipped(skipped: list[Skipped], folder: Path | None = None, limit: int = WARN_EACH_UP_TO) -> list[str]:
+    """One line per skipped file, or (beyond ``limit``) one line with the count, the first few and the reasons."""
+    def name(k: Skipped) -> str:
+        if folder is not None:
+            try:
+                return str(Path(k.path).relative_to(folder))
+            except ValueError:
+                pass
+        return str(k.path)
+
+    if len(skipped) <= limit:
+        return [f"skipped {name(k)}: {k.reason}" for k in skipped]
+    reasons: dict[str, int] = {}
+    for k in skipped:
+        key = k.reason.split(" (")[0].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    common = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    first = ", ".join(name(k) for k in skipped[:3])
+    return [f"skipped {len(skipped)} unreadable files ({common}), e.g. {first}; `ctseg info` lists each with its reason"]
+
+
+def warn_skipped(skipped: list[Skipped]) -> None:
+    for line in summarise_skipped(skipped):
+        warnings.warn(line, stacklevel=3)
 
 
 def default_choice(scan: FolderScan) -> SeriesInfo | None:

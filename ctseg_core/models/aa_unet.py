@@ -29,11 +29,19 @@ from ctseg_core.models.registry import register_model
 DEFAULT_DECODER_CHANNELS = (16, 32, 64, 128, 256, 256)  # levels 1/1 .. 1/32: few channels at full resolution
 
 
-def build_encoder(name: str, in_chans: int, weights: str | None = None) -> nn.Module:
-    """A timm encoder with five feature levels (strides 2..32); optional local ImageNet weights."""
+def build_encoder(name: str, in_chans: int, weights: str | None = None, encoder_args: dict | None = None) -> nn.Module:
+    """A timm encoder with five feature levels (strides 2..32); optional local ImageNet weights.
+
+    ``encoder_args`` are timm constructor options that change depth and width while keeping the block
+    design, e.g. ``{"channels": [32, 64, 128, 256], "stem_width": 16}`` for a ResNeSt at half width or
+    ``{"layers": [2, 2, 2, 2]}``."""
     import timm
 
-    encoder = timm.create_model(name, features_only=True, pretrained=False, in_chans=in_chans)
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in (encoder_args or {}).items()}
+    try:
+        encoder = timm.create_model(name, features_only=True, pretrained=False, in_chans=in_chans, **args)
+    except TypeError as exc:
+        raise CheckpointError(f"encoder {name!r} does not accept {sorted(args)}: {exc}") from exc
     if list(encoder.feature_info.reduction()) != [2, 4, 8, 16, 32]:
         raise CheckpointError(f"encoder {name!r} must give five levels at strides 2..32, "
                               f"got {encoder.feature_info.reduction()}")
@@ -69,12 +77,12 @@ class AttentionUNet(nn.Module):
 
     def __init__(self, encoder: str = "resnest50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
                  num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
-                 space_attention: bool = True, channel_attention: bool = True):
+                 space_attention: bool = True, channel_attention: bool = True, encoder_args: dict | None = None):
         super().__init__()
         ch = tuple(int(c) for c in decoder_channels)
         if len(ch) != 6:
             raise ValueError(f"decoder_channels needs six widths (levels 1/1..1/32), got {ch}")
-        self.encoder = build_encoder(encoder, in_chans, encoder_weights)
+        self.encoder = build_encoder(encoder, in_chans, encoder_weights, encoder_args)
         enc_ch = self.encoder.feature_info.channels()
         self.stem = FullResStem(in_chans, ch[0])
         self.skips = nn.ModuleList([SkipReduce(c_in, c_out) for c_in, c_out in zip(enc_ch, ch[1:])])
@@ -103,34 +111,39 @@ class AttentionUNet(nn.Module):
 
 @register_model
 def aa_unet(encoder: str = "resnest50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
-            num_classes: int = NUM_CLASSES, encoder_weights: str | None = None) -> AttentionUNet:
+            num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
+        encoder_args: dict | None = None) -> AttentionUNet:
     """All Attention U-Net (RSU+SC): ResNeSt50 encoder, space and channel attention."""
-    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, True, True)
+    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, True, True, encoder_args)
 
 
 @register_model
 def rsu(encoder: str = "resnest50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
-        num_classes: int = NUM_CLASSES, encoder_weights: str | None = None) -> AttentionUNet:
+        num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
+        encoder_args: dict | None = None) -> AttentionUNet:
     """RSU ablation: ResNeSt50 U-Net without attention."""
-    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, False, False)
+    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, False, False, encoder_args)
 
 
 @register_model
 def rsu_s(encoder: str = "resnest50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
-          num_classes: int = NUM_CLASSES, encoder_weights: str | None = None) -> AttentionUNet:
+          num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
+        encoder_args: dict | None = None) -> AttentionUNet:
     """RSU+S ablation: ResNeSt50 U-Net with space attention only."""
-    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, True, False)
+    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, True, False, encoder_args)
 
 
 @register_model
 def rsu_c(encoder: str = "resnest50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
-          num_classes: int = NUM_CLASSES, encoder_weights: str | None = None) -> AttentionUNet:
+          num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
+        encoder_args: dict | None = None) -> AttentionUNet:
     """RSU+C ablation: ResNeSt50 U-Net with channel attention only."""
-    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, False, True)
+    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, False, True, encoder_args)
 
 
 @register_model
 def resnet50_unet(encoder: str = "resnet50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
-                  num_classes: int = NUM_CLASSES, encoder_weights: str | None = None) -> AttentionUNet:
+                  num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
+        encoder_args: dict | None = None) -> AttentionUNet:
     """Baseline: U-Net on a ResNet50 encoder, no attention."""
-    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, False, False)
+    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, False, False, encoder_args)

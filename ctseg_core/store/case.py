@@ -6,6 +6,9 @@ Folder ``<workspace>/cases/<case id>/``:
   uncertainty.npz   the model's uncertainty (1 - top class probability) in 1/255 steps, when known
   final.nii.gz      the corrected label map (written atomically)
   journal.jsonl     edits committed since the last save of final (see ``journal``)
+  edit.lock         who is editing the case now (see ``lock``): ``lock_for_editing`` takes it, and every
+                    write is refused while another live process holds it (that opener is read-only)
+  journal.rejected.jsonl, case.json.damaged-*: records that were damaged, kept aside (see ``notes``)
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ctseg_core.atomic import atomic_write_text, atomic_write_with
-from ctseg_core.errors import LabelMismatchError, StoreError
+from ctseg_core.atomic import atomic_write_bytes, atomic_write_text
+from ctseg_core.errors import CaseLockedError, LabelMismatchError, StoreError
 from ctseg_core.io.images import read_labels, write_labels
 from ctseg_core.labels import class_table_json
 from ctseg_core.store.journal import Journal, now_iso
-from ctseg_core.store.source import SourceRef, content_hash, describe_source, source_files
+from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path
+from ctseg_core.store.source import SourceRef, content_hash, source_files
 from ctseg_core.volume import Geometry, LabelMap, Volume
 
 STATUSES = ("new", "in_review", "corrected", "approved")
@@ -72,11 +76,27 @@ class CaseRecord:
 def read_record(folder: Path) -> CaseRecord:
     path = Path(folder) / CASE_JSON
     try:
-        return CaseRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        rec = CaseRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+        rec.geometry_obj()
+        if rec.status not in STATUSES:
+            raise ValueError(f"unknown status {rec.status!r}")
+        if rec.id != path.parent.name:
+            raise ValueError(f"case id {rec.id!r} differs from its folder's name")
     except FileNotFoundError as exc:
         raise StoreError("no such case (case.json missing)", path) from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"case record is damaged ({exc})", path) from exc
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"case record is damaged ({type(exc).__name__}: {exc})", path) from exc
+    except OSError as exc:
+        raise StoreError(f"case record cannot be read ({exc.strerror})", path) from exc
+    return rec
+
+
+def quarantine_record(folder: Path) -> Path:
+    """Move a damaged ``case.json`` aside (``case.json.damaged-<time>``); the label files stay."""
+    path = Path(folder) / CASE_JSON
+    aside = path.with_name(f"{CASE_JSON}.damaged-{now_iso().replace(':', '')[:17]}")
+    path.replace(aside)
+    return aside
 
 
 def geometry_json(g: Geometry) -> dict:
@@ -92,6 +112,55 @@ class Case:
         self.record = read_record(self.folder)
         self.journal = Journal(self.folder / JOURNAL)
         self._lock = threading.Lock()
+        self.edit_lock: CaseLock | None = None  # held while this object edits the case
+        self.notes: list[str] = []  # what opening found and did (damaged records set aside, a lock taken over)
+
+    # --- who may write ---------------------------------------------------------------------------
+    def lock_for_editing(self, reader: str = "", take_over: bool = False) -> None:
+        """Become the case's only writer; ``CaseLockedError`` (naming the owner) when another process is.
+
+        A lock whose owner is gone (dead process on this host) is taken over; ``take_over`` takes any."""
+        lock = CaseLock(self.folder, reader)
+        if take_over:
+            lock.take_over()
+        else:
+            lock.acquire()
+        self.edit_lock = lock
+        self.notes.extend(lock.notes)
+        self.journal.reload()  # continue after whatever the previous owner journaled
+
+    def release_lock(self) -> None:
+        if self.edit_lock is not None:
+            self.edit_lock.release()
+            self.edit_lock = None
+
+    def lock_owner(self, reader: str = "") -> LockOwner | None:
+        """Who holds the case's lock (None: nobody)."""
+        return LockOwner.from_file(lock_path(self.folder, reader))
+
+    @property
+    def read_only(self) -> bool:
+        """Another live process holds the lock (and this object does not): nothing may be written."""
+        try:
+            self._check_writable()
+        except CaseLockedError:
+            return True
+        return False
+
+    def _check_writable(self) -> None:
+        lock = self.edit_lock
+        if lock is not None:
+            if not lock.still_mine():
+                owner = lock.owner()
+                who = owner.describe() if owner is not None else "nobody (the lock file was removed)"
+                raise CaseLockedError(f"the case lock was taken over by {who}; this copy is read-only now",
+                                      self.folder, owner=owner)
+            return
+        path = lock_path(self.folder)
+        owner = LockOwner.from_file(path)
+        if owner is not None and not is_stale(path, owner):
+            raise CaseLockedError(f"the case is being edited by {owner.describe()}; it is open read-only",
+                                  self.folder, owner=owner)
 
     @classmethod
     def create(cls, folder: Path, case_id: str, volume: Volume, source: SourceRef) -> "Case":
@@ -112,6 +181,7 @@ class Case:
         return self.record.geometry_obj()
 
     def _save_record(self) -> None:
+        self._check_writable()
         self.record.modified = now_iso()
         atomic_write_text(self.folder / CASE_JSON, json.dumps(self.record.to_json(), indent=1))
 
@@ -151,12 +221,13 @@ class Case:
         """Store the model's output; ``model`` (a ``ModelIdentity``) tells later sessions which weights
         made it, ``uncertainty`` (float (z, y, x) in [0, 1]) its per-voxel uncertainty."""
         self._check(labels)
+        self._check_writable()
         if uncertainty is not None and uncertainty.shape != labels.array.shape:
             raise StoreError(f"uncertainty shape {uncertainty.shape} != label map shape {labels.array.shape}")
         write_labels(labels, self.folder / PREDICTION)
         if uncertainty is not None:
             q = np.round(np.nan_to_num(np.clip(uncertainty, 0, 1), nan=1.0) * UNCERTAINTY_STEPS).astype(np.uint8)
-            atomic_write_with(self.folder / UNCERTAINTY, lambda tmp: _save_npz(tmp, q))
+            atomic_write_bytes(self.folder / UNCERTAINTY, _npz_bytes(q))
         else:
             (self.folder / UNCERTAINTY).unlink(missing_ok=True)
         t = now_iso()
@@ -201,6 +272,7 @@ class Case:
         it when saving a copy from another thread. A case still "new" becomes "in_review".
         """
         self._check(labels)
+        self._check_writable()
         with self._lock:
             upto = self.journal.last_seq if journal_upto is None else journal_upto
         write_labels(labels, self.folder / FINAL)
@@ -230,6 +302,7 @@ class Case:
         """Log one committed step (a Delta or a list of them), fsync'd; History(journal=...) calls it."""
         from ctseg_core.edit.delta import Delta
 
+        self._check_writable()
         with self._lock:
             return self.journal.append([deltas] if isinstance(deltas, Delta) else deltas)
 
@@ -242,14 +315,22 @@ class Case:
     def recover(self, volume: Volume | None = None) -> LabelMap | None:
         """The unsaved edits restored: final (else prediction, else empty) plus the journal replayed.
 
-        None when the journal holds nothing newer than the last save.
+        None when the journal holds nothing newer than the last save. Entries that do not fit the map are
+        left out; when this object may write they are moved to ``journal.rejected.jsonl`` (``notes`` says so).
         """
-        self._remove_stale_temp_files()
+        writable = not self.read_only
+        if writable:
+            self._remove_stale_temp_files()
         if not len(self.journal):
             return None
         labels = self._base(volume)
-        self.journal.replay(labels.array)
-        return labels
+        applied = self.journal.replay(labels.array)
+        if self.journal.rejected:
+            reasons = "; ".join(f"entry {q}: {p}" if q >= 0 else p for q, p in self.journal.rejected[:3])
+            aside = self.journal.quarantine(q for q, _ in self.journal.rejected) if writable else None
+            self.notes.append(f"{len(self.journal.rejected)} damaged edit journal record(s) were not replayed "
+                              f"({reasons})" + (f"; kept aside in {aside.name}" if aside else ""))
+        return labels if applied else None
 
     def load_for_editing(self, volume: Volume | None = None) -> tuple[LabelMap, str]:
         """The map to edit and where it came from: "recovered", "final", "prediction" or "empty"."""
@@ -268,6 +349,7 @@ class Case:
 
     # --- status --------------------------------------------------------------------------------
     def set_status(self, status: str, annotator: str | None = None) -> None:
+        self._check_writable()
         self._set_status(status, annotator if annotator is not None else self.record.annotator)
         self._save_record()
 
@@ -278,9 +360,13 @@ class Case:
         self.record.status_history.append({"status": status, "annotator": annotator or "", "time": now_iso()})
 
 
-def _save_npz(path: Path, q: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: numpy would append ".npz" to a path
-        np.savez_compressed(f, uncertainty=q)
+def _npz_bytes(q: np.ndarray) -> bytes:
+    """The quantised uncertainty as a compressed .npz (written with a size check, never pickled)."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, uncertainty=q)
+    return buf.getvalue()
 
 
 def _findings_summary(labels: LabelMap) -> dict:

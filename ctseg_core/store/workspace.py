@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctseg_core.errors import StoreError
-from ctseg_core.store.case import CASE_JSON, FINAL, STATUSES, TRAINING_STATUSES, Case, CaseRecord, read_record
+from ctseg_core.store.case import (CASE_JSON, FINAL, STATUSES, TRAINING_STATUSES, Case, CaseRecord, quarantine_record,
+                                   read_record)
 from ctseg_core.store.source import SourceRef, describe_source
 from ctseg_core.volume import LabelMap, Volume
 
@@ -42,10 +43,20 @@ class TrainingCase:
         return labels
 
 
+CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 class Workspace:
-    def __init__(self, root: str | Path | None = None):
+    """``create=False`` (the command line's ``--workspace``): a folder that is not a workspace is an error
+    rather than silently becoming an empty one (a mistyped path)."""
+
+    def __init__(self, root: str | Path | None = None, create: bool = True):
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.cases_dir = self.root / "cases"
+        self.problems: list[str] = []  # damaged case records found while listing (those cases are skipped)
+        if not create and not self.cases_dir.is_dir():
+            what = "does not exist" if not self.root.exists() else "is not a ctseg workspace (no cases folder)"
+            raise StoreError(f"the workspace folder {what}", self.root)
         try:
             self.cases_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -55,10 +66,20 @@ class Workspace:
         return sorted(p for p in self.cases_dir.iterdir() if (p / CASE_JSON).is_file())
 
     def cases(self) -> list[CaseRecord]:
-        """Every case's record, oldest first."""
-        return sorted((read_record(p) for p in self._case_folders()), key=lambda r: (r.created, r.id))
+        """Every readable case's record, oldest first; damaged records are skipped and named in ``problems``."""
+        records, self.problems = [], []
+        for folder in self._case_folders():
+            try:
+                records.append(read_record(folder))
+            except StoreError as exc:
+                self.problems.append(f"{exc} (the case is left out; opening its scan again rebuilds the record "
+                                     "and keeps its labels)")
+        return sorted(records, key=lambda r: (r.created, r.id))
 
     def case(self, case_id: str) -> Case:
+        """The case ``case_id`` (a folder name under ``cases``; never a path leading elsewhere)."""
+        if not isinstance(case_id, str) or not CASE_ID.fullmatch(case_id) or case_id in (".", ".."):
+            raise StoreError(f"{case_id!r} is not a case id (letters, digits, '.', '_' and '-')", self.root)
         folder = self.cases_dir / case_id
         if not (folder / CASE_JSON).is_file():
             raise StoreError(f"no case {case_id!r} in the workspace", self.root)
@@ -80,11 +101,23 @@ class Workspace:
                                  f"{found.id}: " + found.geometry.describe_mismatch(volume.geometry), source.path)
             return found
         case_id = _case_id(volume, source)
-        return Case.create(self.cases_dir / case_id, case_id, volume, source)
+        folder = self.cases_dir / case_id
+        aside = None
+        if (folder / CASE_JSON).is_file():  # its record was unreadable (else ``find`` had found it)
+            aside = quarantine_record(folder)
+        case = Case.create(folder, case_id, volume, source)
+        if aside is not None:
+            case.notes.append(f"the case record was damaged; it was set aside as {aside.name} and rebuilt "
+                              "(label maps and journal kept; review status reset to new)")
+        return case
 
     def next_unreviewed(self) -> CaseRecord | None:
         """The oldest case still "new"."""
         return next((r for r in self.cases() if r.status == "new"), None)
+
+    def reviewed_without_final(self, statuses=TRAINING_STATUSES) -> list[str]:
+        """Ids of cases marked with one of ``statuses`` that have no saved final label map (not trainable)."""
+        return [r.id for r in self.cases() if r.status in statuses and not (self.cases_dir / r.id / FINAL).is_file()]
 
     def training_cases(self, statuses=TRAINING_STATUSES) -> list[TrainingCase]:
         """Cases with one of ``statuses`` and a saved final label map, oldest first."""

@@ -98,7 +98,7 @@ def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut,
     frac = {les["cls"]: np.zeros(shape_c, np.float32) for les in lesions}
     tissue_crop = np.zeros(shape_c, np.uint8)
     for k in range(n):
-        for j, (off, wt) in enumerate(zip(offs, wts)):
+        for j, (_off, wt) in enumerate(zip(offs, wts)):
             p = k * len(offs) + j
             t_plane, hu_plane, masks = _plane(head, pre, extras, mass, lesions, hu_lut, amp_lut, u, v, float(w_all[p]),
                                               floor, upsample_linear(gyri_c[p], u.shape, f_gyri),

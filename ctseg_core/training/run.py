@@ -132,8 +132,17 @@ def run_training(req: TrainRequest, emit: Emit, cancel: CancelToken | None = Non
 def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device) -> dict:
     store = ModelStore.for_workspace(req.workspace, req.root_model)
     saved = read_training_state(state_path(store)) if req.resume else None
-    all_cases = load_cases(cases if cases is not None else workspace_cases(_workspace(req.workspace)))
-    run = saved[1]["run"] if saved else _new_run(req, store, all_cases, device, ctx.world_size)
+    workspace = _workspace(req.workspace) if cases is None else None
+    all_cases = load_cases(cases if cases is not None else workspace_cases(workspace))
+    try:
+        run = saved[1]["run"] if saved else _new_run(req, store, all_cases, device, ctx.world_size)
+    except StoreError as exc:
+        unsaved = workspace.reviewed_without_final() if workspace is not None else []
+        if not unsaved:
+            raise
+        raise StoreError(f"{exc.problem}; {len(unsaved)} case(s) are marked corrected or approved but have no "
+                         f"saved final label map ({', '.join(unsaved[:5])}): open them in the app and save",
+                         req.workspace) from exc
     recipe = Recipe.from_json(run["recipe"])
     if recipe.channels_last is None:
         recipe = dataclasses.replace(recipe, channels_last=device.type != "cpu")
@@ -214,7 +223,7 @@ def _loader(train_ds: SliceDataset, recipe: Recipe, run: dict, start_step: int, 
 def _workspace(root: Path):
     from ctseg_core.store import Workspace
 
-    return Workspace(root)
+    return Workspace(root, create=False)
 
 
 def _fresh_model(card: ModelCard):

@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ctseg_core.atomic import atomic_write_with
+from ctseg_core.checkpoint import check_safetensors_written
 from ctseg_core.errors import CheckpointError
 
 STATE_FILE = Path(".training") / "state.safetensors"  # a run's resumable state, under the models folder
@@ -82,7 +83,8 @@ def save_training_state(path: str | Path, *, model, optimizer, scheduler, step: 
     meta = {"format": FORMAT, "step": int(step), "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
             "rng": rng_meta, "run": run}
     text = json.dumps(meta)  # fails loudly on anything that is not plain JSON data
-    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: text}))
+    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: text}),
+                      verify=check_safetensors_written)
 
 
 def read_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -1,166 +1,373 @@
-"""Training on generated head CTs: how the bundled starting model is made.
+"""Pretraining on generated head CTs: how the bundled starting model is made.
 
-Cases come from ``ctseg_core.synth`` on the fly: a pool of generated cases, one replaced by a new seed
-every ``refresh_every`` steps, slices drawn with lesion over-sampling and augmented, input made by the
-model plan exactly as at inference (``Plan.training_pair``). Validation uses generated cases from a
-seed range never used for training. The result is a checkpoint whose card records the command,
-seeds, time and hardware, and says plainly that it was trained on synthetic data only.
+Cases come from a disk cache of generated head CTs on the model's grid (``case_cache``; filled by
+``ctseg pretrain-cache``, usually in a background process beside the run), so the model never waits for
+the generator. Each step trains on square patches (``crops``): centred on lesions, on hard negatives
+(normal anatomy that looks like blood) and anywhere in the head, at rates the configuration sets. The
+model stays fully convolutional; its plan records the patch size and the predictor then runs it on
+sliding windows of that size.
+
+A run keeps, beside its checkpoint ``X``: ``X.state.safetensors`` (model, optimizer, scheduler, step and
+RNG: ``resume_from`` it continues exactly), ``X.curve.jsonl`` (the learning curve: Dice on held-out
+generated cases and false-positive mL on a real scan, against training CPU time) and ``X.step<N>``
+snapshots at each evaluation. ``resume_from`` a plain checkpoint takes its weights and step count and
+restarts the optimizer; the cyclic learning rate then climbs from its floor, which is the warm-up.
 """
 
 from __future__ import annotations
 
+import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from ctseg_core.checkpoint import ModelCard, save_checkpoint
+from ctseg_core.checkpoint import ModelCard, checkpoint_paths, load_checkpoint, save_checkpoint
+from ctseg_core.errors import CheckpointError
 from ctseg_core.jobs import CancelToken
 from ctseg_core.losses import class_weights_from_labels, create_loss
 from ctseg_core.models import create_model
 from ctseg_core.preprocess import Plan
-from ctseg_core.synth import generate_case
-from ctseg_core.training.augment import Augmenter
-from ctseg_core.training.dataset import LoadedCase, SliceDataset, sampling_weights
+from ctseg_core.training.case_cache import CacheEntry, check_plan, list_entries
+from ctseg_core.training.crops import CropAugment, CropRates, CropSampler
 from ctseg_core.training.recipe import Recipe
-from ctseg_core.training.run import mean_dice, seed_everything, validation_dice
+from ctseg_core.training.run import seed_everything
+from ctseg_core.training.state import read_training_state, restore_training_state, save_training_state
 from ctseg_core.training.trainer import FineTuner, make_optimizer
 
 VAL_SEED0 = 900_000  # validation and evaluation seeds start here; training seeds stay below
+STATE_SUFFIX = ".state.safetensors"
+CURVE_SUFFIX = ".curve.jsonl"
 
 
 @dataclass
-class SyntheticConfig:
-    out: Path
-    steps: int = 1000
-    seed: int = 0  # training seeds are seed*100_000 + 0, 1, 2, ...
-    pool_size: int = 8
-    refresh_every: int = 4  # steps between replacing one pooled case by a new one
-    n_val: int = 6
-    encoder: str = "resnest50d"
-    model_config: dict = field(default_factory=dict)  # further create_model("aa_unet", ...) options
+class PretrainConfig:
+    out: Path  # checkpoint path X (X.safetensors + X.json); state, curve and snapshots beside it
+    cache: Path  # case cache folder (ctseg pretrain-cache)
+    steps: int = 1000  # optimizer steps to reach (a resumed run continues up to this)
+    seed: int = 0
+    architecture: str = "aa_unet"
+    model_config: dict = field(default_factory=dict)  # create_model options: encoder, encoder_args, decoder_channels
     spacing_mm: float = 1.0
-    batch_size: int = 4
+    patch: int = 160
+    batch_size: int = 8
     lr: float = 1e-3
+    base_lr: float = 1e-4
+    cycle_steps: int = 1000  # half-cycle of the cyclic learning rate
+    rates: CropRates = field(default_factory=CropRates)
+    augment: CropAugment = field(default_factory=CropAugment)
     loss: str = "focal_dice"
-    snapshot_every: int = 100
+    snapshot_every: int = 100  # steps between saves of the checkpoint and the training state
+    eval_every: int = 0  # steps between evaluations (0: only at the end when eval data is given)
+    eval_data: Path | None = None  # folder of *_ct.nii.gz + *_labels.nii.gz (ctseg synth), held-out seeds
+    eval_real: Path | None = None  # a real scan without hemorrhage: false-positive mL is tracked
+    resume_from: Path | None = None  # a training state (exact continuation) or a checkpoint (weights + step)
+    min_cases: int = 8  # wait for the cache to hold this many cases
+    refresh_every: int = 500  # steps between re-reading the cache folder (the builder adds cases)
     device: str = "cpu"
     command: str = ""
-    shape_yx: tuple[int, int] = (512, 512)  # generated slice size (pixel spacing then 0.40-0.50 mm x 512 / size)
+
+    def plan(self) -> Plan:
+        return Plan(spacing_mm=self.spacing_mm, patch_size=self.patch,
+                    extra={"trained_at_spacing_mm": self.spacing_mm, "trained_on_patches": self.patch})
+
+    def recipe(self) -> Recipe:
+        gpu = self.device.startswith("cuda")
+        return Recipe(strategy="full", steps=self.steps, batch_size=self.batch_size, lr=self.lr, base_lr=self.base_lr,
+                      cycle_steps=self.cycle_steps, loss=self.loss, checkpoint_every=self.snapshot_every,
+                      mixed_precision=gpu, channels_last=gpu)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
 
-def _loaded(seed: int, shape_yx=(512, 512)) -> LoadedCase:
-    case = generate_case(seed, shape_yx=shape_yx)
-    return LoadedCase(f"synth-{seed}", case.volume, case.labels)
+def side_path(out: Path, suffix: str) -> Path:
+    """``X`` -> ``X<suffix>`` beside the checkpoint."""
+    weights, _ = checkpoint_paths(out)
+    return weights.with_name(weights.name[: -len(".safetensors")] + suffix)
 
 
-class SyntheticBatches:
-    """Endless micro-batches from a rolling pool of generated cases (one group per optimizer step)."""
+# ---------------------------------------------------------------- data
 
-    def __init__(self, cfg: SyntheticConfig, plan: Plan, recipe: Recipe):
-        self.cfg, self.plan, self.recipe = cfg, plan, recipe
-        self.augmenter = Augmenter(recipe.augment)
-        self.seeds_used: list[int] = []
-        self.pool = [self._new_case() for _ in range(cfg.pool_size)]
-        self._index_pool()
-        self.rng = np.random.default_rng(cfg.seed)
+def training_case(seed: int):
+    """The generated case of ``seed`` as the training distribution draws it: pixel spacing 0.38-0.55 mm,
+    mostly 5 mm slices of the whole head, some 1 mm slabs."""
+    from ctseg_core.synth import generate_case
 
-    def _new_case(self) -> LoadedCase:
-        seed = self.cfg.seed * 100_000 + len(self.seeds_used)
-        self.seeds_used.append(seed)
-        return _loaded(seed, self.cfg.shape_yx)
+    rng = np.random.default_rng([seed, 7])
+    spacing = float(rng.uniform(0.38, 0.55))
+    if rng.random() < 0.15:
+        return generate_case(seed, thin=True, n_slices=int(rng.integers(8, 17)), pixel_spacing=spacing)
+    return generate_case(seed, pixel_spacing=spacing)
 
-    def _index_pool(self) -> None:
-        """The pool's slices and their sampling weights (redone only when the pool changes)."""
-        self.dataset = SliceDataset(self.pool, self.plan)
-        self.weights = sampling_weights(self.dataset.has_lesion, self.recipe.lesion_fraction)
 
-    def __iter__(self) -> Iterator[list[dict]]:
-        step = 0
+class CachedCrops:
+    """The crop sampler over the cache, re-reading the folder every ``refresh_every`` steps."""
+
+    def __init__(self, cfg: PretrainConfig, plan: Plan, wait: Callable[[str], None] = print):
+        self.cfg, self.plan = cfg, plan
+        check_plan(cfg.cache, plan)
+        self._wait_for_cases(wait)
+        self.sampler = self._sampler()
+
+    def _wait_for_cases(self, wait: Callable[[str], None]) -> None:
+        while len(list_entries(self.cfg.cache)) < self.cfg.min_cases:
+            wait(f"waiting for {self.cfg.min_cases} cached cases in {self.cfg.cache}")
+            time.sleep(20)
+
+    def _sampler(self) -> CropSampler:
+        entries = [CacheEntry.open(p) for p in list_entries(self.cfg.cache)]
+        return CropSampler(entries, self.cfg.patch, self.cfg.rates, self.cfg.augment, self.plan.adjacent_slices,
+                           self.plan.pad_value)
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.sampler.entries)
+
+    def seeds(self) -> list[int]:
+        return sorted(int(e.meta.get("seed", -1)) for e in self.sampler.entries)
+
+    def batches(self, start_step: int) -> Iterator[list[dict]]:
+        step = start_step
         while True:
             if step and step % self.cfg.refresh_every == 0:
-                self.pool[step // self.cfg.refresh_every % len(self.pool)] = self._new_case()
-                self._index_pool()
-            yield [self._batch()]
+                self.sampler = self._sampler()
+            b = self.sampler.batch(self.cfg.seed, step, self.cfg.batch_size)
+            yield [{"image": b["image"], "label": b["label"]}]
             step += 1
 
-    def _batch(self) -> dict:
-        picks = self.rng.choice(len(self.dataset), size=self.recipe.batch_size, p=self.weights)
-        items = [self.dataset[int(i)] for i in picks]
-        pairs = [self.augmenter(it["image"], it["label"], int(self.rng.integers(2**31))) for it in items]
-        size = tuple(max(p[0].shape[-k] for p in pairs) for k in (2, 1))
-        return {"image": torch.stack([_pad_to(p[0], size, self.plan.pad_value) for p in pairs]),
-                "label": torch.stack([_pad_to(p[1], size, 0) for p in pairs])}
+    def class_weights(self, n: int = 32) -> np.ndarray:
+        """Focal-loss class weights from the labels of ``n`` sampled batches (fixed for the run)."""
+        labels = [self.sampler.batch(self.cfg.seed, k, self.cfg.batch_size, stream=1)["label"].numpy() for k in range(n)]
+        return class_weights_from_labels([lab.astype(np.uint8) for lab in labels])
 
 
-def _pad_to(t: torch.Tensor, size: tuple[int, int], value: float) -> torch.Tensor:
-    """Pad the last two dimensions of ``t`` symmetrically to ``size`` (scans of other spacings batch together)."""
-    dy, dx = size[0] - t.shape[-2], size[1] - t.shape[-1]
-    return torch.nn.functional.pad(t, (dx // 2, dx - dx // 2, dy // 2, dy - dy // 2), value=value)
+# ---------------------------------------------------------------- the run
+
+class PretrainTuner(FineTuner):
+    """The fine-tuner with the pretraining run's extension points: snapshots and evaluations."""
+
+    def __init__(self, *args, on_snapshot: Callable[[int], None], on_evaluate: Callable[[int], None],
+                 snapshot_every: int, eval_every: int, **kw):
+        super().__init__(*args, **kw)
+        self.on_snapshot, self.on_evaluate = on_snapshot, on_evaluate
+        self.snapshot_every, self.eval_every = snapshot_every, eval_every
+
+    def after_step(self) -> None:
+        self.report_step()
+        if self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps:
+            self.on_evaluate(self.step)
+        if self.snapshot_every and self.step % self.snapshot_every == 0:
+            self.on_snapshot(self.step)
 
 
-def train_synthetic(cfg: SyntheticConfig, emit: Callable[[dict], None] = print,
+@dataclass
+class RunClock:
+    """Training CPU time of this process (all threads), without the evaluations, plus earlier sessions'."""
+
+    before_s: float = 0.0  # carried over from a resumed run
+    _start: float = field(default_factory=time.process_time)
+    _excluded: float = 0.0
+
+    def exclude(self, seconds: float) -> None:
+        self._excluded += seconds
+
+    @property
+    def train_cpu_s(self) -> float:
+        return self.before_s + time.process_time() - self._start - self._excluded
+
+
+def train_synthetic(cfg: PretrainConfig, emit: Callable[[dict], None] = print,
                     cancel: CancelToken | None = None) -> Path:
-    """Train ``aa_unet`` on generated cases; save snapshots and the final checkpoint at ``cfg.out``."""
+    """Pretrain on the cache up to ``cfg.steps``; save checkpoint, state, curve and snapshots at ``cfg.out``."""
     seed_everything(cfg.seed)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
-    plan = Plan(spacing_mm=cfg.spacing_mm, extra={"trained_at_spacing_mm": cfg.spacing_mm})
-    recipe = Recipe(strategy="full", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, base_lr=cfg.lr / 10,
-                    cycle_steps=max(1, cfg.steps // 4), loss=cfg.loss, lesion_fraction=0.6,
-                    mixed_precision=device.type == "cuda", channels_last=device.type == "cuda")
-    model = create_model("aa_unet", encoder=cfg.encoder, **cfg.model_config).to(device)
-    batches = SyntheticBatches(cfg, plan, recipe)
-    weights = class_weights_from_labels([c.labels for c in batches.pool])
+    plan, recipe = cfg.plan(), cfg.recipe()
+    model = create_model(cfg.architecture, **cfg.model_config).to(device)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    data = CachedCrops(cfg, plan, wait=lambda m: emit({"event": "wait", "message": m}))
+    # the cyclic schedule never depends on how far a run goes, so a run continued to more steps follows it
+    optimizer, scheduler = make_optimizer(list(model.parameters()), recipe, max(cfg.steps, 2 * cfg.cycle_steps))
+    start, history = _resume(cfg, model, optimizer, scheduler, emit)
+    weights = np.asarray(history.get("class_weights") or data.class_weights(), np.float32)
     loss_fn = create_loss(recipe.loss, weights, recipe.focal_gamma).to(device)
-    optimizer, scheduler = make_optimizer(list(model.parameters()), recipe, cfg.steps)
-    t0 = time.perf_counter()
+    clock = RunClock(before_s=float(history.get("train_cpu_s", 0.0)))
+    evaluator = Evaluator(cfg, device) if (cfg.eval_data or cfg.eval_real) else None
+
+    def run_info(step: int) -> dict:
+        return {"config": cfg.to_json(), "class_weights": [float(w) for w in weights],
+                "train_cpu_s": clock.train_cpu_s, "samples": step * cfg.batch_size, "n_cases": data.n_cases,
+                "seeds": _seed_range(data.seeds()), "sessions": history.get("sessions", 0) + 1}
 
     def card(step: int, metrics: dict | None = None) -> ModelCard:
-        return _card(model, cfg, plan, recipe, batches.seeds_used, step, time.perf_counter() - t0, metrics or {})
+        return _card(model, cfg, plan, recipe, run_info(step), metrics or {})
 
     def snapshot(step: int) -> None:
         save_checkpoint(model, card(step), cfg.out, fp16=True)
+        save_training_state(side_path(cfg.out, STATE_SUFFIX), model=model, optimizer=optimizer, scheduler=scheduler,
+                            step=step, run=run_info(step))
         emit({"event": "snapshot", "step": step, "path": str(cfg.out)})
 
-    tuner = FineTuner(model, optimizer, scheduler, loss_fn, iter(batches), recipe=recipe, device=device,
-                      total_steps=cfg.steps, emit=emit, cancel=cancel, report_interval_s=30.0)
-    _with_snapshots(tuner, cfg.snapshot_every, snapshot)
-    tuner.run()
-    val = [_loaded(VAL_SEED0 + i, cfg.shape_yx) for i in range(cfg.n_val)]
-    dice = validation_dice(model, SliceDataset(val, plan), device, recipe)
-    metrics = {"validation_synthetic": {"seeds": [VAL_SEED0, VAL_SEED0 + cfg.n_val - 1], "dice": dice,
-                                        "mean_dice": mean_dice(dice),
-                                        "average": "voxels pooled over the validation cases, model grid"}}
-    emit({"event": "validate", "dice": dice, "mean_dice": mean_dice(dice)})
+    def evaluate(step: int) -> dict:
+        t0 = time.process_time()
+        row = evaluator.evaluate(model, plan, step, cfg.batch_size, clock.train_cpu_s)
+        clock.exclude(time.process_time() - t0)
+        with open(side_path(cfg.out, CURVE_SUFFIX), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        save_checkpoint(model, card(step, {"evaluation": row}), side_path(cfg.out, f".step{step}"), fp16=True)
+        emit({"event": "evaluate", **row})
+        return row
+
+    tuner = PretrainTuner(model, optimizer, scheduler, loss_fn, data.batches(start), recipe=recipe, device=device,
+                          total_steps=cfg.steps, start_step=start, emit=emit, cancel=cancel,
+                          report_interval_s=30.0, save_state=snapshot, on_snapshot=snapshot,
+                          on_evaluate=evaluate if evaluator else (lambda s: None),
+                          snapshot_every=cfg.snapshot_every, eval_every=cfg.eval_every)
+    if start >= cfg.steps:
+        emit({"event": "trained", "step": start, "seconds": 0.0})
+    elif tuner.run() == "cancelled":
+        return checkpoint_paths(cfg.out)[0]
+    metrics = {"evaluation": evaluate(tuner.step)} if evaluator else {}
+    snapshot(tuner.step)
     return save_checkpoint(model, card(tuner.step, metrics), cfg.out, fp16=True)
 
 
-def _with_snapshots(tuner: FineTuner, every: int, snapshot: Callable[[int], None]) -> None:
-    """Add a periodic checkpoint to the tuner's after-step hook (so a stopped run still leaves a model)."""
-    after_step = tuner.after_step
+def _resume(cfg: PretrainConfig, model, optimizer, scheduler, emit) -> tuple[int, dict]:
+    """(step to start from, the earlier run's record) after loading ``cfg.resume_from`` (if any)."""
+    if cfg.resume_from is None:
+        return 0, {}
+    path = Path(cfg.resume_from)
+    if path.name.endswith(STATE_SUFFIX):
+        tensors, meta = read_training_state(path)
+        step = restore_training_state(tensors, meta, model=model, optimizer=optimizer, scheduler=scheduler)
+        emit({"event": "resume", "from": str(path), "step": step, "exact": True})
+        return step, meta.get("run", {})
+    old, card = load_checkpoint(path, device="cpu")
+    if card.architecture != cfg.architecture or _config_key(card.config) != _config_key(model.ctseg_model["config"]):
+        raise CheckpointError(f"checkpoint is a {card.architecture} {card.config}, not the configured "
+                              f"{cfg.architecture} {model.ctseg_model['config']}", path)
+    model.load_state_dict(old.state_dict())
+    run = dict(card.extra.get("run", {}))
+    step = int(card.extra.get("steps", 0))
+    emit({"event": "resume", "from": str(path), "step": step, "exact": False,
+          "note": "weights and step count; optimizer restarted, the cyclic learning rate climbs from its floor"})
+    return step, run
 
-    def hook() -> None:
-        after_step()
-        if every and tuner.step % every == 0:
-            snapshot(tuner.step)
 
-    tuner.after_step = hook
+def _config_key(config: dict) -> str:
+    return json.dumps({k: v for k, v in config.items() if k != "encoder_weights"}, sort_keys=True)
 
 
-def _card(model, cfg: SyntheticConfig, plan: Plan, recipe: Recipe, seeds: list[int], step: int, seconds: float,
-          metrics: dict) -> ModelCard:
+def _seed_range(seeds: list[int]) -> list[int]:
+    return [min(seeds), max(seeds)] if seeds else []
+
+
+def _card(model, cfg: PretrainConfig, plan: Plan, recipe: Recipe, run: dict, metrics: dict) -> ModelCard:
     description = "synthetic head CT from ctseg_core.synth only (no real patient data)"
+    step = run["samples"] // cfg.batch_size
     return ModelCard.for_model(
         model, plan=plan.to_dict(), version="1", parent_version=None, metrics=metrics, recipe=recipe.to_json(),
         training_data={"description": description, "source": "synthetic", "generator": "ctseg_core.synth",
-                       "n_cases": len(seeds), "seeds": [min(seeds), max(seeds)], "validation_seeds_from": VAL_SEED0,
+                       "n_cases": run["n_cases"], "seeds": run["seeds"], "validation_seeds_from": VAL_SEED0,
                        "note": "A starting point to be fine-tuned on the site's own labelled scans. "
                                "Not for clinical use."},
-        extra={"command": cfg.command, "steps": step, "train_seconds": round(seconds, 1),
-               "hardware": {"device": cfg.device, "cpu": platform.processor() or platform.machine(),
-                            "threads": torch.get_num_threads(), "torch": torch.__version__},
-               "batch_size": cfg.batch_size, "pool_size": cfg.pool_size, "refresh_every": cfg.refresh_every})
+        extra={"command": cfg.command, "steps": step, "samples": run["samples"],
+               "train_cpu_hours": round(run["train_cpu_s"] / 3600, 3), "patch": cfg.patch,
+               "crop_rates": asdict(cfg.rates), "hardware": _hardware(cfg.device), "run": run})
+
+
+def _hardware(device: str) -> dict:
+    return {"device": device, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
+# ---------------------------------------------------------------- evaluation during the run
+
+class Evaluator:
+    """Scores the model during a run the way a user would see it: the ``Predictor`` on held-out generated
+    scans (Dice per class, sample and voxel average) and on a real scan without hemorrhage (mL painted)."""
+
+    def __init__(self, cfg: PretrainConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self._real = None
+
+    def evaluate(self, model, plan: Plan, step: int, batch_size: int, train_cpu_s: float) -> dict:
+        from ctseg_core.training.trainer import set_train_mode
+
+        card = ModelCard.for_model(model, plan=plan.to_dict())
+        row = {"step": step, "samples": step * batch_size, "train_cpu_h": round(train_cpu_s / 3600, 4),
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        try:
+            if self.cfg.eval_data:
+                row.update(evaluate_generated(model, card, self.cfg.eval_data, self.device))
+            if self.cfg.eval_real:
+                row.update(evaluate_real(model, card, self._real_volume(), self.device))
+        finally:
+            set_train_mode(model, "full")
+        return row
+
+    def _real_volume(self):
+        if self._real is None:
+            from ctseg_core.io import load_volume
+
+            self._real = load_volume(self.cfg.eval_real)
+        return self._real
+
+
+def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
+    """Per-class Dice (sample and voxel average) of the predictor's labels on the cases of ``folder``,
+    the model alone and with the anatomical guard (``*_guard``)."""
+    from ctseg_core.io.images import read_labels, read_volume
+    from ctseg_core.io.labelled_cases import find_cases
+    from ctseg_core.metrics import overlap_counts, overlap_scores
+    from ctseg_core.predictor import Predictor
+
+    predictor = Predictor(model, card, device=device, engine="torch")
+    alone, guarded = [], []
+    for _, ct, lab in find_cases(Path(folder)):
+        volume = read_volume(ct)
+        truth = read_labels(lab, like=volume)
+        pred = predictor.predict(volume)
+        alone.append(overlap_counts(pred.model_labels, truth))
+        guarded.append(overlap_counts(pred.labels, truth))
+    row = {"n_eval_cases": len(alone)}
+    for suffix, counts in (("", alone), ("_guard", guarded)):
+        scores = overlap_scores(counts).as_dict()
+        sample, voxel = _by_key(scores["dice_sample"]), _by_key(scores["dice_voxel"])
+        row.update({f"dice_sample{suffix}": sample, f"dice_voxel{suffix}": voxel,
+                    f"mean_dice_sample{suffix}": _mean(sample)})
+    return row
+
+
+def evaluate_real(model, card: ModelCard, volume, device) -> dict:
+    """mL painted per class on a real scan without hemorrhage (every voxel a false positive), the model
+    alone and with the anatomical guard."""
+    from ctseg_core.metrics import class_volumes_ml
+    from ctseg_core.predictor import Predictor
+    from ctseg_core.volume import LabelMap
+
+    pred = Predictor(model, card, device=device, engine="torch").predict(volume)
+    row = {}
+    for suffix, labels in (("", LabelMap(pred.model_labels, volume.geometry)), ("_guard", pred.labels)):
+        ml = _by_key({c: v for c, v in class_volumes_ml(labels).items() if c})
+        row.update({f"real_fp_ml{suffix}": ml, f"real_fp_total_ml{suffix}": round(float(sum(ml.values())), 2)})
+    return row
+
+
+def _by_key(per_class: dict) -> dict:
+    """{class id: value} -> {class key: value rounded, None for NaN/absent}."""
+    from ctseg_core.labels import CLASSES
+
+    return {CLASSES[int(c)].key: (None if v is None or v != v else round(float(v), 4)) for c, v in per_class.items()}
+
+
+def _mean(d: dict) -> float | None:
+    vals = [v for v in d.values() if v is not None and v == v]
+    return round(float(np.mean(vals)), 4) if vals else None

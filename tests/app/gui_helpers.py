@@ -1,5 +1,5 @@
-"""GUI test helpers (imported by tests/app): a predictor stub that follows ctseg_core.predictor's contract, a tiny real model,
-small volumes with known content, and a main window with throw-away settings."""
+"""GUI test helpers (imported by tests/app): a predictor stub that follows ctseg_core.predictor's contract, the tiny real
+model, small volumes with known content, a main window with editing, and mouse strokes on its views."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
+from ctseg_core.io.images import write_volume
 from ctseg_core.jobs import CancelToken
 from ctseg_core.volume import LabelMap, Volume
 
 BLOOD_HU = (50.0, 90.0)
+MOVE_GAP_MS = 15  # pyqtgraph drops mouse moves closer than 10 ms (its mouseRateLimit of 100 per second)
 
 
 class ThresholdPredictor:
@@ -61,23 +66,88 @@ def phantom_volume(depth=12, size=128, spacing=(5.0, 0.8, 0.8)) -> Volume:
     return Volume.from_array(arr, spacing=spacing)
 
 
-def tiny_real_predictor(adjacent: int = 3):
+def tiny_real_predictor():
     """A small real All-Attention U-Net (random weights) behind the real Predictor, on the CPU."""
-    import torch
+    from tiny_models import tiny_predictor
 
-    from ctseg_core.checkpoint import ModelCard
-    from ctseg_core.models import create_model
-    from ctseg_core.predictor import Predictor
-    from ctseg_core.preprocess import Plan
-
-    torch.manual_seed(0)
-    model = create_model("aa_unet", encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
-    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict(),
-                               training_data={"description": "nothing (random weights, test)"})
-    return Predictor(model, card, device="cpu", batch_size=2)
+    return tiny_predictor()
 
 
 def open_and_wait(qtbot, win, path, timeout=60000, **kw) -> str:
     with qtbot.waitSignal(win.pipeline_done, timeout=timeout) as blocker:
         win.open_path(path, **kw)
     return blocker.args[0]
+
+
+# ---------------------------------------------------------------- a window with editing, mouse input
+def make_window(qtbot, settings, tmp_path, workspace, autosave_ms=150):
+    from app.editing import install_editing
+    from app.main_window import MainWindow
+
+    win = MainWindow(model_path=str(tmp_path / "no_model.safetensors"), enable_3d=False, settings=settings,
+                     interactive=False)
+    qtbot.addWidget(win)
+    editor = install_editing(win, workspace)
+    editor.store.autosave_timer.setInterval(autosave_ms)
+    win.show()
+    win.activateWindow()
+    qtbot.waitUntil(lambda: win.isActiveWindow(), timeout=5000)
+    return win, editor
+
+
+def write_phantom(path, seed_shift=0.0):
+    vol = phantom_volume()
+    vol.array[0, 0, 0] += seed_shift  # a different scan (content hash) per value
+    write_volume(vol, path)
+    return path
+
+
+def widget_point(view, row, col):
+    """Viewport pixel of the in-plane position (row, col) (voxel index, fractional; centre = n + 0.5)."""
+    x, y = view.index_to_view(row, col)
+    return view.graphics.mapFromScene(view.viewbox.mapViewToScene(QPointF(x, y)))
+
+
+def stroke_point(view, pos):
+    """What a tool sees at the viewport pixel ``pos``: (slice, row, col) voxel-centre coordinates in the plane."""
+    p = view.viewbox.mapSceneToView(view.graphics.mapToScene(pos))
+    index = view.view_to_index(p.x(), p.y())
+    plane = view.plane
+    return float(view.slice_index), index[plane.row_axis] - 0.5, index[plane.col_axis] - 0.5
+
+
+def settle():
+    """Let pending layout changes (tool bars showing a tool's options) reach the views before mapping."""
+    for _ in range(3):
+        QApplication.processEvents()
+
+
+def drag(view, cells, modifiers=Qt.NoModifier):
+    """Press at the first (row, col), move through the others, release at the last; returns the pixels."""
+    settle()
+    vp = view.graphics.viewport()
+    pts = [widget_point(view, r + 0.5, c + 0.5) for r, c in cells]
+    QTest.mousePress(vp, Qt.LeftButton, modifiers, pts[0])
+    for p in pts[1:]:
+        QTest.qWait(MOVE_GAP_MS)
+        QTest.mouseMove(vp, p)
+    QTest.mouseRelease(vp, Qt.LeftButton, modifiers, pts[-1])
+    return pts
+
+
+def click(view, row, col, modifiers=Qt.NoModifier):
+    settle()
+    p = widget_point(view, row + 0.5, col + 0.5)
+    QTest.mouseClick(view.graphics.viewport(), Qt.LeftButton, modifiers, p)
+    return p
+
+
+def key(win, k, modifiers=Qt.NoModifier):
+    QTest.keyClick(win.views["axial"].graphics, k, modifiers)
+
+
+def to_zyx(view, point):
+    out = [0.0, 0.0, 0.0]
+    plane = view.plane
+    out[plane.slice_axis], out[plane.row_axis], out[plane.col_axis] = point
+    return tuple(out)

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from gui_helpers import ThresholdPredictor, open_and_wait
-from test_tools import click, make_window, workspace, write_phantom  # noqa: F401  (workspace: a fixture)
+from gui_helpers import click, make_window, write_phantom
 from ctseg_core.io.images import read_labels
 from ctseg_core.store import Workspace
 
@@ -124,7 +124,7 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
 
 
 def test_esc_never_cancels_inference_its_own_shortcut_does(qtbot, settings, tmp_path, workspace):
-    from test_tools import key
+    from gui_helpers import key
 
     scan = write_phantom(tmp_path / "scan.nii.gz")
     win, editor = make_window(qtbot, settings, tmp_path, workspace)

@@ -77,3 +77,18 @@ def test_export_findings_json_carries_the_model_confidence(qtbot, window, tmp_pa
     assert data["model"].startswith("stub-threshold v0") and data["review"] == "not reviewed"
     assert ich["slices"] == [4, 5, 6, 7, 8, 9] and ich["origin"] == "model"
     assert ich["confidence"]["mean_probability"] == pytest.approx(0.7, abs=0.01)
+
+
+def test_an_export_that_cannot_be_written_is_an_error_dialog(qtbot, window, tmp_path, monkeypatch):
+    from gui_helpers import phantom_volume
+    from ctseg_core.io.images import write_volume
+
+    write_volume(phantom_volume(), tmp_path / "p.nii.gz")
+    assert open_and_wait(qtbot, window, tmp_path / "p.nii.gz") == "no model"
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    monkeypatch.setattr(window, "ask_save_path", lambda *a: str(folder))
+    with qtbot.waitSignal(window.exporter.failed, timeout=30000) as failed:
+        _menu_action(window, "Findings as CSV").trigger()
+    assert failed.args[0] == "csv" and "folder" in window.error_boxes[-1].text()
+    assert not window.exporter.busy and _menu_action(window, "Findings as CSV").isEnabled()

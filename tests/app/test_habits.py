@@ -11,8 +11,7 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from gui_helpers import ThresholdPredictor, open_and_wait
-from test_tools import click, edit_win, key, make_window, widget_point, workspace  # noqa: F401  (fixtures)
+from gui_helpers import ThresholdPredictor, click, key, make_window, open_and_wait, widget_point, write_phantom
 
 
 def _wheel(view, delta, modifiers=Qt.NoModifier, at=None):
@@ -173,9 +172,7 @@ def test_series_sizes_read_rows_x_cols_as_ctseg_info_does(qtbot, philips_multi):
     assert all(size in format_table(scan) for size in sizes)
 
 
-def test_inference_progress_text_is_not_clipped(qtbot, settings, tmp_path, workspace):  # noqa: F811
-    from test_tools import write_phantom
-
+def test_inference_progress_text_is_not_clipped(qtbot, settings, tmp_path, workspace):
     scan = write_phantom(tmp_path / "scan.nii.gz")
     win, _ = make_window(qtbot, settings, tmp_path, workspace)
     with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):

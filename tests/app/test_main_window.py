@@ -223,7 +223,7 @@ def test_go_to_class_moves_to_the_largest_area(qtbot, window, tmp_path):
 
 def test_window_preset_keys_and_drop_to_open(qtbot, window, tmp_path):
     from PySide6.QtCore import QMimeData, QPointF, QUrl
-    from PySide6.QtGui import QDropEvent, QKeySequence
+    from PySide6.QtGui import QDropEvent
     from PySide6.QtCore import Qt
 
     keys = {name: [s.toString() for s in a.shortcuts()] for name, a in window.preset_actions.items()}

@@ -9,8 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
-from gui_helpers import ThresholdPredictor, open_and_wait
-from test_tools import key, make_window, workspace, write_phantom  # noqa: F401  (workspace: a fixture)
+from gui_helpers import ThresholdPredictor, click, key, make_window, open_and_wait, write_phantom
 from ctseg_core.store import Workspace
 
 
@@ -161,8 +160,6 @@ def test_findings_follow_an_edit_at_once_and_say_what_is_still_updating(qtbot, s
     s.set_active_class(0)
     editor.select_tool("component")
     editor.options.set(component_3d=False)
-    from test_tools import click
-
     click(win.views["axial"], 47, 50)  # removes the ICH of slice 6 (one undo step)
     removed = before - int((s.final.array == 1).sum())
     assert removed > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from app.session import FINAL, Session
+from app.session import Session
 from app.viewer.interaction import SliceTool
 from app.viewer.slice_view import SliceView, describe_voxel
 from ctseg_core.io import load_volume
@@ -149,7 +149,7 @@ def test_describe_voxel_gives_hu_and_lps(ge_volume):
 
 
 def _wheel(widget, delta, modifiers=Qt.NoModifier):
-    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtCore import QPointF
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtWidgets import QApplication
 

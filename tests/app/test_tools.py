@@ -6,112 +6,22 @@ on a copy with the same points, which are computed from the widget positions thr
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
 
-from gui_helpers import open_and_wait, phantom_volume
+from gui_helpers import (click, drag, key, make_window, open_and_wait, stroke_point, to_zyx,
+                         widget_point, write_phantom)
 from ctseg_core.edit import HU_PRESETS, PaintMode, PaintPolicy, ops
-from ctseg_core.io.images import read_labels, write_volume
+from ctseg_core.io.images import read_labels
 
-MOVE_GAP_MS = 15  # pyqtgraph drops mouse moves closer than 10 ms (its mouseRateLimit of 100 per second)
 BLOB = (slice(3, 9), slice(38, 57), slice(44, 64))  # the 70 HU block of conftest.phantom_volume (128 px)
-
-
-# ---------------------------------------------------------------- helpers (also used by test_cases.py)
-def make_window(qtbot, settings, tmp_path, workspace, autosave_ms=150):
-    from app.editing import install_editing
-    from app.main_window import MainWindow
-
-    win = MainWindow(model_path=str(tmp_path / "no_model.safetensors"), enable_3d=False, settings=settings,
-                     interactive=False)
-    qtbot.addWidget(win)
-    editor = install_editing(win, workspace)
-    editor.store.autosave_timer.setInterval(autosave_ms)
-    win.show()
-    win.activateWindow()
-    qtbot.waitUntil(lambda: win.isActiveWindow(), timeout=5000)
-    return win, editor
-
-
-def write_phantom(path, seed_shift=0.0):
-    vol = phantom_volume()
-    vol.array[0, 0, 0] += seed_shift  # a different scan (content hash) per value
-    write_volume(vol, path)
-    return path
-
-
-def widget_point(view, row, col):
-    """Viewport pixel of the in-plane position (row, col) (voxel index, fractional; centre = n + 0.5)."""
-    x, y = view.index_to_view(row, col)
-    return view.graphics.mapFromScene(view.viewbox.mapViewToScene(QPointF(x, y)))
-
-
-def stroke_point(view, pos):
-    """What a tool sees at the viewport pixel ``pos``: (slice, row, col) voxel-centre coordinates in the plane."""
-    p = view.viewbox.mapSceneToView(view.graphics.mapToScene(pos))
-    index = view.view_to_index(p.x(), p.y())
-    plane = view.plane
-    return float(view.slice_index), index[plane.row_axis] - 0.5, index[plane.col_axis] - 0.5
-
-
-def settle():
-    """Let pending layout changes (tool bars showing a tool's options) reach the views before mapping."""
-    for _ in range(3):
-        QApplication.processEvents()
-
-
-def drag(view, cells, modifiers=Qt.NoModifier):
-    """Press at the first (row, col), move through the others, release at the last; returns the pixels."""
-    settle()
-    vp = view.graphics.viewport()
-    pts = [widget_point(view, r + 0.5, c + 0.5) for r, c in cells]
-    QTest.mousePress(vp, Qt.LeftButton, modifiers, pts[0])
-    for p in pts[1:]:
-        QTest.qWait(MOVE_GAP_MS)
-        QTest.mouseMove(vp, p)
-    QTest.mouseRelease(vp, Qt.LeftButton, modifiers, pts[-1])
-    return pts
-
-
-def click(view, row, col, modifiers=Qt.NoModifier):
-    settle()
-    p = widget_point(view, row + 0.5, col + 0.5)
-    QTest.mouseClick(view.graphics.viewport(), Qt.LeftButton, modifiers, p)
-    return p
-
-
-def key(win, k, modifiers=Qt.NoModifier):
-    QTest.keyClick(win.views["axial"].graphics, k, modifiers)
-
-
-def to_zyx(view, point):
-    out = [0.0, 0.0, 0.0]
-    plane = view.plane
-    out[plane.slice_axis], out[plane.row_axis], out[plane.col_axis] = point
-    return tuple(out)
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    ws = tmp_path / "workspace"
-    monkeypatch.setenv("CTSEG_WORKSPACE", str(ws))  # nothing may reach the user's home
-    return ws
-
-
-@pytest.fixture
-def edit_win(qtbot, settings, tmp_path, workspace):
-    win, editor = make_window(qtbot, settings, tmp_path, workspace)
-    scan = write_phantom(tmp_path / "phantom.nii.gz")
-    assert open_and_wait(qtbot, win, scan) == "no model"
-    assert editor.store.case is not None
-    win.session.set_position(5, 64, 64)
-    yield win, editor
-    win.close()
-    win.inference.shutdown()
 
 
 # ---------------------------------------------------------------- tools
@@ -416,11 +326,15 @@ def test_recovery_after_a_crash_restores_unsaved_edits(qtbot, settings, tmp_path
     edited = s.final.array.copy()
     case_dir = editor.store.case.folder
     assert not (case_dir / "final.nii.gz").exists() and len(editor.store.case.journal) == 2
-    # the app dies: nothing is saved (the controller forgets its case so closing the window writes nothing)
+    # the app dies: nothing is saved (the controller forgets its case so closing the window writes nothing),
+    # and its case lock names a process that no longer runs
     editor.store.autosave_timer.stop()
     editor.store.case = None
     win.close()
     assert not (case_dir / "final.nii.gz").exists()
+    lock = case_dir / "edit.lock"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "pid": int(dead.stdout)}))
 
     win2, editor2 = make_window(qtbot, settings, tmp_path, workspace)
     logs = []

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gui_helpers import open_and_wait
-from test_tools import make_window, workspace  # noqa: F401  (workspace: a fixture)
+from gui_helpers import make_window
 from ctseg_core.checkpoint import ModelCard
 from ctseg_core.io import load_volume
 from ctseg_core.io.images import write_volume

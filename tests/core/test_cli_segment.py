@@ -6,26 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from ctseg_core.checkpoint import ModelCard, save_checkpoint
+from tiny_models import save_tiny_checkpoint
 from ctseg_core.cli import main
 from ctseg_core.io import load_volume
 from ctseg_core.io.images import read_labels, read_volume, write_labels, write_volume
 from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.metrics import overlap_counts, overlap_scores
-from ctseg_core.models import create_model
 from ctseg_core.predictor import Predictor
-from ctseg_core.preprocess import Plan
 from ctseg_core.volume import LabelMap, Volume
-
-
-def tiny_checkpoint(folder, name="tiny", arch="aa_unet", seed=0, spacing_mm=None):
-    torch.manual_seed(seed)
-    model = create_model(arch, encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
-    card = ModelCard.for_model(model, plan=Plan(spacing_mm=spacing_mm).to_dict(),
-                               training_data={"description": "nothing (random weights)"})
-    return save_checkpoint(model, card, folder / name)
 
 
 def oblique_volume(seed=0) -> Volume:
@@ -38,7 +27,7 @@ def oblique_volume(seed=0) -> Volume:
 
 
 def test_segment_writes_labels_on_the_scans_geometry(tmp_path, capsys):
-    ckpt = tiny_checkpoint(tmp_path, spacing_mm=0.5)  # the model's plan differs from the scan's spacing
+    ckpt = save_tiny_checkpoint(tmp_path, spacing_mm=0.5)  # the model's plan differs from the scan's spacing
     scan = tmp_path / "scan.nii.gz"
     write_volume(oblique_volume(), scan)
     out = tmp_path / "out" / "labels.nii.gz"
@@ -57,7 +46,7 @@ def test_segment_writes_labels_on_the_scans_geometry(tmp_path, capsys):
 
 
 def test_segment_a_real_dicom_series(tmp_path, capsys, ge_tilt):
-    ckpt = tiny_checkpoint(tmp_path, spacing_mm=2.0)  # 0.49 mm slices resampled to 2 mm and back
+    ckpt = save_tiny_checkpoint(tmp_path, spacing_mm=2.0)  # 0.49 mm slices resampled to 2 mm and back
     out = tmp_path / "ge_labels.nii.gz"
     assert main(["segment", str(ge_tilt), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
@@ -89,8 +78,8 @@ def test_evaluate_prints_table_one(tmp_path, capsys):
         truth[1:4, 30:35, 5:9] = 5
         write_labels(LabelMap(truth, vol.geometry), data / f"case_{seed}_labels.nii.gz")
     (data / "case_9_ct.nii.gz").write_bytes((data / "case_3_ct.nii.gz").read_bytes())  # no labels: skipped
-    a = tiny_checkpoint(tmp_path, "model_a", seed=1)
-    b = tiny_checkpoint(tmp_path, "model_b", arch="rsu", seed=2)
+    a = save_tiny_checkpoint(tmp_path, "model_a", seed=1)
+    b = save_tiny_checkpoint(tmp_path, "model_b", arch="rsu", seed=2)
     assert main(["evaluate", "--data", str(data), "--model", str(a), "--model", str(b), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "Dice per class, sample average over 2 scans" in text
@@ -114,7 +103,7 @@ def test_evaluate_prints_table_one(tmp_path, capsys):
 
 
 def test_evaluate_with_no_pairs_is_a_clear_error(tmp_path, capsys):
-    a = tiny_checkpoint(tmp_path)
+    a = save_tiny_checkpoint(tmp_path)
     (tmp_path / "empty").mkdir()
     assert main(["evaluate", "--data", str(tmp_path / "empty"), "--model", str(a)]) == 2
     assert "no *_ct.nii.gz files" in capsys.readouterr().err

@@ -42,7 +42,7 @@ def axes(iop):
 def copy_series(src, dst, names=None):
     dst.mkdir(parents=True, exist_ok=True)
     files = sorted(src.glob("*.dcm"))
-    for i, f in enumerate(files if names is None else [files[k] for k in names]):
+    for f in files if names is None else [files[k] for k in names]:
         shutil.copy(f, dst / f.name)
     return dst
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ctseg_core.checkpoint import ModelCard, load_checkpoint, save_checkpoint
-from ctseg_core.errors import CheckpointError, StoreError
+from ctseg_core.errors import CheckpointError, StoreError, WriteError
 from ctseg_core.model_store import ACTIVE_FILE, ROOT_VERSION, ModelStore
 from ctseg_core.models import create_model
 
@@ -74,7 +74,7 @@ def test_active_pointer_is_replaced_atomically(tmp_path, root_model, monkeypatch
         raise OSError("disk full")
 
     monkeypatch.setattr(atomic.os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="disk full"):  # the OSError, named with its file (a CtsegError)
         store.use(ROOT_VERSION)
     assert pointer.read_bytes() == before  # the old pointer survives a failed write
     assert [p.name for p in pointer.parent.iterdir() if p.name.startswith(".")] == []  # no temp files left

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ctseg_core.checkpoint import ModelCard, save_checkpoint
+from ctseg_core.checkpoint import ModelCard
 from ctseg_core.errors import Cancelled
 from ctseg_core.jobs import CancelToken
 from ctseg_core.predictor import Predictor, resolve_device, slice_order
@@ -37,6 +37,7 @@ class ThresholdNet(nn.Module):
 def threshold_predictor(channel=1, spacing_mm=None, **kw) -> Predictor:
     card = ModelCard(architecture="threshold_test", config={"in_chans": 3, "num_classes": 8},
                      plan=Plan(spacing_mm=spacing_mm).to_dict())
+    kw.setdefault("guard", None)  # these volumes have no skull: the guard is tested on its own below
     return Predictor(ThresholdNet(channel), card, device="cpu", **kw)
 
 
@@ -85,6 +86,23 @@ def test_labels_are_a_known_function_of_the_input_on_the_scans_grid():
     assert unc.min() >= 0 and np.median(unc) < 0.01 < unc.max()  # certain inside regions, less at edges
 
 
+def test_the_guard_runs_on_each_slice_and_the_models_own_labels_are_kept():
+    from ctseg_core.guard import Guard
+
+    vol = patterned_volume()
+    vol.array[:, :3], vol.array[:, -3:], vol.array[:, :, :3], vol.array[:, :, -3:] = 1500, 1500, 1500, 1500  # a skull
+    vol.array[:, 8:16, 20:40] = 400  # a dense (calcified) spot inside: blood-like for a threshold, not for the guard
+    seen = {}
+    out = threshold_predictor(guard=Guard()).predict(vol, on_slice=lambda z, lab, p: seen.update({z: lab.copy()}))
+    raw = (vol.array > 50).astype(np.uint8)
+    assert np.array_equal(out.model_labels, raw)
+    assert not out.labels.array[:, :3].any() and not out.labels.array[:, 9:15, 21:39].any()  # skull and spot are gone
+    inside = (vol.array > 50) & (vol.array < 100)
+    assert inside.any() and out.labels.array[inside].all()  # blood inside the skull stays
+    assert all(np.array_equal(seen[z], out.labels.array[z]) for z in seen)  # the viewer gets guarded slices
+    assert threshold_predictor().predict(vol).model_labels is None
+
+
 def test_without_resampling_when_the_plan_spacing_is_close():
     vol = patterned_volume(spacing=(3.0, 0.47, 0.47))
     pred = threshold_predictor(spacing_mm=0.45)  # 4 % apart: within the 5 % tolerance
@@ -129,13 +147,8 @@ def test_flip_tta_maps_the_flipped_pass_back():
     assert np.allclose(out.probabilities.astype(np.float32), plain.probabilities.astype(np.float32), atol=1e-3)
 
 
-def test_progress_and_callback_arrays(tmp_path):
-    from ctseg_core.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("aa_unet", encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
-    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())
-    path = save_checkpoint(model, card, tmp_path / "tiny")
+def test_progress_and_callback_arrays(tiny_checkpoint):
+    path = tiny_checkpoint()
     pred = Predictor.from_checkpoint(path, device="cpu", batch_size=2)
     assert pred.device == torch.device("cpu") and pred.amp_dtype is None and not pred.channels_last
     vol = patterned_volume(depth=3, shape=(64, 64))
@@ -144,8 +157,8 @@ def test_progress_and_callback_arrays(tmp_path):
                        progress=lambda done, total, msg="": progress.append((done, total)))
     assert got == [(z, np.uint8, (64, 64), np.float16, (8, 64, 64)) for z in (1, 2, 0)]
     assert progress == [(1, 3), (3, 3)]
-    # labels are the most probable class (compared through the stored float16 values: ties allowed)
-    at_label = np.take_along_axis(out.probabilities, out.labels.array[:, None].astype(np.int64), axis=1)[:, 0]
+    # the model's labels are the most probable class (compared through the stored float16 values: ties allowed)
+    at_label = np.take_along_axis(out.probabilities, out.model_labels[:, None].astype(np.int64), axis=1)[:, 0]
     assert np.array_equal(at_label, out.probabilities.max(axis=1))
 
 
@@ -158,13 +171,12 @@ def test_resolve_device():
 
 def test_onnxruntime_engine_matches_torch(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")  # an optional engine: tested where it is installed (the test extra)
-    from ctseg_core.models import create_model
+    from tiny_models import save_tiny_checkpoint, tiny_card, tiny_model
 
     monkeypatch.setenv("CTSEG_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    model = create_model("aa_unet", encoder="resnest14d", decoder_channels=(8, 8, 16, 16, 32, 32))
-    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict())
-    path = save_checkpoint(model, card, tmp_path / "tiny")
+    path = save_tiny_checkpoint(tmp_path)
+    model = tiny_model()
+    card = tiny_card(model)
     vol = patterned_volume(depth=3, shape=(64, 96))
     reference = Predictor.from_checkpoint(path, device="cpu", engine="torch").predict(vol)
     ort = Predictor.from_checkpoint(path, device="cpu", engine="onnxruntime")

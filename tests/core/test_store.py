@@ -9,30 +9,15 @@ import pytest
 from ctseg_core.edit import History, PaintPolicy, ops
 from ctseg_core.errors import LabelMismatchError, StoreError
 from ctseg_core.io.images import read_volume, write_labels, write_volume
-from ctseg_core.store import Case, Workspace
-from ctseg_core.volume import Geometry, LabelMap, Volume
+from ctseg_core.store import Workspace
+from ctseg_core.volume import Geometry, LabelMap
 
 
 def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_scan(folder, name="head.nii.gz", seed=0, shape=(8, 64, 64)):
-    rng = np.random.default_rng(seed)
-    arr = rng.normal(30, 10, size=shape).round().astype(np.float32)
-    arr[:, 20:40, 20:40] = 65
-    vol = Volume.from_array(arr, spacing=(5.0, 0.5, 0.6), origin=(-10.0, 20.0, 30.0))
-    path = folder / name
-    write_volume(vol, path)
-    return read_volume(path), path
-
-
-@pytest.fixture
-def ws(tmp_path):
-    return Workspace(tmp_path / "ws")
-
-
-def test_open_case_creates_once_and_finds_by_content(ws, tmp_path):
+def test_open_case_creates_once_and_finds_by_content(ws, tmp_path, make_scan):
     vol, path = make_scan(tmp_path)
     before = _sha(path)
     case = ws.open_case(vol, path)
@@ -54,7 +39,7 @@ def test_open_case_creates_once_and_finds_by_content(ws, tmp_path):
         ws.case("nope")
 
 
-def test_prediction_and_final_round_trip_and_geometry_checks(ws, tmp_path):
+def test_prediction_and_final_round_trip_and_geometry_checks(ws, tmp_path, make_scan):
     vol, path = make_scan(tmp_path)
     case = ws.open_case(vol, path)
     pred = LabelMap(np.zeros(vol.shape, np.uint8), vol.geometry)
@@ -81,7 +66,7 @@ def test_prediction_and_final_round_trip_and_geometry_checks(ws, tmp_path):
         case.load_final(vol)
 
 
-def test_import_labels_refuses_other_geometry(ws, tmp_path):
+def test_import_labels_refuses_other_geometry(ws, tmp_path, make_scan):
     vol, path = make_scan(tmp_path)
     case = ws.open_case(vol, path)
     good = LabelMap(np.zeros(vol.shape, np.uint8), vol.geometry)
@@ -96,7 +81,7 @@ def test_import_labels_refuses_other_geometry(ws, tmp_path):
     np.testing.assert_array_equal(case.load_final(vol).array, good.array)
 
 
-def test_status_next_unreviewed_and_training_cases(ws, tmp_path):
+def test_status_next_unreviewed_and_training_cases(ws, tmp_path, make_scan):
     cases = []
     for k in range(3):
         vol, path = make_scan(tmp_path, f"scan{k}.nii.gz", seed=k)
@@ -125,7 +110,7 @@ def test_status_next_unreviewed_and_training_cases(ws, tmp_path):
     assert [t.case_id for t in ws.training_cases(statuses=("in_review",))] == []
 
 
-def test_load_volume_detects_changed_source(ws, tmp_path):
+def test_load_volume_detects_changed_source(ws, tmp_path, make_scan):
     vol, path = make_scan(tmp_path)
     case = ws.open_case(vol, path)
     np.testing.assert_array_equal(case.load_volume().array, vol.array)
@@ -147,7 +132,7 @@ def _edit_session(case, vol, labels):
     return history
 
 
-def test_recover_after_crash_replays_journal(ws, tmp_path):
+def test_recover_after_crash_replays_journal(ws, tmp_path, make_scan):
     vol, path = make_scan(tmp_path)
     source_before = _sha(path)
     case = ws.open_case(vol, path)
@@ -182,7 +167,7 @@ def test_recover_after_crash_replays_journal(ws, tmp_path):
     assert _sha(path) == source_before
 
 
-def test_crash_between_save_and_journal_trim_is_harmless(ws, tmp_path):
+def test_crash_between_save_and_journal_trim_is_harmless(ws, tmp_path, make_scan):
     vol, path = make_scan(tmp_path)
     case = ws.open_case(vol, path)
     labels, _ = case.load_for_editing(vol)
@@ -191,7 +176,7 @@ def test_crash_between_save_and_journal_trim_is_harmless(ws, tmp_path):
     np.testing.assert_array_equal(Workspace(ws.root).case(case.id).recover(vol).array, labels.array)
 
 
-def test_save_from_copy_keeps_newer_journal_entries(ws, tmp_path):
+def test_save_from_copy_keeps_newer_journal_entries(ws, tmp_path, make_scan):
     vol, path = make_scan(tmp_path)
     case = ws.open_case(vol, path)
     labels, _ = case.load_for_editing(vol)
@@ -204,7 +189,7 @@ def test_save_from_copy_keeps_newer_journal_entries(ws, tmp_path):
     np.testing.assert_array_equal(Workspace(ws.root).case(case.id).recover(vol).array, labels.array)
 
 
-def test_prediction_keeps_its_model_identity_and_uncertainty(ws, tmp_path):
+def test_prediction_keeps_its_model_identity_and_uncertainty(ws, tmp_path, make_scan):
     from ctseg_core.model_identity import ModelIdentity
 
     vol, path = make_scan(tmp_path)

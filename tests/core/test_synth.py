@@ -118,7 +118,8 @@ def test_about_half_of_slices_are_lesion_free(mixed):
     free = sum(int((~case.labels.array.any(axis=(1, 2))).sum()) for case in mixed)
     total = sum(case.labels.array.shape[0] for case in mixed)
     assert 0.3 < free / total < 0.7, free / total
-    assert any(not case.lesions for case in mixed) or True
+    normal = [case for case in mixed if not case.lesions]  # P_NORMAL: seed 8 of these is a normal scan
+    assert normal and all(not case.labels.array.any() for case in normal)
     kinds = {les["cls"] for case in mixed for les in case.lesions}
     assert len(kinds) >= 5
 

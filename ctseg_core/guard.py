@@ -1,0 +1,160 @@
+"""The anatomical guard: an optional post-processing step of the predictor that removes results which
+cannot be hemorrhage whatever the model says.
+
+1. **Inside the skull.** Every class is intracranial. Per slice, the bone (> ``bone_hu``) of the head (the
+   largest connected part of the body, so not the headrest) is closed over gaps (sutures, foramina, burr
+   holes; a larger radius where it encloses clearly more, as over a craniotomy) and its holes filled;
+   what is enclosed and is not bone, grown by ``margin_mm`` (partial volume at the inner table), is the
+   intracranial cavity. Where no ring encloses a fair share of the head (the skull base, a wide
+   defect), the cavity falls back to the convex hull of the slice's bone, which contains it: the guard
+   errs towards keeping a voxel, never towards removing an intracranial one. A slice without bone has
+   no cavity.
+2. **Plausible CT numbers.** Each class keeps only voxels whose local HU (3x3 in-plane median: robust to
+   noise and to a bony neighbour; the voxel's own HU for air pockets)
+   lies within the class's window (``HU_WINDOWS``): acute blood is not 400 HU, chronic blood is not
+   air, air is not brain. The windows are wide (partial volume, noise, haematocrit).
+
+It works slice by slice, so the predictor applies it to each slice as it arrives. It changes the label
+map only; probabilities are left as the model gave them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
+
+from ctseg_core.labels import CLASS_BY_KEY
+
+# class id -> (lowest, highest) HU of the 3x3-averaged image that the class may have
+HU_WINDOWS: dict[int, tuple[float, float]] = {  # wide: partial volume with the inner table raises a rim's median
+    CLASS_BY_KEY["ich"].id: (5.0, 230.0),
+    CLASS_BY_KEY["sdh"].id: (5.0, 230.0),
+    CLASS_BY_KEY["sah"].id: (-5.0, 200.0),
+    CLASS_BY_KEY["edh"].id: (5.0, 230.0),
+    CLASS_BY_KEY["csdh"].id: (-45.0, 200.0),
+    CLASS_BY_KEY["pneumocephalus"].id: (-1100.0, -100.0),
+    CLASS_BY_KEY["ivh"].id: (-5.0, 200.0),
+}
+
+# air pockets may be one voxel wide, where a median would see the brain around them; air against brain
+# needs no smoothing
+RAW_HU_CLASSES = frozenset({CLASS_BY_KEY["pneumocephalus"].id})
+
+
+@dataclass(frozen=True)
+class Guard:
+    bone_hu: float = 300.0  # HU above which a voxel of the head counts as skull
+    body_hu: float = -200.0  # HU above which a voxel is part of the body (head, headrest, ...)
+    closing_mm: tuple[float, ...] = (5.0, 15.0)  # radii tried for closing gaps in the skull ring
+    margin_mm: float = 3.0  # the cavity is grown by this much
+    min_share: float = 0.2  # an enclosed cavity smaller than this share of the head is taken as no ring
+    coarse_mm: float = 1.0  # the cavity is found on a grid of about this pixel size (speed)
+    hu_windows: dict = field(default_factory=lambda: dict(HU_WINDOWS))
+
+    def cavity(self, hu_yx: np.ndarray, spacing_yx) -> np.ndarray:
+        """bool (y, x): the intracranial cavity of one slice (grown by the margin)."""
+        hu_yx = np.asarray(hu_yx)
+        f = max(1, int(round(self.coarse_mm / max(float(min(spacing_yx)), 1e-6))))
+        coarse = tuple(float(s) * f for s in spacing_yx)
+        body = _opening(_block_any(hu_yx > self.body_hu, f), 3.0, coarse)
+        head = _largest_component(body)  # not the headrest or the table (opening cuts thin bridges to them)
+        bone = _block_any(hu_yx > self.bone_hu, f) & head
+        if bone.sum() < 5:
+            return np.zeros(hu_yx.shape, bool)
+        inside = self._enclosed(bone, coarse)
+        if inside.sum() < self.min_share * head.sum():  # no ring on this slice: the bone's hull contains the cavity
+            inside = _convex_hull_mask(bone) & ~bone
+        grown = _dilation(inside, self.margin_mm, coarse)
+        return np.repeat(np.repeat(grown, f, axis=0), f, axis=1)[: hu_yx.shape[0], : hu_yx.shape[1]]
+
+    def _enclosed(self, bone: np.ndarray, spacing_yx) -> np.ndarray:
+        """What the skull ring encloses: closed with the smallest radius unless a larger one encloses
+        clearly more (a gap such as a burr hole or a craniotomy)."""
+        best = None
+        for r in self.closing_mm:
+            inside = ndi.binary_fill_holes(_closing(bone, r, spacing_yx)) & ~bone
+            if best is None or inside.sum() > 1.3 * best.sum():
+                best = inside
+        return best
+
+    def apply_slice(self, hu_yx: np.ndarray, labels_yx: np.ndarray, spacing_yx) -> np.ndarray:
+        """Labels of one slice with what the guard rules out set to background (a new array)."""
+        out = np.array(labels_yx, dtype=np.uint8, copy=True)
+        if not out.any():
+            return out
+        out[~self.cavity(hu_yx, spacing_yx)] = 0
+        raw = np.asarray(hu_yx, np.float32)
+        local_hu = ndi.median_filter(raw, size=3, mode="nearest")
+        for cls, (lo, hi) in self.hu_windows.items():
+            sel = out == cls
+            if sel.any():
+                value = raw if cls in RAW_HU_CLASSES else local_hu
+                out[sel & ((value < lo) | (value > hi))] = 0
+        return out
+
+    def apply(self, hu_zyx: np.ndarray, labels_zyx: np.ndarray, spacing_zyx) -> np.ndarray:
+        """The guard on a whole volume (slice by slice)."""
+        return np.stack([self.apply_slice(hu_zyx[z], labels_zyx[z], spacing_zyx[1:]) for z in range(len(hu_zyx))])
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndi.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def _block_any(mask: np.ndarray, f: int) -> np.ndarray:
+    """(ceil(H/f), ceil(W/f)) bool: True where any pixel of the f x f block is."""
+    if f == 1:
+        return mask.copy()
+    h, w = mask.shape
+    padded = np.pad(mask, ((0, -h % f), (0, -w % f)))
+    return padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).any(axis=(1, 3))
+
+
+# morphology with a disk of a radius in mm, through Euclidean distance transforms (linear time whatever the radius)
+def _dilation(mask: np.ndarray, radius_mm: float, spacing_yx) -> np.ndarray:
+    if not mask.any():
+        return mask.copy()
+    return ndi.distance_transform_edt(~mask, sampling=spacing_yx) <= radius_mm
+
+
+def _erosion(mask: np.ndarray, radius_mm: float, spacing_yx) -> np.ndarray:
+    return ndi.distance_transform_edt(np.pad(mask, 1), sampling=spacing_yx)[1:-1, 1:-1] > radius_mm
+
+
+def _closing(mask: np.ndarray, radius_mm: float, spacing_yx) -> np.ndarray:
+    r = int(np.ceil(radius_mm / min(spacing_yx))) + 1  # room around the mask so the dilation is not cut
+    padded = np.pad(mask, r)
+    closed = _erosion(_dilation(padded, radius_mm, spacing_yx), radius_mm, spacing_yx)
+    return closed[r:-r, r:-r]
+
+
+def _opening(mask: np.ndarray, radius_mm: float, spacing_yx) -> np.ndarray:
+    return _dilation(_erosion(mask, radius_mm, spacing_yx), radius_mm, spacing_yx)
+
+
+def _convex_hull_mask(mask: np.ndarray) -> np.ndarray:
+    """bool mask of the convex hull of ``mask``'s pixels (pixel centres on or inside the hull)."""
+    pts = np.argwhere(mask)
+    out = np.zeros(mask.shape, bool)
+    if len(pts) < 3:
+        out[mask] = True
+        return out
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:  # all pixels on a line
+        out[mask] = True
+        return out
+    (y0, x0), (y1, x1) = pts.min(axis=0), pts.max(axis=0) + 1
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    grid = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float64)
+    a, b = hull.equations[:, :2], hull.equations[:, 2]
+    inside = np.all(grid @ a.T + b <= 1e-9, axis=1)
+    out[y0:y1, x0:x1] = inside.reshape(yy.shape)
+    return out

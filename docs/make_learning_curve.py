@@ -1,0 +1,58 @@
+"""Draw docs/learning_curve.png from pretraining runs' learning curves (``X.curve.jsonl``).
+
+    .venv/bin/python docs/make_learning_curve.py NAME=RUN.curve.jsonl [NAME=...] [--out docs/learning_curve.png]
+
+Left: mean Dice (sample average over the held-out generated cases, the seven classes) against training
+CPU-hours, model alone (solid) and with the anatomical guard (dashed). Right: millilitres painted on the
+real GE head CT (no hemorrhage: all false positive), log scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_curve(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="NAME=PATH of a run's curve.jsonl")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("learning_curve.png"))
+    args = ap.parse_args()
+    fig, (dice_ax, fp_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for spec in args.runs:
+        name, path = spec.split("=", 1)
+        rows = read_curve(Path(path))
+        hours = [r["train_cpu_h"] for r in rows]
+        line, = dice_ax.plot(hours, [r.get("mean_dice_sample") or 0 for r in rows], marker="o", ms=3, label=name)
+        if any("mean_dice_sample_guard" in r for r in rows):
+            dice_ax.plot(hours, [r.get("mean_dice_sample_guard") or 0 for r in rows], ls="--", color=line.get_color())
+        fp_ax.plot(hours, [max(r.get("real_fp_total_ml", 0), 0.01) for r in rows], marker="o", ms=3,
+                   color=line.get_color(), label=name)
+        if any("real_fp_total_ml_guard" in r for r in rows):
+            fp_ax.plot(hours, [max(r.get("real_fp_total_ml_guard", 0), 0.01) for r in rows], ls="--",
+                       color=line.get_color())
+    dice_ax.set(xlabel="training CPU-hours", ylabel="mean Dice (sample average, 7 classes)",
+                title="held-out generated cases (solid: model alone, dashed: with guard)")
+    fp_ax.set(xlabel="training CPU-hours", ylabel="mL painted (log)", yscale="log",
+              title="real GE head CT without hemorrhage (target < 5 mL)")
+    fp_ax.axhline(5, color="grey", lw=0.8, ls=":")
+    for ax in (dice_ax, fp_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

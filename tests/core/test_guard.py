@@ -1,0 +1,86 @@
+"""The anatomical guard: it never removes a voxel inside the intracranial cavity (generated heads with
+exact tissue maps), keeps every true lesion voxel, and removes what cannot be hemorrhage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctseg_core.guard import Guard
+from ctseg_core.labels import CLASS_BY_KEY
+from ctseg_core.synth import generate_case
+from ctseg_core.synth import tissues as T
+
+GUARD = Guard()
+
+
+@pytest.fixture(scope="module", params=[950003, 951001, 952002])
+def case(request):
+    seed = request.param
+    classes = {951001: [4, 6], 952002: [3, 7]}.get(seed)
+    return generate_case(seed, shape_yx=(320, 320), lesion_classes=classes)
+
+
+def test_the_cavity_holds_every_intracranial_voxel_with_soft_tissue_numbers(case):
+    from scipy import ndimage as ndi
+
+    hu, spacing = case.volume.array, case.volume.spacing
+    for z in range(hu.shape[0]):
+        cavity = GUARD.cavity(hu[z], spacing[1:])
+        inside = (np.isin(case.tissue[z], T.INTRACRANIAL) | (case.labels.array[z] > 0)) & (hu[z] > -50) & (hu[z] < 150)
+        # where a thick slice mixes the sella or the cribriform plate with sinus air the generator's tissue
+        # says "intracranial" inside the sinus: voxels within 3 mm of such air are left out of the check
+        near_air = ndi.distance_transform_edt(hu[z] > -200, sampling=spacing[1:]) <= 3.0
+        assert not (inside & ~cavity & ~near_air).any(), f"slice {z + 1}"
+
+
+def test_the_guard_keeps_every_true_lesion_voxel(case):
+    truth = case.labels.array
+    kept = GUARD.apply(case.volume.array, truth, case.volume.spacing)
+    assert truth.any() and np.array_equal(kept, truth)
+
+
+def test_the_guard_removes_blood_outside_the_skull_and_at_bone_numbers(case):
+    hu, spacing = case.volume.array, case.volume.spacing
+    z = hu.shape[0] // 2
+    painted = np.full(hu[z].shape, CLASS_BY_KEY["sdh"].id, np.uint8)
+    kept = GUARD.apply_slice(hu[z], painted, spacing[1:])
+    outside = ~np.isin(case.tissue[z], T.INTRACRANIAL) & (case.tissue[z] != T.MIXED)
+    scalp_and_air = outside & ~np.isin(case.tissue[z], T.BONE)
+    far = scalp_and_air & ~GUARD.cavity(hu[z], spacing[1:])
+    assert far.sum() > 1000 and not kept[far].any()  # nothing left in the scalp or the air around the head
+    assert not kept[hu[z] > 400].any()  # nor on bone
+    brain = np.isin(case.tissue[z], (T.GREY, T.WHITE)) & (hu[z] > 10) & (hu[z] < 60)
+    assert kept[brain].all()  # brain-like numbers inside the skull stay whatever the class
+
+
+def test_the_guard_takes_air_out_of_every_blood_class_and_brain_out_of_pneumocephalus():
+    hu = np.full((40, 40), 30.0, np.float32)
+    hu[:3], hu[-3:], hu[:, :3], hu[:, -3:] = 1500, 1500, 1500, 1500  # a square skull
+    hu[10:20, 10:20] = -800  # an air pocket inside
+    labels = np.full(hu.shape, CLASS_BY_KEY["sdh"].id, np.uint8)
+    labels[12:18, 12:18] = CLASS_BY_KEY["pneumocephalus"].id
+    labels[25:30, 25:30] = CLASS_BY_KEY["pneumocephalus"].id  # "air" on brain numbers
+    out = Guard(coarse_mm=0.5).apply_slice(hu, labels, (0.5, 0.5))
+    assert (out[12:18, 12:18] == CLASS_BY_KEY["pneumocephalus"].id).all()
+    assert not out[25:30, 25:30].any() and not out[11, 11:19].any()  # (a median keeps corners of an edge)
+    assert (out[22:24, 5:35] == CLASS_BY_KEY["sdh"].id).all()
+
+
+def test_the_guard_on_the_real_ge_series_keeps_the_brain_and_drops_the_scalp(ge_tilt):
+    from ctseg_core.io import load_volume
+
+    volume = load_volume(ge_tilt)
+    z = 20  # a mid-brain slice
+    hu = volume.array[z]
+    cavity = GUARD.cavity(hu, volume.spacing[1:])
+    soft = (hu > -5) & (hu < 60)  # brain and CSF
+    rows, cols = np.nonzero(cavity)
+    assert 0.6 < cavity.sum() / (hu > -200).sum() < 0.9  # the cavity is most of the head, not all of it
+    centre = (int(rows.mean()), int(cols.mean()))
+    assert cavity[centre] and soft[centre[0] - 5:centre[0] + 5, centre[1] - 5:centre[1] + 5].mean() > 0.9
+    from scipy import ndimage as ndi
+
+    body = hu > -200
+    skin = body & ~ndi.binary_erosion(body, iterations=3)
+    assert not cavity[skin].any() and cavity[hu > 1000].mean() < 0.5  # the margin reaches into the inner table only

@@ -18,9 +18,10 @@ class ModelIdentity:
     sha256: str = ""  # of the weights file ("" when unknown, e.g. a test stub)
     training: str = ""  # "synthetic head CT ... (307 cases)"
     summary: str = ""  # the card's one-line summary
+    postprocess: str = ""  # what the predictor does to the model's labels (e.g. the anatomical guard), "" = none
 
     @classmethod
-    def of(cls, card) -> "ModelIdentity":
+    def of(cls, card, postprocess: str = "") -> "ModelIdentity":
         summary = card.summary() if callable(getattr(card, "summary", None)) else str(card)
         td = getattr(card, "training_data", None) or {}
         what = td.get("description") or td.get("source") or ""
@@ -30,7 +31,7 @@ class ModelIdentity:
                    parent=str(getattr(card, "parent_version", "") or ""),
                    sha256=str(getattr(card, "weights_sha256", "") or ""),
                    training=what + (f" ({n} cases)" if what and n is not None else ""),
-                   summary=summary)
+                   summary=summary, postprocess=postprocess)
 
     @property
     def label(self) -> str:
@@ -44,8 +45,9 @@ class ModelIdentity:
         return self.sha256[:8]
 
     def same_model(self, other: "ModelIdentity | None") -> bool:
-        """The same weights: by hash when both know theirs, else by label."""
-        if other is None:
+        """The same weights (by hash when both know theirs, else by label) with the same post-processing:
+        then the same scan gives the same labels."""
+        if other is None or self.postprocess != other.postprocess:
             return False
         if self.sha256 and other.sha256:
             return self.sha256 == other.sha256

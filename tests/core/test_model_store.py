@@ -161,3 +161,13 @@ def test_activation_warns_about_a_worse_version(tmp_path, root_model):
     other.extra = {}
     store.add(tiny(seed=5), other)
     assert store.activation_warning("v5") is None  # other cases: the scores cannot be compared
+
+
+def test_the_same_weights_with_other_post_processing_are_not_the_same_model(root_model):
+    from ctseg_core.checkpoint import read_card
+    from ctseg_core.model_identity import ModelIdentity
+
+    card = read_card(root_model)
+    plain, guarded = ModelIdentity.of(card), ModelIdentity.of(card, postprocess="Guard(margin_mm=3.0)")
+    assert plain.same_model(ModelIdentity.of(card)) and not plain.same_model(guarded)
+    assert ModelIdentity.from_json(guarded.to_json()) == guarded

@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.panels.training_panel import install_training
 
     install_training(window, editing)  # Training dock, Model > Retrain on corrected cases..., model versions
+    from app.measurements import install_measurements
+
+    install_measurements(window)  # Lesions dock, midline overlay, prior comparison, File > Write report...
     window.show()
     shot = _ScreenshotWhenIdle(window, args.screenshot, app) if args.screenshot else None
     path = args.path or str(DEMO_CT)

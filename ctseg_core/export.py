@@ -1,8 +1,9 @@
 """Writing results for other systems, one path for the command line and the app.
 
 ``export_result(fmt, out, labels, ...)`` writes the labels as NIfTI (in the scan's geometry) or as a
-DICOM SEG referencing the source series, or the findings as CSV or JSON; every file is written
-atomically. ``FORMATS`` lists the formats with the suffix a file of that kind gets.
+DICOM SEG referencing the source series, the findings as CSV or JSON, or the lesion list (each lesion
+measured, ``ctseg_core.measure``) as CSV or JSON; every file is written atomically. ``FORMATS`` lists the
+formats with the suffix a file of that kind gets and whether the scan is needed.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ class ExportFormat:
     title: str  # menu text
     suffix: str  # of a suggested file name
     file_filter: str  # for a file chooser
+    needs_scan: bool = False  # the scan itself is needed (its source series, or its HU and geometry)
 
 
 FORMATS = {f.key: f for f in (
-    ExportFormat("dicom-seg", "Labels as DICOM SEG", ".seg.dcm", "DICOM SEG (*.dcm)"),
+    ExportFormat("dicom-seg", "Labels as DICOM SEG", ".seg.dcm", "DICOM SEG (*.dcm)", needs_scan=True),
     ExportFormat("nifti", "Labels as NIfTI", ".nii.gz", "NIfTI (*.nii.gz *.nii)"),
     ExportFormat("csv", "Findings as CSV", ".csv", "CSV (*.csv)"),
     ExportFormat("json", "Findings as JSON", ".json", "JSON (*.json)"),
+    ExportFormat("lesions-csv", "Lesion list as CSV", "_lesions.csv", "CSV (*.csv)", needs_scan=True),
+    ExportFormat("lesions-json", "Lesion list as JSON", "_lesions.json", "JSON (*.json)", needs_scan=True),
 )}
 
 
@@ -58,6 +62,14 @@ def export_result(fmt: str, out: str | Path, labels: LabelMap, volume: Volume | 
         if volume is None:
             raise CtsegError("a DICOM SEG needs the scan its labels belong to", out)
         write_dicom_seg(labels, volume, out, model_version=model_version, content_creator=annotator or None)
+    elif fmt.startswith("lesions-"):
+        from ctseg_core.measure import measure_scan
+        from ctseg_core.measure.lesions import write_lesions_csv, write_lesions_json
+
+        if volume is None:
+            raise CtsegError("a lesion list needs the scan its labels belong to", out)
+        lesions = measure_scan(volume, labels).lesions
+        (write_lesions_csv if fmt == "lesions-csv" else write_lesions_json)(lesions, out)
     else:
         from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
 

@@ -245,8 +245,11 @@ def abc2_estimate(mask: np.ndarray, spacing_zyx) -> ABC2 | None:
     """ABC/2 of the largest 3-D connected component of a boolean mask (z, y, x); None if empty."""
     from scipy import ndimage
 
-    if not mask.any():
+    box = ndimage.find_objects(mask.astype(np.uint8))
+    if not box or box[0] is None:
         return None
+    offset = box[0][0].start
+    mask = mask[box[0]]
     comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if n > 1:
         sizes = np.bincount(comp.ravel())
@@ -254,14 +257,14 @@ def abc2_estimate(mask: np.ndarray, spacing_zyx) -> ABC2 | None:
         mask = comp == int(np.argmax(sizes))
     areas = mask.sum(axis=(1, 2))
     z_max = int(np.argmax(areas))
-    a_mm, b_mm = _diameters_mm(mask[z_max], spacing_zyx[1], spacing_zyx[2])
+    a_mm, b_mm = planar_diameters_mm(mask[z_max], spacing_zyx[1], spacing_zyx[2])
     frac = areas / areas[z_max]
     weighted = float(np.sum(frac >= 0.75) + 0.5 * np.sum((frac >= 0.25) & (frac < 0.75)))
     c_mm = weighted * float(spacing_zyx[0])
-    return ABC2(a_mm, b_mm, c_mm, z_max, a_mm * b_mm * c_mm / 2.0 / 1000.0)
+    return ABC2(a_mm, b_mm, c_mm, z_max + offset, a_mm * b_mm * c_mm / 2.0 / 1000.0)
 
 
-def _diameters_mm(mask_yx: np.ndarray, sy: float, sx: float) -> tuple[float, float]:
+def planar_diameters_mm(mask_yx: np.ndarray, sy: float, sx: float) -> tuple[float, float]:
     """(largest diameter, largest extent perpendicular to it) of a 2-D mask, edge to edge, in mm."""
     pts = _corner_points_mm(mask_yx, sy, sx)
     hull = _hull_points(pts)

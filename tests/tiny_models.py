@@ -33,9 +33,10 @@ def save_tiny_checkpoint(folder, name: str = "tiny", arch: str = "aa_unet", seed
     return save_checkpoint(model, tiny_card(model, spacing_mm), folder / name)
 
 
-def tiny_predictor(seed: int = 0, batch_size: int = 2):
-    """The tiny model behind the real Predictor, on the CPU, at the scan's own spacing."""
+def tiny_predictor(seed: int = 0, batch_size: int = 2, guard=None):
+    """The tiny model behind the real Predictor, on the CPU, at the scan's own spacing; without the
+    anatomical guard by default (the phantoms of these tests have no skull, tests/core/test_guard.py)."""
     from ctseg_core.predictor import Predictor
 
     model = tiny_model(seed=seed)
-    return Predictor(model, tiny_card(model), device="cpu", batch_size=batch_size)
+    return Predictor(model, tiny_card(model), device="cpu", batch_size=batch_size, guard=guard)

@@ -1,4 +1,6 @@
-"""``ctseg export CASE_OR_LABELS --format nifti|dicom-seg|csv|json -o OUT``: export a case's labels or findings.
+"""``ctseg export CASE_OR_LABELS --format nifti|dicom-seg|csv|json|lesions-csv|lesions-json -o OUT``: export a
+case's labels, its per-class findings (csv, json) or its lesion list (lesions-csv, lesions-json: each lesion
+with volume, side, location, thickness, diameters; needs the scan).
 
 CASE_OR_LABELS is a case folder (``<workspace>/cases/<id>``), a case id of the workspace (its final label
 map, or the prediction with ``--source prediction``), or a label map file (NIfTI/NRRD/MHA; ``--scan`` is
@@ -15,7 +17,8 @@ from ctseg_core.export import FORMATS
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export a case's label map (NIfTI, DICOM SEG) or findings (CSV, JSON)",
+    p = subparsers.add_parser("export", help="export a case's label map (NIfTI, DICOM SEG), findings or lesion list "
+                              "(CSV, JSON)",
                               description=__doc__.splitlines()[0])
     p.add_argument("target", metavar="CASE_OR_LABELS",
                    help="a case folder, a case id in the workspace, or a label map file")
@@ -43,10 +46,11 @@ def run(args) -> int:
         if args.format in ("csv", "json"):
             findings = _case_findings(case, labels, args.source)
     volume = None
-    if args.format == "dicom-seg":
+    if FORMATS[args.format].needs_scan:
         volume = volume_of()
         if volume is None:
-            raise CtsegError("a DICOM SEG needs the scan: give --scan with the DICOM folder", args.target)
+            raise CtsegError(f"{FORMATS[args.format].title.lower()} needs the scan: give --scan with the DICOM "
+                             "folder or image", args.target)
     export_result(args.format, args.out, labels, volume, model_version=model_version, findings=findings,
                   scan=scan_name, source=str(args.target))
     print(f"wrote {args.out} ({args.format})", file=sys.stdout)

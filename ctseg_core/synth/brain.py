@@ -50,6 +50,38 @@ def shift_field(head: Head, mass: MassEffect, u, v, w: float) -> np.ndarray:
     return (mass.shift_mm * fall * lat).astype(np.float32)
 
 
+def deep_midline_u(head: Head, mass: MassEffect, v, w: float) -> np.ndarray:
+    """Where the deep midline (um = 0: septum pellucidum, third ventricle) lies: u (mm) at each (v, w).
+
+    Solves u = shift_field(u, v, w) (the lateral fall-off depends on u) by fixed-point iteration."""
+    v = np.asarray(v, np.float32)
+    u = np.zeros_like(v)
+    for _ in range(6):
+        u = shift_field(head, mass, u, v, w)
+    return u
+
+
+def deep_midline_shift(head: Head, mass: MassEffect, planes_w) -> float | None:
+    """Signed (+: towards the patient's left, +u) largest displacement of the septum pellucidum and the
+    third ventricle on the planes ``planes_w`` (head-frame heights): the truth a midline-shift measurement
+    should find. The septum is where both lateral ventricles reach within 1.3 mm of the deep midline; the
+    third ventricle where the midline itself is ventricle above the aqueduct. None when neither is on a plane."""
+    v = np.linspace(-1.2 * head.half_length, 1.2 * head.half_length, 961, dtype=np.float32)
+    best = None
+    for w in planes_w:
+        w = float(w)
+        on = ventricle_mask(head, mass, np.full_like(v, 1.3), v, w) & ventricle_mask(head, mass, np.full_like(v, -1.3), v, w)
+        if w > -12.0:
+            on |= ventricle_mask(head, mass, np.zeros_like(v), v, w)
+        if not on.any():
+            continue
+        u = deep_midline_u(head, mass, v[on], w)
+        i = int(np.argmax(np.abs(u)))
+        if best is None or abs(u[i]) > abs(best):
+            best = float(u[i])
+    return best
+
+
 def _capsules(side: int, k: float, L: float):
     """Lateral ventricle centre line (u, v, w, radius) nodes and the segments joining them."""
     s = side

@@ -11,7 +11,7 @@ from ctseg_core.synth import lesions as L
 from ctseg_core.synth import tissues as T
 from ctseg_core.synth.anatomy import (Head, crop_prepared, floor_height, frame_uv, inner_depth, prepare_extracranial, render_extracranial,
                                       render_table, sample_head)
-from ctseg_core.synth.brain import MassEffect, render_brain, sample_extras, shift_field
+from ctseg_core.synth.brain import MassEffect, deep_midline_shift, render_brain, sample_extras, shift_field
 from ctseg_core.synth.fields import polar_wave_field, upsample_linear, wave_field
 from ctseg_core.synth.physics import blur_inplane, correlated_noise, streaks, sub_plane_offsets, wrap_fill
 from ctseg_core.volume import Geometry, LabelMap, Volume, VolumeMeta
@@ -32,8 +32,15 @@ class SynthCase:
 
 def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_spacing: float | None = None,
                   n_slices: int | None = None, lesion_classes: list[int] | None = None, normal: bool | None = None,
-                  tilt_deg: float = 0.0) -> SynthCase:
-    """Generate the case of ``seed``. ``tilt_deg`` is recorded for writers (the volume itself is orthogonal)."""
+                  tilt_deg: float = 0.0, midline_shift_mm: float | None = None, lesion_scale: float = 1.0) -> SynthCase:
+    """Generate the case of ``seed``. ``tilt_deg`` is recorded for writers (the volume itself is orthogonal).
+
+    ``midline_shift_mm`` requests a mass effect of that peak shift, centred on the third ventricle at the
+    level of the foramen of Monro, instead of the one the lesions imply (see ``lesions.forced_mass_effect``);
+    everything else stays as the seed makes it. ``params["deep_midline_shift_mm"]`` records, for any case,
+    where the septum pellucidum and third ventricle ended up (the truth for midline-shift measurements).
+    ``lesion_scale`` grows (> 1) or shrinks the lesions the seed draws (``lesions.scale_lesions``), the same
+    patient on a follow-up scan: anatomy, noise and positions are unchanged, the mass effect follows."""
     rng = np.random.default_rng(seed)
     ny, nx = (int(s) for s in shape_yx)
     if pixel_spacing is None:
@@ -58,7 +65,9 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
     classes = [] if normal else (sorted(set(int(c) for c in lesion_classes)) if lesion_classes is not None
                                  else L.choose_classes(rng))
     lesions = L.sample_lesions(rng, head, classes)
-    mass = L.mass_effect(head, lesions)
+    if lesion_scale != 1.0:
+        L.scale_lesions(lesions, lesion_scale)
+    mass = L.mass_effect(head, lesions) if midline_shift_mm is None else L.forced_mass_effect(lesions, midline_shift_mm)
 
     hu, labels, tissue = _render(rng, head, extras, mass, lesions, hu_lut, amp_lut, geom)
     meta = VolumeMeta(modality="CT", description=f"ctseg synthetic head CT seed {seed}", series_uid="",
@@ -66,9 +75,19 @@ def generate_case(seed: int, *, thin: bool = False, shape_yx=(512, 512), pixel_s
     meta.extra["synth_tilt_deg"] = float(tilt_deg)
     params = dict(pixel_spacing=ps, slice_thickness=dz, head_angle_deg=float(np.rad2deg(head.angle)),
                   head_centre_xy=list(head.centre_xy), inner_half_length=head.half_length,
-                  midline_shift_mm=abs(mass.shift_mm), tilt_deg=float(tilt_deg))
+                  midline_shift_mm=abs(mass.shift_mm), tilt_deg=float(tilt_deg),
+                  deep_midline_shift_mm=_deep_midline_truth(head, mass, geom), lesion_scale=float(lesion_scale))
     described = [L.describe(les, head) for les in lesions]
     return SynthCase(Volume(hu, geom, meta), LabelMap(labels, geom), described, int(seed), tissue, params)
+
+
+def _deep_midline_truth(head: Head, mass: MassEffect, geom: Geometry) -> float | None:
+    """Signed (+: to the patient's left) displacement of the septum / third ventricle on the slices' planes."""
+    dz = geom.spacing[0]
+    offs, _ = sub_plane_offsets(dz)
+    zs = geom.origin[2] + dz * np.arange(geom.shape[0])
+    shift = deep_midline_shift(head, mass, (zs[:, None] + offs[None, :]).ravel())  # +u is the patient's left
+    return None if shift is None else round(float(shift), 3)
 
 
 def _render(rng, head: Head, extras, mass: MassEffect, lesions, hu_lut, amp_lut, geom: Geometry):

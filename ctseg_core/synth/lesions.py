@@ -159,6 +159,50 @@ def mass_effect(head: Head, lesions: list[dict]) -> MassEffect:
     return MassEffect(shift_mm=float(-side * shift), centre_vw=centre, side=side, compress=float(np.clip(shift / 14, 0, 0.55)))
 
 
+def scale_lesions(lesions: list[dict], factor: float) -> None:
+    """Grow (factor > 1) or shrink the lesions in place, as a follow-up scan would show them: ICH radius,
+    extra-axial thickness and extent, SAH sphere radii and pneumocephalus pockets times ``factor``
+    (IVH is left as it is). Draws no random numbers."""
+    f = float(factor)
+    if f <= 0:
+        raise ValueError(f"lesion_scale must be > 0, got {factor}")
+    for les in lesions:
+        if les["cls"] == ICH:
+            les["radius_mm"] *= f
+        elif les["cls"] in EXTRA_AXIAL:
+            les["thickness_mm"] *= f
+            les["extent_mm"] = [e * f for e in les["extent_mm"]]
+        elif les["cls"] == SAH:
+            les["spheres"] = [sp[:3] + [sp[3] * f] for sp in les["spheres"]]
+        elif les["cls"] == PNEUMO:
+            les["pockets"] = [p[:3] + [p[3] * f, p[4] * f, p[5] * f] for p in les["pockets"]]
+
+
+FORCED_SHIFT_CENTRE_VW = (0.0, 5.0)  # a requested shift peaks at the third ventricle, foramen of Monro level
+
+
+def forced_mass_effect(lesions: list[dict], shift_mm: float) -> MassEffect:
+    """A mass effect of the requested peak shift (mm >= 0), centred on the deep midline at the level of
+    the foramen of Monro, pushing away from the largest space-occupying lesion (to the patient's right
+    when there is none). Draws no random numbers: the rest of the case stays as its seed makes it."""
+    shift_mm = float(shift_mm)
+    if shift_mm < 0:
+        raise ValueError(f"midline_shift_mm must be >= 0, got {shift_mm}")
+    size = {EDH: "thickness_mm", SDH: "thickness_mm", CSDH: "thickness_mm", ICH: "radius_mm"}
+    pushing = [les for les in lesions if les["cls"] in size]
+    side = 1
+    if pushing:
+        best = max(pushing, key=lambda les: les[size[les["cls"]]])
+        side = int(best["side"])
+        for les in pushing:
+            les.pop("midline_shift_mm", None)
+        best["midline_shift_mm"] = round(shift_mm, 1)
+    if shift_mm == 0.0:
+        return MassEffect()
+    return MassEffect(shift_mm=-side * shift_mm, centre_vw=FORCED_SHIFT_CENTRE_VW, side=side,
+                      compress=float(np.clip(shift_mm / 14, 0, 0.55)))
+
+
 def extra_axial_thickness(les: dict, head: Head, u, v, w: float) -> np.ndarray | None:
     """Thickness (mm) of an EDH/SDH/CSDH below the inner table at each point of the plane, or None."""
     p0, n = np.array(les["anchor"]), np.array(les["normal"])

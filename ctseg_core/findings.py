@@ -135,9 +135,14 @@ class SliceCounts:
     """Voxels of each class on each axial slice, ``counts[z, class]``, of one label array; ``update``
     recounts only the slices an edit touched."""
 
-    def __init__(self, array: np.ndarray):
-        self.counts = np.zeros((array.shape[0], len(CLASSES)), np.int64)
-        self.update(array)
+    def __init__(self, array: np.ndarray | None, shape: tuple[int, int, int] | None = None):
+        """Count ``array``; or, with ``array`` None, the counts of an empty (all background) map of ``shape``."""
+        shape = array.shape if array is not None else shape
+        self.counts = np.zeros((shape[0], len(CLASSES)), np.int64)
+        if array is None:
+            self.counts[:, 0] = shape[1] * shape[2]
+        else:
+            self.update(array)
 
     def update(self, array: np.ndarray, z0: int = 0, z1: int | None = None) -> None:
         z1 = array.shape[0] if z1 is None else z1

@@ -113,6 +113,7 @@ class FindingsPanel(QWidget):
         self._counts_of = None  # (source, array) the counts belong to
         self._details: dict | None = None  # the worker's last result
         self._confidence_stale = True  # the model's output changed since the confidence was computed
+        self._after_run = False  # details were asked for while the model ran: compute them when it ends
         self._busy = False
         self._again = False
         self.model_box = ModelBox(session)
@@ -174,6 +175,7 @@ class FindingsPanel(QWidget):
         session.uncertainty_changed.connect(self._on_prediction_changed)
         session.display_changed.connect(self._on_display)
         session.volume_changed.connect(self._on_volume)
+        session.inference_state_changed.connect(self._on_inference_state)
 
     # ---- review state (set by the case store) ----
     def set_review(self, reviewed: bool, text: str) -> None:
@@ -186,6 +188,10 @@ class FindingsPanel(QWidget):
     def _on_volume(self) -> None:
         self._counts, self._counts_of, self._details, self.findings = None, None, None, None
         self._confidence_stale = True
+        labels = self.session.displayed_labels()
+        if labels is not None:  # a new scan's maps are empty: no need to count them
+            self._counts = SliceCounts(None, labels.array.shape)
+            self._counts_of = (self.session.show_source, labels.array)
         self.schedule()
 
     def _on_display(self) -> None:
@@ -193,6 +199,12 @@ class FindingsPanel(QWidget):
         if labels is not None and not self._counts_match(labels):
             self.schedule()
             self._recount()
+
+    def _on_inference_state(self, running: bool) -> None:
+        if not running and self._after_run:
+            self._after_run = False
+            self.schedule()
+        self._show_status()
 
     def _on_prediction_changed(self, *_) -> None:
         """The model's labels or uncertainty changed: its confidence must be computed again."""
@@ -239,10 +251,16 @@ class FindingsPanel(QWidget):
         self._show_status()
 
     def recompute(self) -> None:
-        """Compute ABC/2, the model's confidence and each class's origin in a worker (latest wins)."""
+        """Compute ABC/2, the model's confidence and each class's origin in a worker (latest wins). While
+        the model streams slices in, this waits for the end of the run: volumes and slices follow the
+        stream anyway, and copying whole maps on every update would stall the GUI."""
         s = self.session
         labels = s.displayed_labels()
         if labels is None:
+            return
+        if s.inference_running:
+            self._after_run = True
+            self._show_status()
             return
         if self._busy:
             self._again = True
@@ -290,7 +308,7 @@ class FindingsPanel(QWidget):
 
     @property
     def updating(self) -> bool:
-        return self._busy or self._timer.isActive() or self._show_timer.isActive()
+        return self._busy or self._timer.isActive() or self._show_timer.isActive() or self._after_run
 
     # ---- showing ----
     def current(self) -> Findings | None:

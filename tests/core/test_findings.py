@@ -121,3 +121,10 @@ def test_model_confidence_and_origin():
     final[0, 3, 3] = 4  # EDH painted where the model drew none
     assert class_origin(final, pred) == {1: "model", 2: "edited", 4: "person"}
     assert class_origin(final, None) == {1: "person", 2: "person", 4: "person"}
+
+
+def test_slice_counts_of_an_empty_map_need_no_counting():
+    from ctseg_core.findings import SliceCounts
+
+    arr = np.zeros((4, 6, 5), np.uint8)
+    assert np.array_equal(SliceCounts(None, arr.shape).counts, SliceCounts(arr).counts)

@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.measurements import install_measurements
 
     install_measurements(window)  # Lesions dock, midline overlay, prior comparison, File > Write report...
+    from app.pacs_link import install_pacs
+
+    install_pacs(window, editing)  # PACS menu (listener, query/retrieve, send, settings), Inbox / Outbox dock
     window.show()
     shot = _ScreenshotWhenIdle(window, args.screenshot, app) if args.screenshot else None
     path = args.path or str(DEMO_CT)

@@ -101,7 +101,10 @@ class CasesPanel(QWidget):
         open_id = self.store.case.id if self.store.case is not None else None
         self.table.setRowCount(len(self.records))
         for row, rec in enumerate(self.records):
-            cells = (rec.description or rec.id, STATUS_TITLES.get(rec.status, rec.status), findings_text(rec.findings))
+            status = STATUS_TITLES.get(rec.status, rec.status)
+            if rec.status == "new" and rec.prediction_saved:
+                status += ", segmented"  # e.g. received from the PACS and segmented in the background
+            cells = (rec.description or rec.id, status, findings_text(rec.findings))
             tip = (f"{rec.id}\nsource: {rec.source.path}\nstatus: {STATUS_TITLES.get(rec.status, rec.status)}"
                    + (f" by {rec.annotator}" if rec.annotator else "")
                    + f"\nmodified: {(rec.modified or '')[:19].replace('T', ' ')}\nfindings: {cells[2]}"

@@ -164,8 +164,7 @@ class InferenceWorker(QObject):
             self.predictor = None
             self.model_failed.emit(TaskError(exc, traceback.format_exc()))
             return
-        guard = getattr(self.predictor, "guard", None)
-        self.model_loaded.emit(ModelIdentity.of(self.predictor.card, postprocess=repr(guard) if guard else ""))
+        self.model_loaded.emit(ModelIdentity.of_predictor(self.predictor))
 
     @Slot(int, object, int, object)
     def run(self, request_id: int, volume, start_slice: int, token: CancelToken) -> None:

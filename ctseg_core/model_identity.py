@@ -33,6 +33,13 @@ class ModelIdentity:
                    training=what + (f" ({n} cases)" if what and n is not None else ""),
                    summary=summary, postprocess=postprocess)
 
+    @classmethod
+    def of_predictor(cls, predictor) -> "ModelIdentity":
+        """The identity of what a predictor produces: its card, and its post-processing (the anatomical
+        guard, when it has one)."""
+        guard = getattr(predictor, "guard", None)
+        return cls.of(predictor.card, postprocess=repr(guard) if guard else "")
+
     @property
     def label(self) -> str:
         """A short unique name: "aa_unet v1" for a released model, "aa_unet v1 (retrained from default)"

@@ -43,7 +43,7 @@ class PacsController(QObject):
         self.series_changed.connect(self._on_series, Qt.QueuedConnection)
         self.store.cases_changed.connect(self._follow_workspace)
         self.store.cases_changed.connect(self._maybe_send_on_approval)
-        self._hook_close(window)
+        window.about_to_close.connect(self.stop_service)  # pending outbox items stay on disk for the next session
         self.start_service()
 
     # ---- the workspace's service ----
@@ -208,14 +208,6 @@ class PacsController(QObject):
         self._auto_sent.add(case.id)
         self.send_case(case.id, automatic=True)
 
-    def _hook_close(self, window) -> None:
-        original = window.closeEvent
-
-        def close_event(ev):
-            self.stop_service()  # pending outbox items stay on disk: sent by the next session
-            original(ev)
-
-        window.closeEvent = close_event
 
 
 def install_pacs(window, editing, predictor_factory=None) -> PacsController:

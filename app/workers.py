@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 
 from ctseg_core.errors import Cancelled, CtsegError
 from ctseg_core.jobs import CancelToken
+from ctseg_core.model_identity import ModelIdentity
 from ctseg_core.predictor import Predictor
 
 # The model stack (torch, timm -> torchvision -> triton) is imported here, on the GUI thread, when the app
@@ -141,16 +142,10 @@ def load_predictor(path: str, options: dict | None = None):
     return Predictor(model, card, device="auto", **applicable_options(card, options or {}))
 
 
-def describe_predictor(predictor) -> str:
-    """The one-line description of a loaded model (with how it runs, e.g. "4 of 12 members")."""
-    describe = getattr(predictor, "describe", None)
-    return describe() if callable(describe) else predictor.card.summary()
-
-
 class InferenceWorker(QObject):
     """Lives in the inference thread; owns the predictor. Talk to it only through signals and ``cancel``."""
 
-    model_loaded = Signal(str)  # card summary
+    model_loaded = Signal(object)  # ctseg_core.model_identity.ModelIdentity of the loaded model
     model_failed = Signal(object)  # TaskError
     slice_ready = Signal(int, int, object, object)  # request id, z, labels (y, x) uint8, uncertainty (y, x) float32
     progress = Signal(int, int, int, str)  # request id, done, total, message (e.g. "member 2/4: tile 5/46")
@@ -185,7 +180,7 @@ class InferenceWorker(QObject):
             self.predictor = None
             self.model_failed.emit(TaskError(exc, traceback.format_exc()))
             return
-        self.model_loaded.emit(describe_predictor(self.predictor))
+        self.model_loaded.emit(ModelIdentity.of_predictor(self.predictor))
 
     @Slot(int, object, int, object)
     def run(self, request_id: int, volume, start_slice: int, token: CancelToken) -> None:
@@ -225,7 +220,7 @@ class InferenceWorker(QObject):
 class InferenceController(QObject):
     """GUI-side handle of the inference thread; forwards only the current request's results."""
 
-    model_loaded = Signal(str)
+    model_loaded = Signal(object)  # ModelIdentity
     model_failed = Signal(object)
     slice_ready = Signal(int, object, object)  # z, labels, uncertainty
     progress = Signal(int, int, float, str)  # done, total, eta seconds (nan if unknown), message
@@ -291,9 +286,9 @@ class InferenceController(QObject):
             self.running = running
             self.running_changed.emit(running)
 
-    def _on_model_loaded(self, summary: str) -> None:
+    def _on_model_loaded(self, identity) -> None:
         self.has_model = True
-        self.model_loaded.emit(summary)
+        self.model_loaded.emit(identity)
 
     def _on_slice(self, rid, z, labels, unc):
         if rid == self.request_id:

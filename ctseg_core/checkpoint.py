@@ -57,12 +57,16 @@ class ModelCard:
         return Plan.from_dict(self.plan)
 
     def summary(self) -> str:
-        """One line for a title or status bar: "aa_unet v3 — trained on synthetic head CT (40 cases)"."""
-        version = self.version if str(self.version).startswith("v") else f"v{self.version}"
+        """One line for a title or status bar: "aa_unet v3 — trained on synthetic head CT (40 cases)"; a
+        workspace version names its parent ("aa_unet v1 (retrained from default) — ...") so that it is
+        never taken for the released model of the same number."""
+        from ctseg_core.model_identity import version_label
+
         td = self.training_data
         what = td.get("description") or td.get("source") or "unknown data"
         n = td.get("n_cases")
-        return f"{self.architecture} {version} — trained on {what}" + (f" ({n} cases)" if n is not None else "")
+        return (f"{version_label(self.architecture, self.version, self.parent_version)} — trained on {what}"
+                + (f" ({n} cases)" if n is not None else ""))
 
     def to_json(self) -> str:
         return json.dumps({"format": CARD_FORMAT, **dataclasses.asdict(self)}, indent=2, sort_keys=False)

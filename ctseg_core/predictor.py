@@ -165,6 +165,11 @@ class Predictor:
     def model(self) -> nn.Module:
         return self.strategy.model
 
+    @property
+    def guard(self) -> Guard | None:
+        """The anatomical guard the strategy applies to the model's labels (None: none)."""
+        return getattr(self.strategy, "guard", None)
+
     def describe(self) -> str:
         """One line: the card's summary and how the strategy runs it (e.g. "4 of 12 members")."""
         detail = self.strategy.describe()

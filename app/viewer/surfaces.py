@@ -1,7 +1,8 @@
 """Surface meshes for the 3-D view, built with VTK filters only (no rendering, no Qt): safe in a worker thread.
 
 Class surfaces: each class present is cropped to its bounding box (plus a zero border, so meshes close),
-meshed with vtkDiscreteFlyingEdges3D, smoothed (windowed sinc) and given normals. Points are in patient
+meshed with vtkDiscreteFlyingEdges3D, smoothed (windowed sinc with a low pass band, so that the stairs of
+thick slices do not show; the volume is kept) and given normals. Points are in patient
 LPS millimetres (the scan's direction and origin applied), so every mesh lines up with the others.
 """
 
@@ -19,6 +20,8 @@ from ctseg_core.volume import Geometry
 
 HEAD_THRESHOLD_HU = 300.0  # the skull: bone is far above brain and blood
 HEAD_STEP = 2  # the skull surface is built on every 2nd row and column (a context surface, not a measurement)
+SMOOTH_ITERATIONS = 30
+PASS_BAND = 0.001  # windowed-sinc pass band: lower is smoother (3D Slicer's "smoothing factor" 0.75)
 
 
 def image_data(array: np.ndarray, spacing_zyx, offset_zyx=(0, 0, 0)) -> vtkImageData:
@@ -57,7 +60,8 @@ def _smooth(poly: vtkPolyData, iterations: int) -> vtkPolyData:
         sm = vtkWindowedSincPolyDataFilter()
         sm.SetInputData(poly)
         sm.SetNumberOfIterations(iterations)
-        sm.SetPassBand(0.08)
+        sm.SetPassBand(PASS_BAND)
+        sm.FeatureEdgeSmoothingOff()
         sm.BoundarySmoothingOff()
         sm.NonManifoldSmoothingOn()
         sm.NormalizeCoordinatesOn()
@@ -71,7 +75,7 @@ def _smooth(poly: vtkPolyData, iterations: int) -> vtkPolyData:
 
 
 def class_surface(labels: np.ndarray, geometry: Geometry, class_id: int, bbox=None,
-                  smooth_iterations: int = 12) -> vtkPolyData:
+                  smooth_iterations: int = SMOOTH_ITERATIONS) -> vtkPolyData:
     """The smoothed surface of one class (empty polydata when absent)."""
     from scipy import ndimage
 
@@ -92,7 +96,8 @@ def class_surface(labels: np.ndarray, geometry: Geometry, class_id: int, bbox=No
     return _to_patient(_smooth(fe.GetOutput(), smooth_iterations), geometry)
 
 
-def class_surfaces(labels: np.ndarray, geometry: Geometry, smooth_iterations: int = 12) -> dict[int, vtkPolyData]:
+def class_surfaces(labels: np.ndarray, geometry: Geometry,
+                   smooth_iterations: int = SMOOTH_ITERATIONS) -> dict[int, vtkPolyData]:
     """{class id: surface} for every label (lesion class or review label) present in ``labels`` (z, y, x)."""
     from scipy import ndimage
 

@@ -6,7 +6,6 @@ Review labels a model drew (unassigned extra-axial blood, oedema) are listed whe
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from ctseg_core.cli import output_file
@@ -36,10 +35,6 @@ def resolve_model(path: str | Path | None) -> Path:
     return default
 
 
-def _progress(done: int, total: int, message: str = "") -> None:
-    print(f"\r{message}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
-
 def predictor_options(args) -> dict:
     """The Predictor options given on the command line (only those set: each model kind takes its own)."""
     options = {}
@@ -64,8 +59,11 @@ def _run(args) -> int:
     if not is_image_file(args.output):
         raise CtsegError("the label map must end in .nii.gz, .nii, .nrrd or .mha", args.output)
     predictor = Predictor.from_checkpoint(resolve_model(args.model), device=args.device, **predictor_options(args))
+    from ctseg_core.terminal import ProgressBar
+
     volume = load_volume(args.input)
-    prediction = predictor.predict(volume, progress=None if args.json else _progress)
+    with ProgressBar(volume.shape[0], "segmenting", "slice", enabled=not args.json) as bar:
+        prediction = predictor.predict(volume, progress=bar.callback)
     write_labels(prediction.labels, args.output)
     findings = compute_findings(prediction.labels, source="prediction", scan=str(args.input),
                                 model=predictor.describe())

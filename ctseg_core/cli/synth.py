@@ -44,24 +44,30 @@ def run(args) -> int:
         raise CtsegError(f"--classes takes class ids separated by commas, e.g. 1,7 (got {args.classes!r})") from None
     if classes and not set(classes) <= set(range(1, 8)):
         raise CtsegError(f"--classes: lesion class ids are 1..7 (got {args.classes})")
+    from ctseg_core.terminal import ProgressBar
+
     index = []
-    for seed in range(args.seed, args.seed + args.n):
-        if args.random_scan:
-            import numpy as np
+    with ProgressBar(args.n, "generating", "case") as bar:
+        for seed in range(args.seed, args.seed + args.n):
+            if args.random_scan:
+                import numpy as np
 
-            from ctseg_core.synth import sample_acquisition
+                from ctseg_core.synth import sample_acquisition
 
-            acq = sample_acquisition(np.random.default_rng(seed), shape_yx=(args.size, args.size))
-            case = generate_case(seed, lesion_classes=classes, normal=True if args.normal else None, acquisition=acq)
-        else:
-            case = generate_case(seed, thin=args.thin, shape_yx=(args.size, args.size), lesion_classes=classes,
-                                 normal=True if args.normal else None, tilt_deg=args.tilt)
-        tilt = args.tilt if args.format == "dicom" else 0.0  # a drawn tilt goes into DICOM only
-        paths = write_case(case, args.out, fmt=args.format, tilt_deg=tilt)
-        index.append({"seed": seed, "ct": str(paths["ct"]), "labels": str(paths["labels"]),
-                      "shape": list(case.volume.shape), "spacing": list(case.volume.spacing), "lesions": case.lesions})
-        names = ",".join(les["name"] for les in case.lesions) or "normal"
-        print(f"seed {seed}: {case.volume.shape} {names} -> {paths['ct']}")
+                acq = sample_acquisition(np.random.default_rng(seed), shape_yx=(args.size, args.size))
+                case = generate_case(seed, lesion_classes=classes, normal=True if args.normal else None,
+                                     acquisition=acq)
+            else:
+                case = generate_case(seed, thin=args.thin, shape_yx=(args.size, args.size), lesion_classes=classes,
+                                     normal=True if args.normal else None, tilt_deg=args.tilt)
+            tilt = args.tilt if args.format == "dicom" else 0.0  # a drawn tilt goes into DICOM only
+            paths = write_case(case, args.out, fmt=args.format, tilt_deg=tilt)
+            index.append({"seed": seed, "ct": str(paths["ct"]), "labels": str(paths["labels"]),
+                          "shape": list(case.volume.shape), "spacing": list(case.volume.spacing),
+                          "lesions": case.lesions})
+            names = ",".join(les["name"] for les in case.lesions) or "normal"
+            bar.write(f"seed {seed}: {case.volume.shape} {names} -> {paths['ct']}")
+            bar.advance()
     from ctseg_core.atomic import atomic_write_text
 
     atomic_write_text(Path(args.out) / "cases.json", json.dumps(index, indent=1))

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ctseg_core.errors import CtsegError
+from ctseg_core.model_identity import ModelIdentity
 from ctseg_core.pacs.inbox import Inbox, SeriesEntry, now_iso
 
 log = logging.getLogger("ctseg.pacs")
@@ -81,17 +82,13 @@ class SeriesSegmenter:
             entry = Inbox(self.workspace_root).entry_of_folder(series_folder)
             if entry is not None and case.record.description == Path(series_folder).name:
                 case.record.description = entry.title()  # the patient and study, not the series UID
-            case.save_prediction(prediction.labels, model_version(predictor))
+            model = ModelIdentity.of_predictor(predictor)  # the app then shows it without running it again
+            uncertainty = prediction.uncertainty() if callable(getattr(prediction, "uncertainty", None)) else None
+            case.save_prediction(prediction.labels, model.label, model=model, uncertainty=uncertainty)
         finally:
             case.release_lock()
         self.timings = {"load_s": t1 - t0, "predict_s": t2 - t1, "store_s": time.perf_counter() - t2}
         return case.id
-
-
-def model_version(predictor) -> str:
-    """ "aa_unet v3": what the case records as the prediction's model (the card summary's first part, as
-    the app stores it)."""
-    return predictor.card.summary().split(" — ")[0]
 
 
 class SeriesConsumer:

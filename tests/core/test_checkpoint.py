@@ -50,7 +50,7 @@ def test_card_carries_everything(saved):
     assert back.config["decoder_channels"] == list(SMALL_DECODER) and back.config["encoder"] == "resnest14d"
     assert back.plan["adjacent_slices"] == 3 and "intensity" in back.plan
     assert len(back.weights_sha256) == 64 and back.created.endswith("+00:00")
-    assert back.summary() == "aa_unet v3 — trained on synthetic head CT (2 cases)"
+    assert back.summary() == "aa_unet v3 (retrained from v2) — trained on synthetic head CT (2 cases)"
     assert read_card(path.with_suffix(".json")) == back  # either file names the checkpoint
 
 

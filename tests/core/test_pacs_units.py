@@ -164,3 +164,27 @@ def test_an_item_is_never_half_queued(tmp_path):
     with pytest.raises(PacsError):
         outbox.add("case-1", "pacs", fail)
     assert outbox.items() == [] and list(outbox.root.iterdir()) == []
+
+
+def test_a_series_segmented_in_the_background_records_the_model_the_app_compares(tmp_path):
+    """The app does not run the model again on a case whose stored prediction comes from the same model
+    (weights and post-processing): the background segmenter stores that identity and the uncertainty."""
+    import numpy as np
+
+    from ctseg_core.io.images import write_volume
+    from ctseg_core.model_identity import ModelIdentity
+    from ctseg_core.pacs.segmenter import SeriesSegmenter
+    from ctseg_core.store import Workspace
+    from ctseg_core.volume import Volume
+    from tiny_models import save_tiny_checkpoint, tiny_predictor
+
+    arr = np.full((4, 64, 64), 30.0, np.float32)
+    write_volume(Volume.from_array(arr, spacing=(5.0, 1.0, 1.0)), tmp_path / "scan.nii.gz")
+    predictor = tiny_predictor()
+    segmenter = SeriesSegmenter(tmp_path / "ws", model=save_tiny_checkpoint(tmp_path),
+                                predictor_factory=lambda path: predictor)
+    case = Workspace(tmp_path / "ws").case(segmenter(tmp_path / "scan.nii.gz"))
+    assert case.prediction_model() == ModelIdentity.of_predictor(predictor)
+    assert case.prediction_model().same_model(ModelIdentity.of_predictor(predictor))
+    unc = case.load_uncertainty()
+    assert unc is not None and unc.shape == (4, 64, 64) and 0.0 <= unc.min() <= unc.max() <= 1.0

@@ -5,6 +5,10 @@
 Left: mean Dice (sample average over the held-out generated cases, the seven classes) against training
 CPU-hours, model alone (solid) and with the anatomical guard (dashed). Right: millilitres painted on the
 real GE head CT (no hemorrhage: all false positive), log scale.
+
+``--table`` prints instead the rows of docs/models.md's table (Markdown), one per evaluation: steps,
+samples, CPU-hours, Dice per class (sample average; the voxel average in the next column group) and the
+GE false-positive mL, each as "model alone / with the guard" where the run measured both.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="NAME=PATH of a run's curve.jsonl")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("learning_curve.png"))
+    ap.add_argument("--table", action="store_true", help="print the Markdown table rows instead of drawing")
     args = ap.parse_args()
+    if args.table:
+        print_table(args.runs)
+        return
     fig, (dice_ax, fp_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for spec in args.runs:
         name, path = spec.split("=", 1)
@@ -52,6 +60,35 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
+
+
+CLASSES = ("ich", "sdh", "sah", "edh", "csdh", "pneumocephalus", "ivh")
+
+
+def _pair(row: dict, key: str, fmt: str) -> str:
+    alone, guard = row.get(key), row.get(f"{key}_guard")
+    if alone is None:
+        return ""
+    return format(alone, fmt) + (f" / {format(guard, fmt)}" if guard is not None else "")
+
+
+def table_row(name: str, row: dict) -> str:
+    sample = " / ".join(f"{row['dice_sample'][c]:.2f}" for c in CLASSES)
+    voxel = " / ".join(f"{row['dice_voxel'][c]:.2f}" for c in CLASSES)
+    if "dice_sample_guard" in row:
+        sample += f" (guard: {' / '.join(format(row['dice_sample_guard'][c], '.2f') for c in CLASSES)})"
+    return (f"| {name} | {row['step']} | {row['samples']:,} | {row['train_cpu_h']:.2f} | {sample} | "
+            f"{_pair(row, 'mean_dice_sample', '.3f')} | {voxel} | {_pair(row, 'real_fp_total_ml', '.1f')} |")
+
+
+def print_table(runs: list[str]) -> None:
+    print("| run | step | samples | CPU-h | Dice per class, sample average (ICH / SDH / SAH / EDH / CSDH / PNEUMO / IVH) "
+          "| mean (alone / guard) | Dice, voxel average | GE false positive mL (alone / guard) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for spec in runs:
+        name, path = spec.split("=", 1)
+        for row in read_curve(Path(path)):
+            print(table_row(name, row))
 
 
 if __name__ == "__main__":

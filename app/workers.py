@@ -78,9 +78,18 @@ class _Task(QRunnable):
             else:
                 result = self.fn()
         except BaseException as exc:  # noqa: BLE001 - every error reaches the GUI as a TaskError
-            self.signals.error.emit(TaskError(exc, traceback.format_exc()))
+            self._report(self.signals.error, TaskError(exc, traceback.format_exc()))
         else:
-            self.signals.result.emit(result)
+            self._report(self.signals.result, result)
+
+    @staticmethod
+    def _report(signal, value) -> None:
+        """Emit, unless the application has already gone (a task that outlives the window at exit has no
+        one to report to; Qt then raises "Signal source has been deleted")."""
+        try:
+            signal.emit(value)
+        except RuntimeError:
+            pass
 
 
 _POOL: QThreadPool | None = None

@@ -61,6 +61,7 @@ class CaseStore(QObject):
         self.lock_timer.timeout.connect(self.refresh_lock)
         self.session.volume_changed.connect(self._on_volume)
         self.window.inference.finished.connect(self._on_inference_finished)
+        self.window.inference.slice_scores.connect(self._on_slice_scores)
         self._hook_close(self.window)
 
     def configured_root(self) -> Path:
@@ -160,6 +161,7 @@ class CaseStore(QObject):
             session.prediction.array[:] = labels.array
             session.labels_changed.emit(PREDICTION, None)
             session.labels_changed.emit(FINAL, None)
+        self._show_stored_triage(case)
         self.editor.reset_history()
         what = ORIGIN_TEXT[origin] + (f" ({case.record.model_version or 'model unknown'})"
                                       if origin == "prediction" else "")
@@ -171,6 +173,16 @@ class CaseStore(QObject):
             QTimer.singleShot(0, self._autosave)
         self.case_opened.emit(case)
         self.cases_changed.emit()
+
+    def _show_stored_triage(self, case) -> None:
+        """A triage model's stored slice probabilities, for the triage strip."""
+        try:
+            probabilities = case.load_triage()
+        except (CtsegError, OSError) as exc:
+            self.session.log(f"the stored triage could not be read: {exc}", "warning")
+            return
+        if probabilities is not None:
+            self.session.set_slice_probabilities(probabilities)
 
     def _show_stored_prediction(self, case, volume) -> None:
         """The stored model output, for comparing with the corrections (Labels: prediction)."""
@@ -290,6 +302,19 @@ class CaseStore(QObject):
         run_task(lambda: case.save_prediction(copy, version),
                  lambda _: self._log(f"prediction stored in case {case.id}"),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
+
+    def _on_slice_scores(self, scores) -> None:
+        case, volume = self.case, self.session.volume
+        if case is None or volume is None or len(scores) != volume.shape[0] or self.read_only:
+            return
+        version = (self.session.model_summary or "unknown model").split(" — ")[0]
+        run_task(lambda: case.save_triage(scores, version), lambda _: self._on_triage_saved(case),
+                 lambda e: self._log(f"could not store the triage: {e.message()}", "error"))
+
+    def _on_triage_saved(self, case) -> None:
+        if self._alive():
+            self.session.log(f"triage stored in case {case.id}")
+            self.cases_changed.emit()
 
     def _hook_close(self, window) -> None:
         """Save when the window closes (wraps its closeEvent: an event filter returning bools from Python

@@ -44,6 +44,7 @@ class ModelRunner(QObject):
         c.slice_ready.connect(lambda z, lab, unc: session.apply_predicted_slice(z, lab, unc))
         c.progress.connect(self._on_progress)
         c.finished.connect(self._on_finished)
+        c.slice_scores.connect(self._on_slice_scores)
         c.failed.connect(self._on_failed)
         c.cancelled.connect(self._on_cancelled)
         c.running_changed.connect(session.set_inference_running)
@@ -150,6 +151,13 @@ class ModelRunner(QObject):
         self._end()
         s.log(f"inference finished in {time.perf_counter() - self._started_at:.1f} s")
         self.done.emit("inferred")
+
+    def _on_slice_scores(self, scores: np.ndarray) -> None:
+        """A triage model's per-slice probabilities: the triage strip shows them; the log gives the call."""
+        from ctseg_core.triage import Triage
+
+        self.session.set_slice_probabilities(scores)
+        self.session.log(f"triage: {Triage(scores).describe()} (this model draws no outlines)")
 
     def _on_failed(self, error: TaskError) -> None:
         self._end()

@@ -136,6 +136,7 @@ class InferenceWorker(QObject):
     slice_ready = Signal(int, int, object, object)  # request id, z, labels (y, x) uint8, uncertainty (y, x) float32
     progress = Signal(int, int, int)  # request id, done, total
     finished = Signal(int, object)  # request id, labels (z, y, x) uint8
+    slice_scores = Signal(int, object)  # request id, float32 (z,) per-slice probabilities (triage models only)
     failed = Signal(int, object)  # request id, TaskError
     cancelled = Signal(int)  # request id
 
@@ -188,6 +189,8 @@ class InferenceWorker(QObject):
         except BaseException as exc:  # noqa: BLE001
             self.failed.emit(request_id, TaskError(exc, traceback.format_exc()))
         else:
+            if getattr(pred, "slice_probabilities", None) is not None:
+                self.slice_scores.emit(request_id, np.asarray(pred.slice_probabilities, np.float32))
             self.finished.emit(request_id, np.asarray(pred.labels.array, np.uint8))
 
     def _set_threads(self) -> None:
@@ -208,6 +211,7 @@ class InferenceController(QObject):
     slice_ready = Signal(int, object, object)  # z, labels, uncertainty
     progress = Signal(int, int, float)  # done, total, eta seconds (nan if unknown)
     finished = Signal(object)  # labels (z, y, x)
+    slice_scores = Signal(object)  # float32 (z,) per-slice probabilities, before ``finished`` (triage models)
     failed = Signal(object)  # TaskError
     cancelled = Signal()
     running_changed = Signal(bool)
@@ -228,6 +232,7 @@ class InferenceController(QObject):
         self.worker.slice_ready.connect(self._on_slice)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
+        self.worker.slice_scores.connect(self._on_scores)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
         self.thread.start()
@@ -283,6 +288,10 @@ class InferenceController(QObject):
         elapsed = time.perf_counter() - self._started_at
         eta = elapsed / done * (total - done) if done > 0 else float("nan")
         self.progress.emit(done, total, eta)
+
+    def _on_scores(self, rid, scores):
+        if rid == self.request_id:
+            self.slice_scores.emit(scores)
 
     def _on_finished(self, rid, labels):
         if rid == self.request_id:

@@ -48,7 +48,10 @@ class ModelCard:
         info = getattr(model, "ctseg_model", None)
         if info is None:
             raise CheckpointError("model was not built by ctseg_core.models.create_model")
-        return cls(architecture=info["architecture"], config=dict(info["config"]), **fields)
+        config = dict(info["config"])
+        if "plan" not in fields and "in_chans" in config:  # the default plan, stacking as many slices as it takes
+            fields["plan"] = dataclasses.replace(default_plan(), adjacent_slices=int(config["in_chans"])).to_dict()
+        return cls(architecture=info["architecture"], config=config, **fields)
 
     @property
     def plan_obj(self) -> Plan:
@@ -142,7 +145,7 @@ def read_card(path: str | Path) -> ModelCard:
 def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
                     device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """Load and verify a checkpoint; the model is returned in eval mode on ``device``."""
-    from ctseg_core.models import is_model
+    from ctseg_core.models import default_config, is_model
 
     path = Path(path)
     if path.suffix not in ("", WEIGHTS_SUFFIX, CARD_SUFFIX) and not path.with_name(path.name + WEIGHTS_SUFFIX).exists():
@@ -165,7 +168,8 @@ def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
                               card_path)
     check_plan_fits(card, card_path)
     config = dict(card.config)
-    config["encoder_weights"] = None  # the checkpoint holds every weight
+    if "encoder_weights" in default_config(card.architecture):
+        config["encoder_weights"] = None  # the checkpoint holds every weight
     skeleton = _build(card.architecture, config, card_path, device="meta")  # shapes only, no memory
     _check_state(skeleton, _weight_shapes(weights_path), weights_path, card_path)
     model = _build(card.architecture, config, card_path)

@@ -5,6 +5,11 @@ starts at ``z`` and spreads outward (z, z+1, z-1, z+2, ...). The first batch hol
 viewed slice's overlay arrives first; later batches are larger. Each slice's labels and
 probabilities are mapped back to the volume's own grid and handed to ``on_slice`` as they arrive.
 Preprocessing comes from the model card's plan (``ctseg_core.preprocess``), the same code training uses.
+
+Slab models (RSANet) and scan models (RADnet) run through ``ctseg_core.sequence_inference`` behind the
+same ``predict``: slabs of consecutive slices from the viewed slice outwards, or every slice's features
+then the scan's sequence model; a scan model's ``Prediction`` carries per-slice probabilities
+(``slice_probabilities``, ``triage``) and no label map (all background: no overlay).
 """
 
 from __future__ import annotations
@@ -164,11 +169,24 @@ def slice_uncertainty(probs_cyx: np.ndarray, out: np.ndarray | None = None) -> n
 @dataclass
 class Prediction:
     labels: LabelMap  # what the overlay shows: the model's labels, after the anatomical guard when it is on
-    probabilities: np.ndarray  # float16 (z, C, y, x) on the volume's grid (the model's, never guarded)
+    probabilities: np.ndarray | None  # float16 (z, C, y, x) on the volume's grid (the model's, never guarded);
+    # None for a scan model (RADnet), which gives per-slice probabilities only
     model_labels: np.ndarray | None = None  # uint8 (z, y, x) argmax before the guard; None when no guard ran
+    slice_probabilities: np.ndarray | None = None  # float32 (z,): P(hemorrhage on slice z), scan models only
 
-    def uncertainty(self) -> np.ndarray:
-        """float32 (z, y, x): ``slice_uncertainty`` of every slice."""
+    @property
+    def triage(self):
+        """The scan's triage (``ctseg_core.triage.Triage``) when the model gives slice probabilities, else None."""
+        if self.slice_probabilities is None:
+            return None
+        from ctseg_core.triage import Triage
+
+        return Triage(np.asarray(self.slice_probabilities, np.float32))
+
+    def uncertainty(self) -> np.ndarray | None:
+        """float32 (z, y, x): ``slice_uncertainty`` of every slice (None without voxel probabilities)."""
+        if self.probabilities is None:
+            return None
         out = np.empty(self.labels.array.shape, dtype=np.float32)
         for z in range(out.shape[0]):  # per slice: keeps the float32 temporaries small
             slice_uncertainty(self.probabilities[z], out=out[z])
@@ -185,9 +203,15 @@ class Predictor:
         "auto": ONNX Runtime on a CPU where it is installed, else torch (benchmarks/bench_inference.py
         measures the difference). ``guard``: the anatomical guard applied to each slice's labels
         (``ctseg_core.guard``; None: the model's labels as they are)."""
+        from ctseg_core.models import model_kind
+
         self.card = card
         self.guard = guard
         self.plan = check_plan_fits(card)
+        self.kind = model_kind(card.architecture)  # "slice", "slab" or "scan"
+        if tta and self.kind != "slice":
+            raise ValueError(f"test-time augmentation applies to slice models; {card.architecture} is a {self.kind} "
+                             "model")
         self.device = resolve_device(device)
         self.tta = tta
         self.amp_dtype = self._amp_dtype(amp)
@@ -210,6 +234,11 @@ class Predictor:
             raise ValueError(f"engine must be auto, torch or onnxruntime, got {engine!r}")
         if engine == "onnxruntime" and self.device.type != "cpu":
             raise ValueError("the onnxruntime engine runs on the CPU only")
+        if self.kind != "slice":  # the exported graph takes one stack of slices
+            if engine == "onnxruntime":
+                raise ValueError(f"the onnxruntime engine runs slice models; {card.architecture} is a {self.kind} "
+                                 "model")
+            return None
         use_ort = engine == "onnxruntime" or (engine == "auto" and self.device.type == "cpu"
                                               and self.amp_dtype is None and onnxruntime_available())
         return OnnxRuntimeEngine(model, card) if use_ort else None
@@ -245,6 +274,10 @@ class Predictor:
 
     def predict(self, volume: Volume, start_slice: int | None = None, on_slice: SliceCallback | None = None,
                 cancel: CancelToken | None = None, progress=None) -> Prediction:
+        if self.kind != "slice":
+            from ctseg_core.sequence_inference import predict_sequence
+
+            return predict_sequence(self, volume, start_slice, on_slice, cancel, progress)
         depth, height, width = volume.shape
         grid = self.plan.grid((height, width), volume.spacing[1:])
         order = slice_order(depth, start_slice)

@@ -40,3 +40,35 @@ def tiny_predictor(seed: int = 0, batch_size: int = 2, guard=None):
 
     model = tiny_model(seed=seed)
     return Predictor(model, tiny_card(model), device="cpu", batch_size=batch_size, guard=guard)
+
+
+# ---------------------------------------------------------------- every registered model, small
+SMALL_DECODER = TINY_DECODER
+TINY_CONFIGS = {  # configurations of the other families, small enough for fast tests
+    "focusnetpp": {"widths": (8, 8, 16, 16, 32, 32), "blocks": (1, 1, 1, 1, 1), "head_channels": (8, 8, 8),
+                   "final_channels": (8, 4, 3)},
+    "rsanet": {"filters": (8, 8, 16, 16, 32), "slab_slices": 4},
+    "radnet": {"growth": 4, "layers_per_block": 2, "stem_channels": 8, "lstm_hidden": 8},
+}
+
+
+def tiny_config(name: str) -> dict:
+    """A small configuration of the model's own family (the U-Nets: a small encoder of the same kind)."""
+    from ctseg_core.models import default_config
+
+    if name in TINY_CONFIGS:
+        return dict(TINY_CONFIGS[name])
+    encoder = "resnet18d" if default_config(name)["encoder"].startswith("resnet") else "resnest14d"
+    return {"encoder": encoder, "decoder_channels": SMALL_DECODER}
+
+
+def tiny_input(name: str, n: int = 2, size: int = 64):
+    """A random input of the model's kind: (n, 3, size, size) slices, (n, 4, size, size) slabs or
+    (n, 5, 3, size, size) runs of scan slices."""
+    import torch
+
+    from ctseg_core.models import model_kind
+
+    kind = model_kind(name)
+    shape = {"slice": (n, 3, size, size), "slab": (n, 4, size, size), "scan": (n, 5, 3, size, size)}[kind]
+    return torch.randn(shape)

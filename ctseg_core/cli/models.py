@@ -12,18 +12,27 @@ import json
 
 
 def list_action(args) -> int:
-    """Print every registered model with its parameter count and FLOPs at 3x512x512."""
+    """Print every registered model with its kind, parameter count and FLOPs per 512x512 slice, and what its
+    paper reports beside them."""
     from ctseg_core.models import list_models, model_info
 
     infos = [model_info(name, with_flops=not args.no_flops) for name in list_models()]
     if args.json:
-        print(json.dumps([{"name": i.name, "description": i.description, "parameters": i.parameters,
-                           "flops": i.flops, "flops_input_shape": list(i.input_shape)} for i in infos], indent=2))
+        print(json.dumps([{"name": i.name, "kind": i.kind, "description": i.description, "parameters": i.parameters,
+                           "flops": i.flops, "flops_input_shape": list(i.input_shape),
+                           "flops_per_slice": i.flops_per_slice, "paper": i.paper} for i in infos], indent=2))
         return 0
-    print(f"{'model':<16}{'params (M)':>11}{'GFLOPs 3x512x512':>18}  description")
+    print(f"{'model':<15}{'kind':<7}{'params (M)':>11}{'GFLOPs/slice':>14}  description")
     for i in infos:
-        flops = "-" if i.flops is None else f"{i.flops / 1e9:.1f}"
-        print(f"{i.name:<16}{i.parameters / 1e6:>11.2f}{flops:>18}  {i.description}")
+        flops = "-" if i.flops is None else f"{i.flops_per_slice / 1e9:.1f}"
+        print(f"{i.name:<15}{i.kind:<7}{i.parameters / 1e6:>11.2f}{flops:>14}  {i.description}")
+    print("\nFLOPs of one forward pass per 512x512 slice at the default configuration (slab models: a slab of "
+          "8 slices, scan models: 4 slices, divided by the slices).")
+    papers = [i for i in infos if i.paper]
+    if papers:
+        print("What the papers report:")
+        for i in papers:
+            print(f"  {i.name}: {i.paper}")
     return 0
 
 

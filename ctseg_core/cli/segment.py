@@ -1,5 +1,8 @@
 """``ctseg segment INPUT -o LABELS.nii.gz``: segment a scan (DICOM folder or image file) with a model
-checkpoint and print per-class volumes (mL) and scan-level detection (3+ consecutive slices)."""
+checkpoint and print per-class volumes (mL) and scan-level detection (3+ consecutive slices). A model that
+gives per-slice probabilities (RADnet) adds its triage: each slice's probability (``--json``:
+``triage.slice_probabilities``, slice 1 first) and the scan's call; it draws no labels (the written
+label map is empty)."""
 
 from __future__ import annotations
 
@@ -49,16 +52,21 @@ def _run(args) -> int:
     write_labels(prediction.labels, args.output)
     volumes = class_volumes_ml(prediction.labels)
     detected = scan_detection(prediction.labels)
+    triage = prediction.triage
     if args.json:
-        print(json.dumps({
-            "input": str(args.input), "output": str(args.output), "model": predictor.card.summary(),
-            "device": str(predictor.device),
-            "classes": [{"id": c.id, "key": c.key, "name": c.name, "volume_ml": round(volumes[c.id], 3),
-                         "detected": detected[c.id]} for c in LESION_CLASSES],
-        }, indent=2))
+        out = {"input": str(args.input), "output": str(args.output), "model": predictor.card.summary(),
+               "device": str(predictor.device),
+               "classes": [{"id": c.id, "key": c.key, "name": c.name, "volume_ml": round(volumes[c.id], 3),
+                            "detected": detected[c.id]} for c in LESION_CLASSES]}
+        if triage is not None:
+            out["triage"] = triage.to_json()
+        print(json.dumps(out, indent=2))
         return 0
     print(f"model: {predictor.card.summary()} on {predictor.device}")
     print(f"labels written to {args.output}")
+    if triage is not None:
+        print(f"triage (per-slice hemorrhage probability; this model draws no labels): {triage.describe()}")
+        print("slice probabilities: " + " ".join(f"{z + 1}:{p:.2f}" for z, p in enumerate(triage.slice_probabilities)))
     print(f"{'class':<36}{'volume (mL)':>12}  detected (3+ consecutive slices)")
     for c in LESION_CLASSES:
         print(f"{c.name:<36}{volumes[c.id]:>12.2f}  {'yes' if detected[c.id] else 'no'}")

@@ -11,14 +11,8 @@ import torch
 from ctseg_core.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from ctseg_core.errors import CheckpointError
 from ctseg_core.labels import class_table_json
-from ctseg_core.models import create_model, default_config, list_models
-
-SMALL_DECODER = (8, 8, 16, 16, 32, 32)
-
-
-def tiny_config(name: str) -> dict:
-    encoder = "resnet18d" if default_config(name)["encoder"].startswith("resnet") else "resnest14d"
-    return {"encoder": encoder, "decoder_channels": SMALL_DECODER}
+from ctseg_core.models import create_model, list_models
+from tiny_models import SMALL_DECODER, tiny_config, tiny_input
 
 
 def tiny(name="aa_unet"):
@@ -43,7 +37,7 @@ def test_round_trip_is_bit_exact(name, tmp_path):
     path = save_checkpoint(model, card, tmp_path / name)
     assert path.name == f"{name}.safetensors" and (tmp_path / f"{name}.json").is_file()
     loaded, loaded_card = load_checkpoint(path, expected_architecture=name)
-    x = torch.randn(1, 3, 64, 64)
+    x = tiny_input(name, n=1)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert loaded_card == card and loaded_card.architecture == name

@@ -203,12 +203,13 @@ class Predictor:
         "auto": ONNX Runtime on a CPU where it is installed, else torch (benchmarks/bench_inference.py
         measures the difference). ``guard``: the anatomical guard applied to each slice's labels
         (``ctseg_core.guard``; None: the model's labels as they are)."""
-        from ctseg_core.models import model_kind
+        from ctseg_core.models import is_model, model_kind
 
         self.card = card
         self.guard = guard
         self.plan = check_plan_fits(card)
-        self.kind = model_kind(card.architecture)  # "slice", "slab" or "scan"
+        # "slice", "slab" or "scan"; a network built outside the registry runs as a slice model
+        self.kind = model_kind(card.architecture) if is_model(card.architecture) else "slice"
         if tta and self.kind != "slice":
             raise ValueError(f"test-time augmentation applies to slice models; {card.architecture} is a {self.kind} "
                              "model")

@@ -402,6 +402,8 @@ def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
     from ctseg_core.predictor import Predictor
 
     predictor = Predictor(model, card, device=device, engine="torch")
+    if predictor.kind == "scan":
+        return evaluate_triage(predictor, folder)
     alone, guarded = [], []
     for _, ct, lab in find_cases(Path(folder)):
         volume = read_volume(ct)
@@ -418,6 +420,27 @@ def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
     return row
 
 
+def evaluate_triage(predictor, folder: Path) -> dict:
+    """A triage model (RADnet) on the cases of ``folder``: slice accuracy (a slice is positive where the
+    truth has any hemorrhage on it) and how many scans it calls right (3+ consecutive positive slices)."""
+    from ctseg_core.io.images import read_labels, read_volume
+    from ctseg_core.io.labelled_cases import find_cases
+    from ctseg_core.metrics import scan_detection
+
+    right_slices = slices = right_scans = scans = 0
+    for _, ct, lab in find_cases(Path(folder)):
+        volume = read_volume(ct)
+        truth = read_labels(lab, like=volume).array
+        triage = predictor.predict(volume).triage
+        on_slice = truth.reshape(truth.shape[0], -1).any(axis=1)
+        right_slices += int(((triage.slice_probabilities >= triage.threshold) == on_slice).sum())
+        slices += len(on_slice)
+        right_scans += int(triage.positive == any(scan_detection(truth).values()))
+        scans += 1
+    return {"n_eval_cases": scans, "slice_accuracy": round(right_slices / max(slices, 1), 4),
+            "scan_accuracy": round(right_scans / max(scans, 1), 4)}
+
+
 def evaluate_real(model, card: ModelCard, volume, device) -> dict:
     """mL painted per class on a real scan without hemorrhage (every voxel a false positive), the model
     alone and with the anatomical guard."""
@@ -426,6 +449,8 @@ def evaluate_real(model, card: ModelCard, volume, device) -> dict:
     from ctseg_core.volume import LabelMap
 
     pred = Predictor(model, card, device=device, engine="torch").predict(volume)
+    if pred.triage is not None:  # a triage model paints nothing: its false call is the scan's
+        return {"real_triage_positive": pred.triage.positive, "real_triage_probability": round(pred.triage.probability, 4)}
     row = {}
     for suffix, labels in (("", LabelMap(pred.model_labels, volume.geometry)), ("_guard", pred.labels)):
         ml = _by_key({c: v for c, v in class_volumes_ml(labels).items() if c})

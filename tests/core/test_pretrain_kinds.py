@@ -86,10 +86,16 @@ def _cfg(tmp_path, cache, arch, **kw):
 
 
 def test_rsanet_and_radnet_train_with_the_same_trainer_and_then_predict(tmp_path, cache):
-    volume = small_case(7).volume
+    from ctseg_core.synth import write_case
+
+    case = small_case(7)
+    volume = case.volume
+    write_case(case, tmp_path / "eval")
     for arch, loss, optimizer in (("rsanet", "exp_ce", "adamw"), ("radnet", None, "sgd")):
         events = []
-        path = train_synthetic(_cfg(tmp_path, cache, arch, loss=loss, optimizer=optimizer), emit=events.append)
+        cfg = _cfg(tmp_path, cache, arch, loss=loss, optimizer=optimizer,
+                   eval_data=tmp_path / "eval" if arch == "radnet" else None)
+        path = train_synthetic(cfg, emit=events.append)
         model, card = load_checkpoint(path, expected_architecture=arch)
         assert card.extra["steps"] == 2 and any(e["event"] == "trained" for e in events)
         assert card.recipe["optimizer"] == optimizer and card.recipe["loss"] == (loss or "radnet")
@@ -99,6 +105,8 @@ def test_rsanet_and_radnet_train_with_the_same_trainer_and_then_predict(tmp_path
             assert pred.probabilities.shape[:2] == (volume.shape[0], 8) and pred.slice_probabilities is None
         else:
             assert card.plan["patch_size"] is None  # whole slices
+            row = card.metrics["evaluation"]  # a triage model's evaluation: its calls, not Dice
+            assert row["n_eval_cases"] == 1 and 0 <= row["slice_accuracy"] <= 1 and row["scan_accuracy"] in (0, 1)
             assert pred.slice_probabilities.shape == (volume.shape[0],) and pred.probabilities is None
             assert not pred.labels.array.any()
 

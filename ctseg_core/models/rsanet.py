@@ -99,7 +99,7 @@ class RSANet(nn.Module):
 
 
 @register_model(kind="slab", example_input=(1, 8, 512, 512),
-                paper="MICCAI 2019 paper: the RSA block adds 3 C^2 + 3 parameters to its U-Net "
+                paper="MICCAI 2019 paper: the RSA block adds 3 (C^2 + C) + 3 parameters to its U-Net "
                       "('negligible cost'); no totals given")
 def rsanet(in_chans: int = 1, num_classes: int = NUM_CLASSES, filters=DEFAULT_FILTERS, slab_slices: int = 8,
            dropout: float = 0.2) -> RSANet:

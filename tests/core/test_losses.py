@@ -147,3 +147,17 @@ def test_pretrain_offers_every_loss():
     from ctseg_core.cli.pretrain import LOSS_CHOICES
 
     assert set(LOSS_CHOICES) == set(LOSSES) | {"radnet"}
+
+
+def test_fine_tuning_offers_every_segmentation_loss():
+    from ctseg_core.training.args import SEGMENTATION_LOSSES
+
+    assert SEGMENTATION_LOSSES == LOSSES
+    import argparse
+
+    from ctseg_core.training.args import add_arguments, request_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert request_from_args(p.parse_args(["--workspace", "W", "--loss", "hybrid"])).recipe.loss == "hybrid"
+    assert request_from_args(p.parse_args(["--workspace", "W"])).recipe.loss == "focal"

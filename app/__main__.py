@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", help="DICOM folder or image file (default: the bundled demo case)")
     p.add_argument("--screenshot", metavar="OUT.png", help="save a picture of the window after loading, then exit")
     p.add_argument("--no-infer", action="store_true", help="do not run the model when the scan opens")
-    p.add_argument("--model", metavar="CKPT", help="model checkpoint (.safetensors with its card)")
+    p.add_argument("--model", metavar="CKPT", help="model checkpoint (.safetensors with its card), or a bundled "
+                                                   "model: aa_unet, blast_ct (Model > Bundled model also chooses)")
     p.add_argument("--no-3d", action="store_true", help="turn the 3-D view off")
     p.add_argument("--labels", metavar="FILE", help="label map to show as the corrected labels (same grid)")
     p.add_argument("--series", metavar="UID", help="series instance UID to open from a multi-series folder")
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.measurements import install_measurements
 
     install_measurements(window)  # Lesions dock, midline overlay, prior comparison, File > Write report...
+    from app.pacs_link import install_pacs
+
+    install_pacs(window, editing)  # PACS menu (listener, query/retrieve, send, settings), Inbox / Outbox dock
     window.show()
     shot = _ScreenshotWhenIdle(window, args.screenshot, app) if args.screenshot else None
     path = args.path or str(DEMO_CT)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import QObject, QTimer, Signal
 from shiboken6 import isValid
 
@@ -27,7 +29,6 @@ from ctseg_core.errors import CaseLockedError, CtsegError, StoreError, WriteErro
 from ctseg_core.store import Workspace, default_root
 from ctseg_core.store.lock import REFRESH_EVERY_S
 from ctseg_core.volume import LabelMap
-from app.session import FINAL, PREDICTION
 from app.workers import run_task
 
 AUTOSAVE_MS = 3000
@@ -60,9 +61,9 @@ class CaseStore(QObject):
         self.lock_timer = QTimer(self, interval=REFRESH_EVERY_S * 1000)
         self.lock_timer.timeout.connect(self.refresh_lock)
         self.session.volume_changed.connect(self._on_volume)
-        self.window.inference.finished.connect(self._on_inference_finished)
+        self.session.prediction_completed.connect(self._on_prediction_completed)
+        self.window.about_to_close.connect(self._on_close)
         self.window.inference.slice_scores.connect(self._on_slice_scores)
-        self._hook_close(self.window)
 
     def configured_root(self) -> Path:
         """QSettings ``workspace/root``, else ``$CTSEG_WORKSPACE``, else ``~/ctseg-workspace``."""
@@ -157,18 +158,15 @@ class CaseStore(QObject):
             session.set_final(labels)  # marks every slice edited: a model run keeps the corrections
             self._show_stored_prediction(case, volume)
         elif origin == "prediction":  # the stored model output is the map to edit until a final exists
-            session.final.array[:] = labels.array
-            session.prediction.array[:] = labels.array
-            session.labels_changed.emit(PREDICTION, None)
-            session.labels_changed.emit(FINAL, None)
+            session.replace_prediction(labels.array, self._stored_uncertainty(case), case.prediction_model())
         self._show_stored_triage(case)
         self.editor.reset_history()
-        what = ORIGIN_TEXT[origin] + (f" ({case.record.model_version or 'model unknown'})"
+        what = ORIGIN_TEXT[origin] + (f" (made by {case.record.model_version or 'an unknown model'})"
                                       if origin == "prediction" else "")
         session.log(f"case {case.id} ({case.record.status}): editing {what}")
         if origin == "recovered" and not self.read_only:
-            session.log(f"recovered {pending} edit step(s) of case {case.id} that were not saved when the app "
-                        "last closed; they are saved now", "warning")
+            session.notify(f"Recovered {pending} edit step(s) of case {case.id} that were not saved when the app "
+                           "last closed (the edit journal kept them); they are saved now.", "warning")
             self._changes += 1
             QTimer.singleShot(0, self._autosave)
         self.case_opened.emit(case)
@@ -192,8 +190,14 @@ class CaseStore(QObject):
             self.session.log(f"the stored prediction could not be read: {exc}", "warning")
             return
         if prediction is not None:
-            self.session.prediction.array[:] = prediction.array
-            self.session.labels_changed.emit(PREDICTION, None)
+            self.session.replace_prediction(prediction.array, self._stored_uncertainty(case), case.prediction_model())
+
+    def _stored_uncertainty(self, case):
+        try:
+            return case.load_uncertainty()
+        except (CtsegError, OSError) as exc:
+            self.session.log(f"the stored model uncertainty could not be read: {exc}", "warning")
+            return None
 
     def map_replaced(self) -> None:
         """A whole new corrected map was loaded (File > Open label map): it becomes the case's final map."""
@@ -292,22 +296,26 @@ class CaseStore(QObject):
             self._changes += 1
         self.flush()
 
-    def _on_inference_finished(self, labels) -> None:
-        case, volume = self.case, self.session.volume
-        if case is None or volume is None or labels.shape != volume.shape or self.read_only:
+    def _on_prediction_completed(self) -> None:
+        """A whole prediction is in the session: store it in the case with the model that made it."""
+        session, case, volume = self.session, self.case, self.session.volume
+        if self._opening or case is None or volume is None or self.read_only:
             return
-        copy = LabelMap(labels.copy(), volume.geometry)
-        # the card summary reads "aa_unet v3 — trained on ...": keep "aa_unet v3"
-        version = (self.session.model_summary or "unknown model").split(" — ")[0]
-        run_task(lambda: case.save_prediction(copy, version),
+        copy = LabelMap(session.prediction.array.copy(), volume.geometry)
+        uncertainty = None if np.isnan(session.uncertainty).all() else session.uncertainty.copy()
+        model = session.prediction_model
+        version = model.label if model is not None else "unknown model"
+        run_task(lambda: case.save_prediction(copy, version, model=model, uncertainty=uncertainty),
                  lambda _: self._log(f"prediction stored in case {case.id}"),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
 
     def _on_slice_scores(self, scores) -> None:
+        """A triage model's per-slice probabilities: stored in the case (the case list sorts by them)."""
         case, volume = self.case, self.session.volume
         if case is None or volume is None or len(scores) != volume.shape[0] or self.read_only:
             return
-        version = (self.session.model_summary or "unknown model").split(" — ")[0]
+        model = self.session.model
+        version = model.label if model is not None else "unknown model"
         run_task(lambda: case.save_triage(scores, version), lambda _: self._on_triage_saved(case),
                  lambda e: self._log(f"could not store the triage: {e.message()}", "error"))
 
@@ -316,17 +324,10 @@ class CaseStore(QObject):
             self.session.log(f"triage stored in case {case.id}")
             self.cases_changed.emit()
 
-    def _hook_close(self, window) -> None:
-        """Save when the window closes (wraps its closeEvent: an event filter returning bools from Python
-        corrupted reference counts under PySide6 6.12)."""
-        original = window.closeEvent
-
-        def close_event(ev):
-            self.flush()
-            self._release()
-            original(ev)
-
-        window.closeEvent = close_event
+    def _on_close(self) -> None:
+        """The window closes: save, then give the case's lock back."""
+        self.flush()
+        self._release()
 
     # ---- review ----
     @property

@@ -21,10 +21,10 @@ from ctseg_core.store import default_root
 from app.case_store import AUTOSAVE_MS, CaseStore
 from app.session import FINAL
 from app.tools import create_tools
-from app.tools.options import OptionsBar, ToolOptions
+from app.tools.options import BRUSH_STEP, OptionsBar, ToolOptions
 
-BRUSH_STEP = 1.25  # [ and ] scale the brush radius by this factor
 REVIEW_STATUSES = {"in_review": "In review", "corrected": "Corrected", "approved": "Approved"}
+REVIEWED_STATUSES = ("corrected", "approved")  # a person has looked at every finding
 
 
 def slices_around(labels, class_id: int, z: int) -> tuple[int, int] | None:
@@ -211,14 +211,18 @@ class EditingController(QObject):
             bar.show_for(tool)
 
     def escape(self) -> None:
-        """Esc: abort the tool's stroke or polygon; else back to navigation; else cancel a running inference."""
+        """Esc: abort the tool's stroke or polygon; else back to navigation. It never cancels inference
+        (that has its own button and shortcut, so that closing a popup cannot throw away a model run)."""
         tool = self.session.active_tool
         if tool is not None and hasattr(tool, "escape") and tool.escape():
             return
         if tool is not None:
             self.select_tool(None)
-        elif self.session.inference_running:
-            self.window.cancel_inference()
+
+    def tell(self, text: str) -> None:
+        """A short message for the user about a tool's click (status bar and log)."""
+        self.window.statusBar().showMessage(text, 5000)
+        self.session.log(text)
 
     def _on_options(self) -> None:
         tool = self.session.active_tool
@@ -241,15 +245,12 @@ def _add(window, menu, text: str, slot, shortcuts=()) -> QAction:
     return action
 
 
-def _take_over_escape(window, controller) -> QAction:
-    """Esc belongs to the editor (abort stroke, leave tool) and falls back to cancelling inference."""
-    esc = QKeySequence("Esc")
-    for action in window.findChildren(QAction):
-        if esc in action.shortcuts():
-            action.setShortcuts([s for s in action.shortcuts() if s != esc])
-            action.setText(action.text().split("\t")[0])
-    action = QAction("Abort stroke, leave the tool, or cancel inference", window)
-    action.setShortcut(esc)
+def _escape_action(window, controller) -> QAction:
+    """Esc belongs to the editor (abort stroke, leave tool), in the main window only: Esc in a dialog or
+    message box closes that popup and nothing else."""
+    action = QAction("Abort stroke or leave the tool", window)
+    action.setShortcut(QKeySequence("Esc"))
+    action.setShortcutContext(Qt.WindowShortcut)
     action.triggered.connect(lambda *_: controller.escape())
     return action
 
@@ -271,7 +272,9 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     c.read_only_label.setVisible(False)
     window.statusBar().addPermanentWidget(c.read_only_label)
     c.cases_panel = CasesPanel(c.store, c.request_status)
-    c.cases_dock = window.add_dock(c.cases_panel, "Cases", Qt.LeftDockWidgetArea)
+    c.cases_dock = window.add_dock(c.cases_panel, "Cases", Qt.LeftDockWidgetArea,
+                                   tabify_with=getattr(window, "scan_dock", None))
+    c.cases_dock.raise_()
     window.resizeDocks([c.cases_dock], [330], Qt.Horizontal)
     window.menu("&View").addAction(c.cases_dock.toggleViewAction())
 
@@ -282,7 +285,7 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     tools_menu = edit.addMenu("Tool")
     for action in c.toolbar.group.actions():
         tools_menu.addAction(action)
-    c.escape_action = _take_over_escape(window, c)
+    c.escape_action = _escape_action(window, c)
     edit.addAction(c.escape_action)
     classes = edit.addMenu("Active class")
     for action in c.toolbar.class_actions:
@@ -316,10 +319,21 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
                               lambda: _ask_take_over(window, c))
     c.take_over_action.setEnabled(bool(c.read_only))
 
+    for signal in (c.store.case_opened, c.store.cases_changed):
+        signal.connect(lambda *_: _show_review_state(window, c.store))
     c.history_changed.connect(lambda: _update_undo_actions(c))
     _update_undo_actions(c)
     c.read_only_changed(c.store.read_only)
     return c
+
+
+def _show_review_state(window, store) -> None:
+    """Findings of a case a person marked corrected or approved are shown as reviewed."""
+    case = store.case
+    status = case.record.status if case is not None else "new"
+    reviewed = status in REVIEWED_STATUSES
+    who = f" by {case.record.annotator}" if case is not None and case.record.annotator else ""
+    window.findings_panel.set_review(reviewed, f"{status.replace('_', ' ')}{who}" if reviewed else "not reviewed")
 
 
 def _update_undo_actions(c: EditingController) -> None:

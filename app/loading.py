@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QDialog, QProgressDialog
 
 from ctseg_core.errors import LoadError
 from ctseg_core.io import load_volume, resolve_scan_path
+from ctseg_core.scan_info import loader_summary
 from app.workers import TaskError, run_task
 
 
@@ -115,6 +116,9 @@ class ScanOpener(QObject):
                          f"({time.perf_counter() - self._t0:.2f} s)")
         for note in volume.meta.notes:
             self.session.log(f"loader: {note}", "warning")
+        changed = loader_summary(volume)
+        if changed:
+            self.session.notify(f"This scan was changed on loading: {changed}. Details: the Scan panel.")
         self.opened.emit(path)
 
     def _fail(self, error: TaskError) -> None:

@@ -14,19 +14,23 @@ import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox,
-                               QSplitter, QWidget)
+                               QSplitter, QVBoxLayout, QWidget)
 
-from ctseg_core.findings import compute_findings, write_findings_csv, write_findings_json
 from ctseg_core.windowing import PRESETS
+from app.exporting import Exporter
 from app.loading import ScanOpener
 from app.panels.classes_panel import ClassesPanel
 from app.panels.findings_panel import FindingsPanel
 from app.panels.log_panel import LogPanel
+from app.panels.notice_bar import NoticeBar
+from app.panels.scan_panel import ScanPanel
+from app.panels.window_bar import WindowBar
 from app.session import Session
 from app.viewer.slice_view import SliceView, describe_voxel
 from app.viewer.triage_strip import TriageStrip
 from app.viewer.volume_view import VolumeView
-from app.model_runner import ModelRunner
+from app.model_menu import install_model_menu
+from app.model_runner import CANCEL_SHORTCUT, ModelRunner
 from app.workers import TaskError
 
 MAX_RECENT = 10
@@ -34,7 +38,8 @@ PRESET_KEYS = {"brain": ("F1", "Alt+1"), "subdural": ("F2", "Alt+2"), "stroke": 
 
 
 class MainWindow(QMainWindow):
-    pipeline_done = Signal(str)  # after opening a scan: "inferred", "no model", "not run", "failed", "cancelled"
+    pipeline_done = Signal(str)  # after opening a scan: "inferred", "stored", "no model", "not run", "failed", "cancelled"
+    about_to_close = Signal()  # the window is closing: save, stop background work (before the model thread ends)
 
     def __init__(self, model_path: str | None = None, auto_infer: bool | None = None, enable_3d: bool = True,
                  settings: QSettings | None = None, interactive: bool = True):
@@ -46,12 +51,16 @@ class MainWindow(QMainWindow):
         self.model = ModelRunner(self.session, self.settings, self)
         self.inference = self.model.controller  # the inference thread's controller (signals: finished, ...)
         self.opener = ScanOpener(self.session, self)
+        self.exporter = Exporter(self)
         self.error_boxes: list[QMessageBox] = []
 
         self._build_views()
         self._build_docks(enable_3d)
         self._build_status_bar()
         self._build_menus()
+        from app.help import install_help
+
+        install_help(self)
         self._connect()
         self.setAcceptDrops(True)
         self.resize(1600, 1000)
@@ -77,7 +86,18 @@ class MainWindow(QMainWindow):
         main.setStretchFactor(0, 2)
         main.setStretchFactor(1, 1)
         main.setSizes([700, 350])
-        self.setCentralWidget(main)
+        self._side, self._main_splitter = side, main
+        self.notice_bar = NoticeBar(self.session)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.notice_bar)
+        layout.addWidget(main, 1)
+        self.setCentralWidget(central)
+        self.window_bar = WindowBar(self.session, self)
+        self.addToolBar(Qt.TopToolBarArea, self.window_bar)
+        self.maximised = None  # the view shown alone ("3d" for the 3-D view), or None
 
     def add_dock(self, widget: QWidget, title: str, area=Qt.RightDockWidgetArea, tabify_with: QDockWidget | None = None
                  ) -> QDockWidget:
@@ -93,12 +113,14 @@ class MainWindow(QMainWindow):
         self.classes_panel = ClassesPanel(self.session)
         self.findings_panel = FindingsPanel(self.session)
         self.log_panel = LogPanel(self.session)
+        self.scan_panel = ScanPanel(self.session)
         self.volume_view = VolumeView(self.session, enabled=enable_3d and self.settings.value("view/3d", True, bool))
         self.classes_dock = self.add_dock(self.classes_panel, "Classes")
         self.findings_dock = self.add_dock(self.findings_panel, "Findings")
         self.volume_dock = self.add_dock(self.volume_view, "3D")
         self.log_dock = self.add_dock(self.log_panel, "Log", Qt.BottomDockWidgetArea)
-        self.resizeDocks([self.classes_dock, self.findings_dock, self.volume_dock], [260, 260, 380], Qt.Vertical)
+        self.scan_dock = self.add_dock(self.scan_panel, "Scan", Qt.LeftDockWidgetArea)
+        self.resizeDocks([self.classes_dock, self.findings_dock, self.volume_dock], [250, 400, 300], Qt.Vertical)
         self.resizeDocks([self.log_dock], [120], Qt.Vertical)
         self.resizeDocks([self.classes_dock], [460], Qt.Horizontal)
 
@@ -107,17 +129,24 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel()
         self.cursor_label = QLabel()
         bar.addWidget(self.cursor_label, 1)
+        bar.addPermanentWidget(self.model.progress_text)
         bar.addPermanentWidget(self.model.progress)
         bar.addPermanentWidget(self.model.cancel_button)
         bar.addPermanentWidget(self.model_label)
         self._on_model_summary("")
 
     def menu(self, name: str) -> QMenu:
-        """The top-level menu called ``name`` (created at the end of the menu bar if new)."""
-        for action in self.menuBar().actions():
+        """The top-level menu called ``name`` (created if new: at the end of the menu bar, before Help)."""
+        bar = self.menuBar()
+        for action in bar.actions():
             if action.menu() is not None and action.text().replace("&", "") == name.replace("&", ""):
                 return action.menu()
-        return self.menuBar().addMenu(name)
+        help_action = next((a for a in bar.actions() if a.text().replace("&", "") == "Help"), None)
+        if help_action is None:
+            return bar.addMenu(name)
+        menu = QMenu(name, bar)
+        bar.insertMenu(help_action, menu)
+        return menu
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None, checkable=False, checked=False) -> QAction:
         action = QAction(text, self)
@@ -141,8 +170,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file.addMenu("Open recent")
         self._fill_recent_menu()
         file.addSeparator()
-        self._action(file, "Export findings as CSV...", lambda: self.ask_export_findings("csv"))
-        self._action(file, "Export findings as JSON...", lambda: self.ask_export_findings("json"))
+        self.exporter.build_menu(file)
         self._action(file, "Save screenshot...", self.ask_screenshot)
         file.addSeparator()
         self._action(file, "Quit", self.close, QKeySequence.Quit)
@@ -159,27 +187,39 @@ class MainWindow(QMainWindow):
         self.outline_action = self._action(view, "Outline labels", self.session.set_outline, "Ctrl+Shift+L", True)
         self.uncertainty_action = self._action(view, "Show model uncertainty", self.session.set_show_uncertainty,
                                                "Ctrl+U", True)
+        self.labels_action = self._action(view, "Show labels (overlay)", self.session.set_show_labels, "S", True,
+                                          self.session.show_labels)
+        self._action(view, "Labels more transparent", lambda: self.session.set_opacity(self.session.opacity - 0.1),
+                     "A")
+        self._action(view, "Labels more opaque", lambda: self.session.set_opacity(self.session.opacity + 0.1), "D")
+        self._action(view, "Show the axial view alone / all views", lambda: self.toggle_maximised("axial"), "Ctrl+1")
+        self._action(view, "Show the 3-D view alone / all views", lambda: self.toggle_maximised("3d"), "Ctrl+3")
         view.addSeparator()
-        for dock in (self.classes_dock, self.findings_dock, self.volume_dock, self.log_dock):
+        for dock in (self.classes_dock, self.findings_dock, self.volume_dock, self.log_dock, self.scan_dock):
             view.addAction(dock.toggleViewAction())
 
         model = self.menu("&Model")
         self._action(model, "Load model checkpoint...", self.ask_load_model)
-        self.run_action = self._action(model, "Run model on this scan", self.run_inference, "Ctrl+R")
-        self._action(model, "Cancel inference", self.cancel_inference, "Esc")
+        self.run_action = self._action(model, "Run model on this scan (re-run keeps the result until done)",
+                                       self.run_inference, "Ctrl+R")
+        self.cancel_action = self._action(model, "Cancel inference", self.cancel_inference, CANCEL_SHORTCUT)
         self._action(model, "Run automatically when a scan opens", self._set_auto_infer,
                      checkable=True, checked=self.auto_infer)
+        self.bundled_model_actions = install_model_menu(self)  # Model > Bundled model (aa_unet, BLAST-CT)
 
     def _connect(self) -> None:
         s = self.session
         s.model_changed.connect(self._on_model_summary)
         s.volume_changed.connect(self._update_title)
         s.display_changed.connect(self._sync_view_actions)
-        for v in self.views.values():
+        for name, v in self.views.items():
             v.cursor_moved.connect(self._on_cursor)
+            v.maximise_requested.connect(lambda n=name: self.toggle_maximised(n))
+        self.volume_view.maximise_requested.connect(lambda: self.toggle_maximised("3d"))
         self.model.done.connect(self.pipeline_done)
         self.model.error.connect(self.show_error)
         self.findings_panel.class_activated.connect(self.go_to_class)
+        self.findings_panel.rerun_requested.connect(self.run_inference)
         self.opener.opened.connect(self._on_scan_opened)
         self.opener.failed.connect(self._on_open_failed)
 
@@ -253,7 +293,7 @@ class MainWindow(QMainWindow):
         self._add_recent(path)
         self.views["axial"].setFocus()
         if self.auto_infer:
-            self.model.request_run()
+            self.model.request_run(reuse_stored=True)
         else:
             self.session.log("automatic inference is off (Model menu): viewing only")
             self.pipeline_done.emit("not run")
@@ -288,6 +328,7 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Load model checkpoint", "", "Checkpoints (*.safetensors)")
         if path:
             self.settings.setValue("model/path", path)
+            self.settings.setValue("model/members", 0)
             self.model.load_model(path)
 
     def run_inference(self) -> None:
@@ -321,15 +362,41 @@ class MainWindow(QMainWindow):
         if labels is None:
             return False
         counts = np.bincount(labels.array.ravel(), minlength=256)[1:]
+        visible = self.session.class_visible
+        counts[[c - 1 for c in range(1, len(visible)) if not visible[c]]] = 0  # hidden labels (e.g. oedema)
         return bool(counts.any()) and self.go_to_class(int(np.argmax(counts)) + 1)
 
     def reset_zoom(self) -> None:
         for v in self.views.values():
             v.reset_zoom()
 
+    def toggle_maximised(self, which: str) -> None:
+        """Show one slice view (or "3d") alone in the window; the same again (or another) restores all."""
+        target = None if self.maximised == which else which
+        if self.maximised == "3d" or target == "3d":
+            self._show_3d_alone(target == "3d")
+        for name, view in self.views.items():
+            view.setVisible(target in (None, "3d") or name == target)
+        self._side.setVisible(target in (None, "3d", "coronal", "sagittal"))
+        self.maximised = target
+
+    def _show_3d_alone(self, alone: bool) -> None:
+        """The 3-D dock takes the whole window (the slice views and other docks hide), or gives it back."""
+        if alone:
+            self._layout_before = self.saveState()  # dock places, sizes and visibility
+            for dock in self.findChildren(QDockWidget):
+                if dock is not self.volume_dock:
+                    dock.hide()
+            self.centralWidget().hide()
+            self.volume_dock.show()
+        else:
+            self.centralWidget().show()
+            self.restoreState(self._layout_before)
+
     def _sync_view_actions(self) -> None:
         for action, value in ((self.outline_action, self.session.outline),
-                              (self.uncertainty_action, self.session.show_uncertainty)):
+                              (self.uncertainty_action, self.session.show_uncertainty),
+                              (self.labels_action, self.session.show_labels)):
             if action.isChecked() != value:
                 action.blockSignals(True)
                 action.setChecked(value)
@@ -348,27 +415,15 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"ctseg - {scan} - model: {model}")
 
     # ---- export ----
-    def current_findings(self):
-        labels = self.session.displayed_labels()
-        return compute_findings(labels, source=self.session.show_source,
-                                scan=self.session.volume.meta.source_path or self.session.volume.meta.description)
-
     def export_findings(self, path: str) -> None:
-        findings = self.current_findings()
-        (write_findings_json if str(path).lower().endswith(".json") else write_findings_csv)(findings, path)
+        """Write the findings of the corrected labels (CSV, or JSON for a .json name) now."""
+        self.exporter.export_now("json" if str(path).lower().endswith(".json") else "csv", path)
         self.session.log(f"findings written to {path}")
 
-    def ask_export_findings(self, kind: str) -> None:
-        if not self.session.has_volume():
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export findings", f"findings.{kind}", f"{kind.upper()} (*.{kind})")
-        if path:
-            from ctseg_core.errors import CtsegError
-
-            try:
-                self.export_findings(path)
-            except (CtsegError, OSError) as exc:  # WriteError: a full disk, a folder chosen as the file
-                self.show_error("Could not write the findings", TaskError(exc, ""))
+    def ask_save_path(self, title: str, suggested: str, file_filter: str) -> str:
+        """A destination chosen by the user ("" when cancelled)."""
+        path, _ = QFileDialog.getSaveFileName(self, title, suggested, file_filter)
+        return path
 
     def save_screenshot(self, path: str) -> None:
         """The window as a PNG, with the 3-D scene painted in (a plain grab cannot read OpenGL pixels)."""
@@ -386,7 +441,7 @@ class MainWindow(QMainWindow):
             raise OSError(f"could not write {path}")
 
     def ask_screenshot(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "ctseg.png", "PNG (*.png)")
+        path = self.ask_save_path("Save screenshot", "ctseg.png", "PNG (*.png)")
         if path:
             self.save_screenshot(path)
 
@@ -404,5 +459,6 @@ class MainWindow(QMainWindow):
         box.show()
 
     def closeEvent(self, ev):
+        self.about_to_close.emit()
         self.model.shutdown()
         super().closeEvent(ev)

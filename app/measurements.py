@@ -87,8 +87,9 @@ class MeasurementsController(QObject):
 
     # ---- report ----
     def model_name(self) -> str:
-        """The active model's name and version ("aa_unet v3"), or "" without one."""
-        return (self.session.model_summary or "").split(" — ")[0].strip()
+        """The name and version of the model that made the shown prediction (else the active one), or "" """
+        model = self.session.prediction_model or self.session.model
+        return model.label if model is not None else ""
 
     def write_report(self, folder: str) -> None:
         """Write the report folder for the displayed labels in a worker (with the change since the prior when a
@@ -158,6 +159,10 @@ def install_measurements(window) -> MeasurementsController:
     c.previous_action = _action(window, view, "Previous lesion", lambda: c.panel.step(-1), "Shift+N")
     file = window.menu("&File")
     c.report_action = _action(window, file, "Write report (HTML, DICOM SR)...", c.ask_report)
+    exporter = getattr(window, "exporter", None)
+    if exporter is not None and exporter.menu is not None:  # File > Export lists the report too
+        exporter.menu.addSeparator()
+        exporter.menu.addAction(c.report_action)
     c.compare_action = _action(window, file, "Compare with prior scan...", c.ask_compare)
     return c
 

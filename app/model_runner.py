@@ -1,8 +1,12 @@
 """The active model in the GUI: loading a checkpoint, running it on the open scan, progress, cancel.
 
-``ModelRunner`` owns the ``InferenceController`` (the inference thread), tracks the model's state,
-streams predicted slices into the session, and shows a progress bar with ETA and a cancel button
-(``progress`` and ``cancel_button``, placed in the status bar by the main window).
+``ModelRunner`` owns the ``InferenceController`` (the inference thread) and tracks the model's state.
+- A first run streams its slices into the session as they arrive (the overlay fills in).
+- A re-run, when a prediction is already shown, collects its slices apart and puts the whole new
+  prediction in place only when it is complete: cancelling it (or a failure) keeps the previous one.
+- A run requested automatically (a scan was opened) is skipped when the case already holds a complete
+  prediction made by the active model; Model > Run model (or the findings panel's Re-run) runs anyway.
+The progress bar, its text (with ETA) and the cancel button are placed in the status bar by the window.
 """
 
 from __future__ import annotations
@@ -12,16 +16,30 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QSettings, Signal
-from PySide6.QtWidgets import QProgressBar, QPushButton
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton
 
 from app.session import Session
-from app.workers import InferenceController, TaskError
+from app.workers import InferenceController, ModelSource, TaskError
 
 NONE, LOADING, READY, FAILED = "none", "loading", "ready", "failed"
+CANCEL_SHORTCUT = "Ctrl+."  # Esc belongs to the editor (abort a stroke, leave a tool, close a popup)
+
+
+class _Staged:
+    """A re-run's slices, kept apart until the whole prediction is there."""
+
+    def __init__(self, shape):
+        self.labels = np.zeros(shape, np.uint8)
+        self.uncertainty = np.full(shape, np.nan, np.float32)
+
+    def put(self, z: int, labels_yx, uncertainty_yx) -> None:
+        self.labels[z] = labels_yx
+        if uncertainty_yx is not None:
+            self.uncertainty[z] = uncertainty_yx
 
 
 class ModelRunner(QObject):
-    done = Signal(str)  # a requested run ended: "inferred", "no model", "failed", "cancelled"
+    done = Signal(str)  # a requested run ended: "inferred", "stored", "no model", "failed", "cancelled"
     error = Signal(str, object)  # (title, TaskError) for the window's error dialog
 
     def __init__(self, session: Session, settings: QSettings, parent=None):
@@ -32,16 +50,22 @@ class ModelRunner(QObject):
         self.state = NONE
         self._pending = False  # run as soon as both the scan and the model are ready
         self._started_at = 0.0
+        self._staged: _Staged | None = None  # a re-run in progress (None: streaming into the session)
+        self._run_model = None  # identity of the model the running request uses
+        self._scores = None  # per-slice probabilities of the running request (triage models), else None
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
+        self.progress.setMaximumWidth(140)
         self.progress.setVisible(False)
-        self.cancel_button = QPushButton("Cancel")
+        self.progress_text = QLabel()
+        self.progress_text.setVisible(False)
+        self.cancel_button = QPushButton("Cancel inference")
+        self.cancel_button.setToolTip(f"stop the model run ({CANCEL_SHORTCUT}); a re-run keeps the previous result")
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel)
         c = self.controller
         c.model_loaded.connect(self._on_model_loaded)
         c.model_failed.connect(self._on_model_failed)
-        c.slice_ready.connect(lambda z, lab, unc: session.apply_predicted_slice(z, lab, unc))
+        c.slice_ready.connect(self._on_slice)
         c.progress.connect(self._on_progress)
         c.finished.connect(self._on_finished)
         c.slice_scores.connect(self._on_slice_scores)
@@ -52,12 +76,21 @@ class ModelRunner(QObject):
 
     # ---- model ----
     def configured_path(self, path: str | None = None) -> str:
-        from ctseg_core.resources import DEFAULT_MODEL
+        """The checkpoint to load: ``path``, else the one chosen in the settings, else the bundled default;
+        a bundled model's name ("aa_unet", "blast_ct") stands for its checkpoint."""
+        from ctseg_core.resources import DEFAULT_MODEL, model_path
 
-        return path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)
+        return str(model_path(path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)))
 
-    def load_model(self, path: str | None = None) -> None:
-        """Load a checkpoint in the inference thread (None: the configured or the bundled default model)."""
+    def configured_options(self) -> dict:
+        """Predictor options chosen in the settings (Model > Bundled model): the ensemble members to run."""
+        members = int(self.settings.value("model/members", 0) or 0)
+        return {"members": members} if members > 0 else {}
+
+    def load_model(self, path: str | None = None, options: dict | None = None) -> None:
+        """Load a checkpoint in the inference thread (None: the configured or the bundled default model)
+        with Predictor ``options`` (None: the configured ones; ``members`` applies to ensembles only)."""
+        options = self.configured_options() if options is None else options
         path = self.configured_path(path)
         if not Path(path).exists():
             if self.state != READY:
@@ -68,40 +101,50 @@ class ModelRunner(QObject):
             return
         self.session.log(f"loading model {path}")
         self.state = LOADING
-        self.controller.load_model(path)
+        self.controller.load_model(ModelSource(path, dict(options)))
 
     def load_predictor(self, predictor) -> None:
         """Use an already built predictor (anything with .card.summary() and .predict(...))."""
         self.state = LOADING
         self.controller.load_model(predictor)
 
-    def _on_model_loaded(self, summary: str) -> None:
+    def _on_model_loaded(self, identity) -> None:
         self.state = READY
-        self.session.set_model_summary(summary)
-        self.session.log(f"model ready: {summary}")
+        self.session.set_model(identity)
+        self.session.log(f"model ready: {identity.summary}")
         self._maybe_start()
 
     def _on_model_failed(self, error: TaskError) -> None:
         self.state = FAILED
-        self.session.set_model_summary("")
+        self.session.set_model(None)
         self.error.emit("Could not load the model", error)
         self._maybe_start()
 
     # ---- runs ----
-    def request_run(self) -> None:
-        """Run on the open scan as soon as the model is ready (``done`` tells how it ended)."""
-        self._pending = True
+    def request_run(self, reuse_stored: bool = False) -> None:
+        """Run on the open scan as soon as the model is ready (``done`` tells how it ended).
+        ``reuse_stored``: skip the run when the scan already has a complete prediction of that model."""
+        self._pending = "reuse" if reuse_stored else "run"
         self._maybe_start()
 
     def _maybe_start(self) -> None:
         if not self._pending or not self.session.has_volume() or self.state == LOADING:
             return
-        self._pending = False
-        if self.state == READY:
-            self.run()
-        else:
+        reuse, self._pending = self._pending == "reuse", False
+        if self.state != READY:
             self.session.log("no model: showing the scan without segmentation", "warning")
             self.done.emit("no model")
+        elif reuse and self.has_current_prediction():
+            self.session.log(f"the case's stored prediction comes from the active model "
+                             f"({self.session.model.label}): not run again (Model > Run model re-runs it)")
+            self.done.emit("stored")
+        else:
+            self.run()
+
+    def has_current_prediction(self) -> bool:
+        """A complete prediction of the active model is shown."""
+        s = self.session
+        return s.prediction_complete and s.model is not None and s.model.same_model(s.prediction_model)
 
     def run(self) -> None:
         s = self.session
@@ -110,16 +153,26 @@ class ModelRunner(QObject):
         if not self.controller.has_model:
             s.log("no model loaded: load a checkpoint from the Model menu", "warning")
             return
-        s.reset_prediction()
+        rerun = bool(s.predicted_slices.any())
+        self._staged = _Staged(s.volume.shape) if rerun else None
+        self._scores = None  # a triage model's slice probabilities, when this run gives them
+        self._run_model = s.model
+        if not rerun:
+            s.begin_streamed_prediction(s.model)
         z = s.position[0]
         self._started_at = time.perf_counter()
         self.controller.start(s.volume, z)
-        s.log(f"inference started at slice {z + 1} of {s.volume.shape[0]}")
+        s.log(f"inference started at slice {z + 1} of {s.volume.shape[0]}"
+              + (" (re-run: the current prediction stays until the new one is complete)" if rerun else ""))
         self.progress.setRange(0, s.volume.shape[0])
         self.progress.setValue(0)
-        self.progress.setFormat("Inference %v/%m")
-        self.progress.setVisible(True)
-        self.cancel_button.setVisible(True)
+        self._show_progress(0, s.volume.shape[0], float("nan"))
+        for w in (self.progress, self.progress_text, self.cancel_button):
+            w.setVisible(True)
+
+    @property
+    def rerunning(self) -> bool:
+        return self._staged is not None
 
     def cancel(self) -> None:
         if self.controller.running:
@@ -129,42 +182,72 @@ class ModelRunner(QObject):
         self.controller.shutdown()
 
     def _on_new_volume(self) -> None:
+        self._staged = None
         if self.controller.running:
             self.controller.invalidate()
             self._end()
             self.session.log("inference of the previous scan stopped", "warning")
 
-    def _on_progress(self, done: int, total: int, eta: float) -> None:
+    def _on_slice(self, z: int, labels, uncertainty) -> None:
+        if self._staged is not None:
+            self._staged.put(z, labels, uncertainty)
+        else:
+            self.session.apply_predicted_slice(z, labels, uncertainty)
+
+    def _on_progress(self, done: int, total: int, eta: float, message: str = "") -> None:
         self.progress.setRange(0, total)
         self.progress.setValue(done)
+        self._show_progress(done, total, eta, message)
+
+    def _show_progress(self, done: int, total: int, eta: float, message: str = "") -> None:
+        what = "Re-running the model" if self._staged is not None else "Inference"
         eta_text = "" if np.isnan(eta) else f", about {eta:.0f} s left"
-        self.progress.setFormat(f"Inference %v/%m{eta_text}")
+        self.progress_text.setText(f"{what}: {message or f'slice {done} of {total}'}{eta_text}")
+        if self._staged is not None:
+            self.progress_text.setToolTip("the current prediction stays on screen until the new one is complete")
 
     def _end(self) -> None:
-        self.progress.setVisible(False)
-        self.cancel_button.setVisible(False)
+        for w in (self.progress, self.progress_text, self.cancel_button):
+            w.setVisible(False)
 
     def _on_finished(self, labels: np.ndarray) -> None:
         s = self.session
-        for z in np.nonzero(~s.predicted_slices)[0]:  # slices the stream did not deliver
-            s.apply_predicted_slice(int(z), labels[z], None)
+        s.set_slice_probabilities(self._scores)  # a run without them clears the strip of an earlier triage
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            s.replace_prediction(labels, staged.uncertainty, self._run_model)
+        else:
+            for z in np.nonzero(~s.predicted_slices)[0]:  # slices the stream did not deliver
+                s.apply_predicted_slice(int(z), labels[z], None)
+            s.finish_streamed_prediction()
         self._end()
         s.log(f"inference finished in {time.perf_counter() - self._started_at:.1f} s")
         self.done.emit("inferred")
 
     def _on_slice_scores(self, scores: np.ndarray) -> None:
-        """A triage model's per-slice probabilities: the triage strip shows them; the log gives the call."""
+        """A triage model's per-slice probabilities (just before ``finished``): the triage strip shows them when
+        the run finishes; the log gives the call."""
         from ctseg_core.triage import Triage
 
-        self.session.set_slice_probabilities(scores)
+        self._scores = scores
         self.session.log(f"triage: {Triage(scores).describe()} (this model draws no outlines)")
 
     def _on_failed(self, error: TaskError) -> None:
+        kept = self._staged is not None
+        self._staged = None
         self._end()
-        self.error.emit("Inference failed", error)
+        self.error.emit("Inference failed" + (" (the previous prediction is kept)" if kept else ""), error)
         self.done.emit("failed")
 
     def _on_cancelled(self) -> None:
+        kept = self._staged is not None
+        self._staged = None
         self._end()
-        self.session.log("inference cancelled (the slices already predicted are kept)", "warning")
+        s = self.session
+        if kept:
+            s.log("re-run cancelled: the previous prediction is kept unchanged", "warning")
+        else:
+            n, total = int(s.predicted_slices.sum()), len(s.predicted_slices)
+            s.log(f"inference cancelled: {n} of {total} slices have a prediction (findings cover only those; "
+                  "Model > Run model runs it again)", "warning")
         self.done.emit("cancelled")

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ctseg_core.labels import CLASSES, NUM_CLASSES
+from ctseg_core.labels import LABEL_CLASSES, NUM_CLASSES, NUM_LABEL_VALUES
+from ctseg_core.model_identity import ModelIdentity
 from ctseg_core.volume import LabelMap, Volume
 from ctseg_core.windowing import PRESETS, Window
 
@@ -35,14 +36,16 @@ class Session(QObject):
     uncertainty_changed = Signal(object)  # Box or None
     position_changed = Signal(int, int, int)  # crosshair voxel (k, j, i)
     window_changed = Signal(float, float)  # (level, width) HU
-    display_changed = Signal()  # class visibility, opacity, outline, uncertainty toggle, shown source
+    display_changed = Signal()  # class visibility, overlay on/off, opacity, outline, uncertainty toggle, shown source
     class_lock_changed = Signal(int, bool)
     active_class_changed = Signal(int)
     tool_changed = Signal(object)  # the active SliceTool (None = navigate)
-    model_changed = Signal(str)  # one-line summary of the active model ("" = none)
+    model_changed = Signal(str)  # one-line summary of the active model ("" = none); ``model`` holds its identity
     triage_changed = Signal()  # the per-slice hemorrhage probabilities were set or cleared
     inference_state_changed = Signal(bool)  # running
+    prediction_completed = Signal()  # a whole prediction is in place (``prediction_model`` made it)
     log_message = Signal(str, str)  # (level "info"/"warning"/"error", text)
+    notice_posted = Signal(str, str)  # (level, text): something the user must see, shown above the views
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -55,15 +58,19 @@ class Session(QObject):
         self.slice_probabilities: np.ndarray | None = None  # float32 (z,) from a triage model (RADnet), else None
         self.position: tuple[int, int, int] = (0, 0, 0)
         self.window: Window = PRESETS["brain"]
-        self.class_visible = [True] * NUM_CLASSES
-        self.class_locked = [False] * NUM_CLASSES
+        # per label value (classes and review labels); non-hemorrhage review labels (oedema) start hidden
+        self.class_visible = [c.hemorrhage or c.id < NUM_CLASSES for c in LABEL_CLASSES]
+        self.class_locked = [False] * NUM_LABEL_VALUES
         self.opacity = 0.5
+        self.show_labels = True  # the class overlay as a whole (S toggles it)
         self.outline = False
         self.show_uncertainty = False
         self.show_source = FINAL
         self.active_class = 1
         self.active_tool = None  # app.viewer.interaction.SliceTool or None
+        self.model: ModelIdentity | None = None  # the active model
         self.model_summary = ""
+        self.prediction_model: ModelIdentity | None = None  # the model that made ``prediction``
         self.inference_running = False
 
     # ---- scan ----
@@ -75,6 +82,7 @@ class Session(QObject):
         self.predicted_slices = np.zeros(volume.shape[0], bool)
         self.edited_slices = np.zeros(volume.shape[0], bool)
         self.slice_probabilities = None
+        self.prediction_model = None
         self.position = tuple(s // 2 for s in volume.shape)
         self.volume_changed.emit()
         self.position_changed.emit(*self.position)
@@ -92,6 +100,41 @@ class Session(QObject):
     # ---- labels ----
     def displayed_labels(self) -> LabelMap | None:
         return self.prediction if self.show_source == PREDICTION else self.final
+
+    @property
+    def prediction_complete(self) -> bool:
+        """Every slice has a prediction (a finished run, or one loaded from the case)."""
+        return bool(self.predicted_slices.size) and bool(self.predicted_slices.all())
+
+    def replace_prediction(self, labels: np.ndarray, uncertainty: np.ndarray | None = None,
+                           model: ModelIdentity | None = None) -> None:
+        """Put a whole prediction in place at once (a finished re-run, or one stored in the case): the
+        slices the annotator did not edit take it over in ``final``; one signal per map."""
+        if self.volume is None:
+            return
+        if labels.shape != self.volume.shape:
+            raise ValueError(f"prediction shape {labels.shape} != scan shape {self.volume.shape}")
+        self.prediction.array[:] = labels
+        self.predicted_slices[:] = True
+        keep = ~self.edited_slices
+        self.final.array[keep] = labels[keep]
+        if uncertainty is not None:
+            self.uncertainty[:] = uncertainty
+        else:
+            self.uncertainty[:] = np.nan
+        self.prediction_model = model
+        self.labels_changed.emit(PREDICTION, None)
+        if keep.any():
+            self.labels_changed.emit(FINAL, None)
+        self.uncertainty_changed.emit(None)
+        self.prediction_completed.emit()
+
+    def begin_streamed_prediction(self, model: ModelIdentity | None) -> None:
+        """A first run starts streaming slices in (``apply_predicted_slice``); ``model`` makes them."""
+        self.prediction_model = model
+
+    def finish_streamed_prediction(self) -> None:
+        self.prediction_completed.emit()
 
     def reset_prediction(self) -> None:
         """Clear the prediction before a new inference run (``final`` keeps edited slices)."""
@@ -169,7 +212,7 @@ class Session(QObject):
         return self.class_locked[class_id]
 
     def locked_classes(self) -> list[int]:
-        return [c.id for c in CLASSES if self.class_locked[c.id]]
+        return [c.id for c in LABEL_CLASSES if self.class_locked[c.id]]
 
     def set_active_class(self, class_id: int) -> None:
         if 0 <= class_id < NUM_CLASSES and class_id != self.active_class:
@@ -187,6 +230,10 @@ class Session(QObject):
         self.opacity = float(min(max(opacity, 0.0), 1.0))
         self.display_changed.emit()
 
+    def set_show_labels(self, show: bool) -> None:
+        self.show_labels = bool(show)
+        self.display_changed.emit()
+
     def set_outline(self, outline: bool) -> None:
         self.outline = bool(outline)
         self.display_changed.emit()
@@ -202,9 +249,11 @@ class Session(QObject):
         self.display_changed.emit()
 
     # ---- model and log ----
-    def set_model_summary(self, summary: str) -> None:
-        self.model_summary = summary
-        self.model_changed.emit(summary)
+    def set_model(self, model: ModelIdentity | None) -> None:
+        """The active model (None: no model is loaded)."""
+        self.model = model
+        self.model_summary = model.summary if model is not None else ""
+        self.model_changed.emit(self.model_summary)
 
     def set_inference_running(self, running: bool) -> None:
         self.inference_running = running
@@ -212,3 +261,8 @@ class Session(QObject):
 
     def log(self, text: str, level: str = "info") -> None:
         self.log_message.emit(level, text)
+
+    def notify(self, text: str, level: str = "info") -> None:
+        """Tell the user in a visible notice above the views (and in the log)."""
+        self.log(text, level)
+        self.notice_posted.emit(level, text)

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 
 from ctseg_core.errors import Cancelled, CtsegError
 from ctseg_core.jobs import CancelToken
+from ctseg_core.model_identity import ModelIdentity
 from ctseg_core.predictor import Predictor
 
 # The model stack (torch, timm -> torchvision -> triton) is imported here, on the GUI thread, when the app
@@ -124,17 +125,30 @@ def inference_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def load_predictor(path: str):
-    return Predictor.from_checkpoint(path, device="auto")
+@dataclass(frozen=True)
+class ModelSource:
+    """A checkpoint to load and the Predictor options to run it with (those its model kind takes are used:
+    ``members`` applies to ensembles only)."""
+
+    path: str
+    options: dict = field(default_factory=dict)
+
+
+def load_predictor(path: str, options: dict | None = None):
+    from ctseg_core.checkpoint import load_checkpoint
+    from ctseg_core.predictor import applicable_options
+
+    model, card = load_checkpoint(path, device="cpu")
+    return Predictor(model, card, device="auto", **applicable_options(card, options or {}))
 
 
 class InferenceWorker(QObject):
     """Lives in the inference thread; owns the predictor. Talk to it only through signals and ``cancel``."""
 
-    model_loaded = Signal(str)  # card summary
+    model_loaded = Signal(object)  # ctseg_core.model_identity.ModelIdentity of the loaded model
     model_failed = Signal(object)  # TaskError
     slice_ready = Signal(int, int, object, object)  # request id, z, labels (y, x) uint8, uncertainty (y, x) float32
-    progress = Signal(int, int, int)  # request id, done, total
+    progress = Signal(int, int, int, str)  # request id, done, total, message (e.g. "member 2/4: tile 5/46")
     finished = Signal(int, object)  # request id, labels (z, y, x) uint8
     slice_scores = Signal(int, object)  # request id, float32 (z,) per-slice probabilities (triage models only)
     failed = Signal(int, object)  # request id, TaskError
@@ -156,22 +170,25 @@ class InferenceWorker(QObject):
 
     @Slot(object)
     def load_model(self, source) -> None:
-        """``source``: a checkpoint path, or an already built predictor object (tests)."""
+        """``source``: a ``ModelSource``, a checkpoint path, or an already built predictor object (tests)."""
         self._set_threads()
         try:
-            self.predictor = load_predictor(str(source)) if isinstance(source, (str, os.PathLike)) else source
+            if isinstance(source, (str, os.PathLike)):
+                source = ModelSource(str(source))
+            self.predictor = load_predictor(source.path, source.options) if isinstance(source, ModelSource) \
+                else source
         except BaseException as exc:  # noqa: BLE001
             self.predictor = None
             self.model_failed.emit(TaskError(exc, traceback.format_exc()))
             return
-        self.model_loaded.emit(self.predictor.card.summary())
+        self.model_loaded.emit(ModelIdentity.of_predictor(self.predictor))
 
     @Slot(int, object, int, object)
     def run(self, request_id: int, volume, start_slice: int, token: CancelToken) -> None:
         if token.cancelled:
             self.cancelled.emit(request_id)
             return
-        from ctseg_core.predictor import slice_uncertainty
+        from ctseg_core.prediction import slice_uncertainty
 
         def on_slice(z, labels_yx, probs_cyx):
             token.raise_if_cancelled()
@@ -179,7 +196,7 @@ class InferenceWorker(QObject):
             self.slice_ready.emit(request_id, int(z), np.array(labels_yx, np.uint8), unc)
 
         def on_progress(done, total, message=""):
-            self.progress.emit(request_id, int(done), int(total))
+            self.progress.emit(request_id, int(done), int(total), str(message or ""))
 
         try:
             pred = self.predictor.predict(volume, start_slice=start_slice, on_slice=on_slice, cancel=token,
@@ -206,10 +223,10 @@ class InferenceWorker(QObject):
 class InferenceController(QObject):
     """GUI-side handle of the inference thread; forwards only the current request's results."""
 
-    model_loaded = Signal(str)
+    model_loaded = Signal(object)  # ModelIdentity
     model_failed = Signal(object)
     slice_ready = Signal(int, object, object)  # z, labels, uncertainty
-    progress = Signal(int, int, float)  # done, total, eta seconds (nan if unknown)
+    progress = Signal(int, int, float, str)  # done, total, eta seconds (nan if unknown), message
     finished = Signal(object)  # labels (z, y, x)
     slice_scores = Signal(object)  # float32 (z,) per-slice probabilities, before ``finished`` (triage models)
     failed = Signal(object)  # TaskError
@@ -274,20 +291,20 @@ class InferenceController(QObject):
             self.running = running
             self.running_changed.emit(running)
 
-    def _on_model_loaded(self, summary: str) -> None:
+    def _on_model_loaded(self, identity) -> None:
         self.has_model = True
-        self.model_loaded.emit(summary)
+        self.model_loaded.emit(identity)
 
     def _on_slice(self, rid, z, labels, unc):
         if rid == self.request_id:
             self.slice_ready.emit(z, labels, unc)
 
-    def _on_progress(self, rid, done, total):
+    def _on_progress(self, rid, done, total, message=""):
         if rid != self.request_id:
             return
         elapsed = time.perf_counter() - self._started_at
         eta = elapsed / done * (total - done) if done > 0 else float("nan")
-        self.progress.emit(done, total, eta)
+        self.progress.emit(done, total, eta, message)
 
     def _on_scores(self, rid, scores):
         if rid == self.request_id:

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from ctseg_core.checkpoint import ModelCard  # noqa: E402
 from ctseg_core.models import count_flops, count_parameters, create_model  # noqa: E402
-from ctseg_core.predictor import Predictor, cpu_has_native_bf16  # noqa: E402
+from ctseg_core.prediction import cpu_has_native_bf16  # noqa: E402
+from ctseg_core.predictor import Predictor  # noqa: E402
 from ctseg_core.volume import Volume  # noqa: E402
 
 VARIANTS = ("no_grad", "inference_mode", "channels_last", "bf16", "jit_freeze", "compile", "onnx")
@@ -147,7 +148,7 @@ def first_slice_times(model, size: int, depth: int = 9) -> dict:
                           on_slice=lambda z, lab, p: first or first.append(time.perf_counter() - t0))
         total = time.perf_counter() - t0
         out[label] = {"first_slice_s": first[0], "per_slice_s": total / depth,
-                      "batch_size": predictor.auto_batch_size((size, size))}
+                      "batch_size": predictor.strategy.auto_batch_size((size, size))}
     return out
 
 

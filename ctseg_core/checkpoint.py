@@ -19,8 +19,8 @@ from torch import nn
 
 from ctseg_core.atomic import atomic_path, atomic_write_text
 from ctseg_core.errors import CheckpointError
-from ctseg_core.labels import class_table_json
-from ctseg_core.preprocess import Plan, default_plan
+from ctseg_core.labels import class_table_json, output_label_values
+from ctseg_core.preprocess import Plan, default_plan, plan_from_dict
 
 WEIGHTS_SUFFIX = ".safetensors"
 CARD_SUFFIX = ".json"
@@ -44,11 +44,13 @@ class ModelCard:
 
     @classmethod
     def for_model(cls, model: nn.Module, **fields) -> "ModelCard":
-        """A card for a model made by ``create_model`` (architecture and full configuration filled in)."""
+        """A card for a model made by ``create_model`` (architecture and full configuration filled in, and
+        the model's own class table and plan where its registration names them)."""
         info = getattr(model, "ctseg_model", None)
         if info is None:
             raise CheckpointError("model was not built by ctseg_core.models.create_model")
         config = dict(info["config"])
+        fields = {**info.get("card", {}), **fields}
         if "plan" not in fields and "in_chans" in config:  # the default plan, stacking as many slices as it takes
             fields["plan"] = dataclasses.replace(default_plan(), adjacent_slices=int(config["in_chans"])).to_dict()
         return cls(architecture=info["architecture"], config=config, **fields)
@@ -58,12 +60,16 @@ class ModelCard:
         return Plan.from_dict(self.plan)
 
     def summary(self) -> str:
-        """One line for a title or status bar: "aa_unet v3 — trained on synthetic head CT (40 cases)"."""
-        version = self.version if str(self.version).startswith("v") else f"v{self.version}"
+        """One line for a title or status bar: "aa_unet v3 — trained on synthetic head CT (40 cases)"; a
+        workspace version names its parent ("aa_unet v1 (retrained from default) — ...") so that it is
+        never taken for the released model of the same number."""
+        from ctseg_core.model_identity import version_label
+
         td = self.training_data
         what = td.get("description") or td.get("source") or "unknown data"
         n = td.get("n_cases")
-        return f"{self.architecture} {version} — trained on {what}" + (f" ({n} cases)" if n is not None else "")
+        return (f"{version_label(self.architecture, self.version, self.parent_version)} — trained on {what}"
+                + (f" ({n} cases)" if n is not None else ""))
 
     def to_json(self) -> str:
         return json.dumps({"format": CARD_FORMAT, **dataclasses.asdict(self)}, indent=2, sort_keys=False)
@@ -179,29 +185,29 @@ def load_checkpoint(path: str | Path, expected_architecture: str | None = None,
     return model.eval().to(device), card
 
 
-def check_plan_fits(card: ModelCard, path=None) -> Plan:
-    """The card's plan, validated, and checked against the model's input channels."""
+def check_plan_fits(card: ModelCard, path=None):
+    """The card's plan (``Plan`` or ``VolumePlan``), validated, and checked against the model's inputs."""
     try:
-        plan = Plan.from_dict(card.plan)
+        plan = plan_from_dict(card.plan)
     except CheckpointError as exc:
         raise CheckpointError(exc.problem, path) from exc
-    in_chans = card.config.get("in_chans", plan.adjacent_slices)
-    if in_chans != plan.adjacent_slices:
-        raise CheckpointError(f"plan stacks {plan.adjacent_slices} adjacent slices but the model takes "
-                              f"{in_chans} input channels", path)
+    plan.check_fits(card.config, path)
     return plan
 
 
 def _check_classes(card: ModelCard, card_path: Path) -> None:
-    ours = [(c["id"], c["key"], c["name"]) for c in class_table_json()]
+    """The card's class table is ctseg's own, or the model's own classes each mapped onto a ctseg label
+    (``ctseg_core.labels.output_label_values``), one per output channel."""
     try:
-        theirs = [(c["id"], c["key"], c["name"]) for c in card.classes]
-    except (KeyError, TypeError) as exc:
+        values = output_label_values(card.classes)
+    except (KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError("model card's class table is malformed", card_path) from exc
-    if theirs != ours:
-        diff = next((f"class {t} vs ours {o}" for t, o in zip(theirs, ours) if t != o),
-                    f"{len(theirs)} classes vs our {len(ours)}")
-        raise CheckpointError(f"model card's class table differs from ctseg's ({diff})", card_path)
+    except ValueError as exc:
+        raise CheckpointError(f"model card's {exc}", card_path) from exc
+    channels = card.config.get("num_classes", len(values))
+    if channels != len(values):
+        raise CheckpointError(f"model card lists {len(values)} classes but the model has {channels} outputs",
+                              card_path)
 
 
 def _build(architecture: str, config: dict, card_path: Path, device: str | None = None) -> nn.Module:

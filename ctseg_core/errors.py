@@ -68,3 +68,11 @@ class Cancelled(CtsegError):
 
     def __init__(self, problem: str = "cancelled"):
         super().__init__(problem)
+
+
+class PacsError(CtsegError):
+    """A DICOM network operation failed (the node is unreachable, refused the association or the request)."""
+
+    def __init__(self, problem: str, path: str | Path | None = None, transient: bool = False):
+        super().__init__(problem, path)
+        self.transient = transient  # worth retrying later (no connection, aborted) rather than a refusal

@@ -17,7 +17,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ctseg_core.labels import LESION_CLASSES, NUM_CLASSES
+from ctseg_core.labels import LESION_CLASSES, NUM_CLASSES, NUM_LABEL_VALUES
 from ctseg_core.volume import LabelMap
 
 
@@ -70,6 +70,10 @@ def overlap_counts(pred, truth, num_classes: int = NUM_CLASSES) -> OverlapCounts
     p, t = _array(pred), _array(truth)
     if p.shape != t.shape:
         raise ValueError(f"prediction shape {p.shape} != truth shape {t.shape}")
+    top = max(int(p.max(initial=0)), int(t.max(initial=0)))
+    if top >= num_classes:
+        raise ValueError(f"label value {top} is outside the {num_classes} classes being scored "
+                         "(map review labels such as unassigned extra-axial blood first)")
     joint = np.bincount(p.ravel().astype(np.int64) * num_classes + t.ravel().astype(np.int64),
                         minlength=num_classes * num_classes)[: num_classes * num_classes]
     confusion = joint.reshape(num_classes, num_classes).astype(np.int64)  # [pred, truth]
@@ -188,11 +192,12 @@ def detection_scores(predicted: Iterable[Mapping[int, bool]],
 
 # ---------------------------------------------------------------- volumes
 
-def class_volumes_ml(labelmap: LabelMap) -> dict[int, float]:
-    """{lesion class id: volume in mL} from voxel counts and the label map's voxel size."""
-    counts = np.bincount(labelmap.array.ravel(), minlength=NUM_CLASSES)
+def class_volumes_ml(labelmap: LabelMap, classes=LESION_CLASSES) -> dict[int, float]:
+    """{class id: volume in mL} of ``classes`` (default: the lesion classes) from voxel counts and the
+    label map's voxel size."""
+    counts = np.bincount(labelmap.array.ravel(), minlength=NUM_LABEL_VALUES)
     voxel_ml = labelmap.geometry.voxel_volume_ml
-    return {c.id: float(counts[c.id]) * voxel_ml for c in LESION_CLASSES}
+    return {c.id: float(counts[c.id]) * voxel_ml for c in classes}
 
 
 @dataclass

@@ -109,6 +109,28 @@ class ModelStore:
         atomic_write_text(self.dir / ACTIVE_FILE, json.dumps(pointer, indent=2) + "\n")
         return entry
 
+    def activation_warning(self, version: str) -> str | None:
+        """Why making ``version`` active may make the results worse (None when nothing says so): it scored
+        lower than its own parent when it was trained, it scored lower than the active version on the same
+        validation cases, or it is the parent the active version beat."""
+        candidate, active_name = self.get(version), self.active_version()
+        if version == active_name:
+            return None
+        active = self.get(active_name)
+        cand_val, act_val = _validation(candidate), _validation(active)
+        if candidate.card.extra.get("promoted") is False and cand_val.get("mean_after") is not None:
+            return (f"{version} scored a validation Dice of {cand_val['mean_after']:.3f} when it was trained, lower "
+                    f"than its parent {candidate.parent}'s {cand_val.get('mean_before') or 0:.3f} on the same cases.")
+        if (cand_val.get("mean_after") is not None and act_val.get("mean_after") is not None
+                and cand_val.get("cases") == act_val.get("cases") and cand_val["mean_after"] < act_val["mean_after"]):
+            return (f"{version} scored {cand_val['mean_after']:.3f} on the validation cases, the active "
+                    f"{active_name} {act_val['mean_after']:.3f} on the same cases.")
+        if (active.parent == version and act_val.get("mean_before") is not None
+                and act_val.get("mean_after") is not None and act_val["mean_before"] < act_val["mean_after"]):
+            return (f"the active {active_name} was trained from {version} and beat it on its validation cases "
+                    f"({act_val['mean_after']:.3f} against {act_val['mean_before']:.3f}).")
+        return None
+
     # ---- adding versions -----------------------------------------------------------------------------
     def next_version(self) -> str:
         numbers = [int(v[1:]) for v in self._paths() if _VERSION_RE.match(v)]
@@ -125,3 +147,9 @@ class ModelStore:
         card.version = version
         path = save_checkpoint(model, card, self.dir / f"{version}.safetensors")
         return ModelVersion(version, path, read_card(path))
+
+
+def _validation(entry: ModelVersion) -> dict:
+    """The validation scores a version's card carries ({} when none)."""
+    val = entry.card.metrics.get("validation")
+    return val if isinstance(val, dict) else {}

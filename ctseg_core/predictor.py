@@ -1,25 +1,25 @@
-"""The inference engine: a ``Predictor`` owns the model, the device and the batching (nnU-Net style).
+"""The inference engine: a ``Predictor`` owns the model and the device; a strategy chosen by the model
+card's plan does the work, behind one call:
 
-``predict(volume, start_slice=z, on_slice=cb, cancel=token)`` segments slice by slice in an order that
-starts at ``z`` and spreads outward (z, z+1, z-1, z+2, ...). The first batch holds one slice so the
-viewed slice's overlay arrives first; later batches are larger. Each slice's labels and
-probabilities are mapped back to the volume's own grid and handed to ``on_slice`` as they arrive.
-Preprocessing comes from the model card's plan (``ctseg_core.preprocess``), the same code training uses.
+``predict(volume, start_slice=z, on_slice=cb, cancel=token, progress=p) -> Prediction``: labels and
+probabilities on the scan's own grid; ``on_slice(z, labels_yx, probs_cyx)`` as slices become available,
+the viewed slice's region first; ``progress(done, total, message)``; cancelling raises ``Cancelled``.
 
-Slab models (RSANet) and scan models (RADnet) run through ``ctseg_core.sequence_inference`` behind the
-same ``predict``: slabs of consecutive slices from the viewed slice outwards, or every slice's features
-then the scan's sequence model; a scan model's ``Prediction`` carries per-slice probabilities
-(``slice_probabilities``, ``triage``) and no label map (all background: no overlay).
+- ``SliceStrategy`` (plan kind "slices", ``ctseg_core.preprocess.Plan``): a 2-D model, slice by slice in
+  an order that starts at ``z`` and spreads outward (z, z+1, z-1, z+2, ...). The first batch holds one
+  slice so the viewed slice's overlay arrives first; later batches are larger (nnU-Net style batching).
+- ``VolumeStrategy`` (plan kind "volume", ``ctseg_core.volume_strategy``): a 3-D model or ensemble on
+  tiles of the head, the slab of tiles around the viewed slice first, member after member.
+- ``SlabStrategy`` and ``ScanStrategy`` (plan kind "slices", ``ctseg_core.sequence_inference``): models the
+  registry calls "slab" (RSANet: K consecutive slices in, K out) and "scan" (RADnet: per-slice probabilities
+  of the whole scan, no label map: ``Prediction.slice_probabilities`` and ``Prediction.triage``).
+Preprocessing comes from the model card's plan, the same code training uses. A model whose classes are
+not ctseg's maps each output channel to a ctseg label (``ctseg_core.labels.output_label_values``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,13 +27,26 @@ from torch import nn
 
 from ctseg_core.atomic import atomic_path
 from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
-from ctseg_core.errors import DeviceError
+from ctseg_core.errors import CheckpointError, DeviceError
 from ctseg_core.guard import Guard
 from ctseg_core.jobs import CancelToken
+from ctseg_core.labels import output_label_values
+from ctseg_core.prediction import (  # noqa: F401 (Prediction, SliceCallback, slice_order, slice_uncertainty: re-exported)
+    Prediction,
+    SliceCallback,
+    amp_dtype,
+    label_lookup,
+    labels_from_probabilities,
+    onnx_cache_dir,
+    onnxruntime_available,
+    slice_order,
+    slice_uncertainty,
+    softmax_classes,
+    state_digest,
+)
+from ctseg_core.preprocess import Plan
 from ctseg_core.sliding_window import sliding_window
 from ctseg_core.volume import LabelMap, Volume
-
-SliceCallback = Callable[[int, np.ndarray, np.ndarray], None]  # (z, labels_yx uint8, probs_cyx float16)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -69,45 +82,6 @@ def _check_available(dev: torch.device) -> None:
             raise DeviceError("mps was asked for but Apple's Metal (MPS) is not available here")
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU executes bf16 natively (AVX512-BF16 or AMX); autocast to bf16 is slow elsewhere."""
-    if sys.platform != "linux":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def slice_order(depth: int, start: int | None = None) -> list[int]:
-    """Every slice once: start (default the middle), then start+1, start-1, start+2, start-2, ..."""
-    if depth <= 0:
-        return []
-    start = depth // 2 if start is None else int(start)
-    if not 0 <= start < depth:
-        raise IndexError(f"start slice {start} outside 0..{depth - 1}")
-    order = [start]
-    for step in range(1, depth):
-        for z in (start + step, start - step):
-            if 0 <= z < depth:
-                order.append(z)
-    return order
-
-
-def onnx_cache_dir() -> Path:
-    """Where exported ONNX models are kept (``CTSEG_CACHE`` or ~/.cache/ctseg), one file per weights hash."""
-    return Path(os.environ.get("CTSEG_CACHE", Path.home() / ".cache" / "ctseg")) / "onnx"
-
-
-def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class OnnxRuntimeEngine:
     """The model run by ONNX Runtime on the CPU (measured faster than eager PyTorch there).
 
@@ -118,7 +92,7 @@ class OnnxRuntimeEngine:
                  cache_dir: Path | None = None):
         import onnxruntime as ort
 
-        digest = (card.weights_sha256 or _state_digest(model))[:20]
+        digest = (card.weights_sha256 or state_digest(model))[:20]
         self.path = (cache_dir or onnx_cache_dir()) / f"{card.architecture}-{digest}.onnx"
         if not self.path.is_file():
             export_onnx(model, self.path, in_chans=int(card.config.get("in_chans", 3)))
@@ -146,76 +120,107 @@ def export_onnx(model: nn.Module, path: Path, in_chans: int = 3, size: int = 256
     return path
 
 
-def _state_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+class Predictor:
+    """Runs a model on a scan through the strategy its card's plan names (see the module docstring).
 
+    ``options`` go to the strategy: ``SliceStrategy`` takes batch_size, tta, amp, channels_last, engine;
+    ``VolumeStrategy`` takes members, tile, amp, engine."""
 
-def _softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over classes with logits floored at 80 below the largest: probabilities stay above
-    1e-35 and never become float32 denormals, which slow every later operation on x86 by 10-100x."""
-    logits = logits - logits.amax(dim=1, keepdim=True)
-    return torch.softmax(logits.clamp_(min=-80.0), dim=1)
+    def __init__(self, model: nn.Module, card: ModelCard, device: str | torch.device = "auto", **options):
+        self.card = card
+        self.device = resolve_device(device)
+        self.plan = check_plan_fits(card)
+        self.kind = card_model_kind(card)
+        strategy = strategy_class(self.plan.kind, self.kind)
+        accepted = strategy_options(strategy)
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            what = self.plan.kind if self.kind == "slice" else self.kind
+            raise CheckpointError(f"{card.architecture} is a {what} model: option(s) "
+                                  f"{', '.join(unknown)} do not apply to it (it takes {', '.join(accepted)})")
+        self.strategy = strategy(model, card, self.plan, self.device, **options)
 
-
-def slice_uncertainty(probs_cyx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """float32 (y, x) of one slice's probabilities (C, y, x): 1 - the largest class probability (0 = certain)."""
-    return np.subtract(1.0, probs_cyx.max(axis=0), out=out, dtype=np.float32)
-
-
-@dataclass
-class Prediction:
-    labels: LabelMap  # what the overlay shows: the model's labels, after the anatomical guard when it is on
-    probabilities: np.ndarray | None  # float16 (z, C, y, x) on the volume's grid (the model's, never guarded);
-    # None for a scan model (RADnet), which gives per-slice probabilities only
-    model_labels: np.ndarray | None = None  # uint8 (z, y, x) argmax before the guard; None when no guard ran
-    slice_probabilities: np.ndarray | None = None  # float32 (z,): P(hemorrhage on slice z), scan models only
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **options) -> "Predictor":
+        model, card = load_checkpoint(path, device="cpu")
+        return cls(model, card, device=device, **options)
 
     @property
-    def triage(self):
-        """The scan's triage (``ctseg_core.triage.Triage``) when the model gives slice probabilities, else None."""
-        if self.slice_probabilities is None:
-            return None
-        from ctseg_core.triage import Triage
+    def model(self) -> nn.Module:
+        return self.strategy.model
 
-        return Triage(np.asarray(self.slice_probabilities, np.float32))
+    @property
+    def guard(self) -> Guard | None:
+        """The anatomical guard the strategy applies to the model's labels (None: none)."""
+        return getattr(self.strategy, "guard", None)
 
-    def uncertainty(self) -> np.ndarray | None:
-        """float32 (z, y, x): ``slice_uncertainty`` of every slice (None without voxel probabilities)."""
-        if self.probabilities is None:
-            return None
-        out = np.empty(self.labels.array.shape, dtype=np.float32)
-        for z in range(out.shape[0]):  # per slice: keeps the float32 temporaries small
-            slice_uncertainty(self.probabilities[z], out=out[z])
-        return out
+    def describe(self) -> str:
+        """One line: the card's summary and how the strategy runs it (e.g. "4 of 12 members")."""
+        detail = self.strategy.describe()
+        return self.card.summary() + (f" ({detail})" if detail else "")
+
+    def predict(self, volume: Volume, start_slice: int | None = None, on_slice: SliceCallback | None = None,
+                cancel: CancelToken | None = None, progress=None) -> Prediction:
+        return self.strategy.predict(volume, start_slice=start_slice, on_slice=on_slice, cancel=cancel,
+                                     progress=progress)
 
 
-class Predictor:
-    def __init__(self, model: nn.Module, card: ModelCard, device: str | torch.device = "auto",
+def applicable_options(card: ModelCard, options: dict) -> dict:
+    """The subset of ``options`` that the card's model kind takes (e.g. ``members`` only for volume models,
+    ``tta`` only for slice models)."""
+    accepted = strategy_options(strategy_class(check_plan_fits(card).kind, card_model_kind(card)))
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def card_model_kind(card: ModelCard) -> str:
+    """The registry's kind of the card's model ("slice", "slab" or "scan"; ``ctseg_core.models.KIND_DOCS``);
+    a network built outside the registry runs as a slice model."""
+    from ctseg_core.models import is_model, model_kind
+
+    return model_kind(card.architecture) if is_model(card.architecture) else "slice"
+
+
+def strategy_options(strategy) -> list[str]:
+    """The keyword options a strategy class takes (besides model, card, plan, device)."""
+    import inspect
+
+    params = inspect.signature(strategy.__init__).parameters
+    return [n for n in params if n not in ("self", "model", "card", "plan", "device")]
+
+
+def strategy_class(kind: str, model_kind: str = "slice"):
+    """The strategy class for a plan kind ("slices" or "volume") and, on slices, the registry's model kind:
+    "slice" (``SliceStrategy``), "slab" or "scan" (``ctseg_core.sequence_inference``)."""
+    if kind == "slices" and model_kind in ("slab", "scan"):
+        from ctseg_core.sequence_inference import ScanStrategy, SlabStrategy
+
+        return SlabStrategy if model_kind == "slab" else ScanStrategy
+    if kind == "slices":
+        return SliceStrategy
+    if kind == "volume":
+        from ctseg_core.volume_strategy import VolumeStrategy
+
+        return VolumeStrategy
+    raise ValueError(f"no inference strategy for plan kind {kind!r}")
+
+
+class SliceStrategy:
+    """A 2-D model, slice by slice from the viewed slice outwards (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, card: ModelCard, plan: Plan, device: torch.device,
                  batch_size: int | None = None, tta: bool = False, amp: str = "auto",
                  channels_last: bool | None = None, engine: str = "torch", guard: Guard | None = Guard()):
-        """``amp``: "auto" (bf16 or fp16 autocast on CUDA, fp16 on MPS, none on CPU), "bf16", "fp16" or
-        "off". ``channels_last``: default on for GPUs, off on CPU (measured slower there with GroupNorm).
-        ``engine``: "torch" (default), "onnxruntime" (CPU only; exports the model once to a cache), or
-        "auto": ONNX Runtime on a CPU where it is installed, else torch (benchmarks/bench_inference.py
-        measures the difference). ``guard``: the anatomical guard applied to each slice's labels
-        (``ctseg_core.guard``; None: the model's labels as they are)."""
-        from ctseg_core.models import is_model, model_kind
-
+        """``amp``: see ``amp_dtype``. ``channels_last``: default on for GPUs, off on CPU (measured slower
+        there with GroupNorm). ``engine``: "torch" (default), "onnxruntime" (CPU only; exports the model
+        once to a cache), or "auto": ONNX Runtime on a CPU where it is installed, else torch
+        (benchmarks/bench_inference.py measures the difference). ``guard``: the anatomical guard applied
+        to each slice's labels (``ctseg_core.guard``; None: the model's labels as they are)."""
         self.card = card
         self.guard = guard
-        self.plan = check_plan_fits(card)
-        # "slice", "slab" or "scan"; a network built outside the registry runs as a slice model
-        self.kind = model_kind(card.architecture) if is_model(card.architecture) else "slice"
-        if tta and self.kind != "slice":
-            raise ValueError(f"test-time augmentation applies to slice models; {card.architecture} is a {self.kind} "
-                             "model")
-        self.device = resolve_device(device)
+        self.plan = plan
+        self.device = device
         self.tta = tta
-        self.amp_dtype = self._amp_dtype(amp)
+        self.amp_dtype = amp_dtype(amp, device)
         self.channels_last = (self.device.type != "cpu") if channels_last is None else channels_last
         model = model.eval().to(self.device)
         if self.channels_last:
@@ -224,42 +229,19 @@ class Predictor:
         self.engine = self._engine(engine, model, card)
         self.batch_size = batch_size
         self.first_batch_size = 1
+        self.lookup = label_lookup(card)
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kw) -> "Predictor":
-        model, card = load_checkpoint(path, device="cpu")
-        return cls(model, card, device=device, **kw)
+    def describe(self) -> str:
+        return ""
 
     def _engine(self, engine: str, model: nn.Module, card: ModelCard):
         if engine not in ("auto", "torch", "onnxruntime"):
             raise ValueError(f"engine must be auto, torch or onnxruntime, got {engine!r}")
         if engine == "onnxruntime" and self.device.type != "cpu":
             raise ValueError("the onnxruntime engine runs on the CPU only")
-        if self.kind != "slice":  # the exported graph takes one stack of slices
-            if engine == "onnxruntime":
-                raise ValueError(f"the onnxruntime engine runs slice models; {card.architecture} is a {self.kind} "
-                                 "model")
-            return None
         use_ort = engine == "onnxruntime" or (engine == "auto" and self.device.type == "cpu"
                                               and self.amp_dtype is None and onnxruntime_available())
         return OnnxRuntimeEngine(model, card) if use_ort else None
-
-    def _amp_dtype(self, amp: str) -> torch.dtype | None:
-        if amp == "off":
-            return None
-        if amp == "bf16":
-            if self.device.type == "cpu" and not cpu_has_native_bf16():
-                raise ValueError("bf16 autocast asked for on a CPU without native bf16 (it would be slower)")
-            return torch.bfloat16
-        if amp == "fp16":
-            return torch.float16
-        if amp != "auto":
-            raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
-        if self.device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if self.device.type == "mps":
-            return torch.float16
-        return None
 
     def auto_batch_size(self, padded_shape: tuple[int, int]) -> int:
         """Slices per batch after the first: 1 on CPU (bench_inference.py: batches of 2 and 4 gain nothing
@@ -275,10 +257,6 @@ class Predictor:
 
     def predict(self, volume: Volume, start_slice: int | None = None, on_slice: SliceCallback | None = None,
                 cancel: CancelToken | None = None, progress=None) -> Prediction:
-        if self.kind != "slice":
-            from ctseg_core.sequence_inference import predict_sequence
-
-            return predict_sequence(self, volume, start_slice, on_slice, cancel, progress)
         depth, height, width = volume.shape
         grid = self.plan.grid((height, width), volume.spacing[1:])
         order = slice_order(depth, start_slice)
@@ -307,7 +285,8 @@ class Predictor:
             done += len(zs)
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        return Prediction(LabelMap(labels, volume.geometry), probs, model_labels)
+        return Prediction(LabelMap(labels, volume.geometry), probs, tuple(output_label_values(self.card.classes)),
+                          model_labels)
 
     @property
     def model_classes(self) -> int:
@@ -321,14 +300,14 @@ class Predictor:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             p = self._scan_probabilities(x, grid)
-            labels = p.argmax(dim=1).to(torch.uint8)  # in torch: numpy's float16 argmax is slow
+            labels = labels_from_probabilities(p, self.lookup)
             return p.to(torch.float16).cpu().numpy(), labels.cpu().numpy()
 
     def _scan_probabilities(self, x: torch.Tensor, grid) -> torch.Tensor:
         """Softmax on the scan's grid: logits are mapped back (cropped, resampled), then normalised."""
-        p = _softmax(grid.to_scan(self._logits(x)))
+        p = softmax_classes(grid.to_scan(self._logits(x)))
         if self.tta:  # left-right flip, flipped back on the model's grid
-            p = (p + _softmax(grid.to_scan(self._logits(x.flip(-1)).flip(-1)))) / 2
+            p = (p + softmax_classes(grid.to_scan(self._logits(x.flip(-1)).flip(-1)))) / 2
         return p
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:

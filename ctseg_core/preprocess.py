@@ -16,6 +16,9 @@ A ``Plan`` (stored as a dict in the model card) says how a scan becomes network 
 - **adjacent slices**: ``adjacent_slices`` (3) slices centred on z, replicated at the first and last.
 - **patch size**: a model trained on square patches of ``patch_size`` pixels of the model grid (None: whole
   slices) is run on overlapping windows of that size (``ctseg_core.sliding_window``).
+
+That is the plan of a slice model (``kind`` "slices", the default). A volume model's plan
+(``{"kind": "volume", ...}``) is a ``ctseg_core.volume_plan.VolumePlan``; ``plan_from_dict`` builds either.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ctseg_core.windowing import piecewise_linear
 from ctseg_core.errors import CheckpointError
 
 DEFAULT_INTENSITY_HU = (-1000.0, -100.0, -20.0, 120.0, 300.0, 2000.0)
@@ -42,6 +46,8 @@ class Plan:
     size_multiple: int = 32
     patch_size: int | None = None  # training patch side on the model grid; inference then uses sliding windows
     extra: dict = field(default_factory=dict)  # free notes (e.g. the size the model was trained at)
+
+    kind = "slices"
 
     def __post_init__(self):
         hu, val = np.asarray(self.intensity_hu, float), np.asarray(self.intensity_value, float)
@@ -65,8 +71,12 @@ class Plan:
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
         """Build from a card's plan dict; anything malformed raises ``CheckpointError``."""
+        if isinstance(d, dict) and d.get("kind", cls.kind) != cls.kind:
+            raise CheckpointError(f"not a slice plan (kind {d.get('kind')!r}): slice-by-slice inference and "
+                                  "training need a slice model")
         try:
             d = dict(d)
+            d.pop("kind", None)
             intensity = d.pop("intensity", None) or {}
             if intensity and intensity.get("kind", "piecewise_linear") != "piecewise_linear":
                 raise ValueError(f"unknown intensity kind {intensity.get('kind')!r}")
@@ -80,14 +90,16 @@ class Plan:
             raise CheckpointError(f"invalid preprocessing plan: {exc}") from exc
 
     # ---------------------------------------------------------------- intensity and stacks
+    def check_fits(self, config: dict, path=None) -> None:
+        """The model must take one input channel per stacked slice."""
+        in_chans = config.get("in_chans", self.adjacent_slices)
+        if in_chans != self.adjacent_slices:
+            raise CheckpointError(f"plan stacks {self.adjacent_slices} adjacent slices but the model takes "
+                                  f"{in_chans} input channels", path)
+
     def map_intensity(self, hu: np.ndarray) -> np.ndarray:
         """HU -> network input (float32), piecewise linear, clamped outside the knots (NaN: as air)."""
-        out = np.interp(np.asarray(hu, dtype=np.float32), self.intensity_hu, self.intensity_value)
-        out = out.astype(np.float32, copy=False)
-        nan = np.isnan(out)
-        if nan.any():  # NaN would spread through every convolution and attention map: treat it as air
-            out[nan] = self.intensity_value[0]
-        return out
+        return piecewise_linear(hu, self.intensity_hu, self.intensity_value)
 
     @property
     def pad_value(self) -> float:
@@ -116,6 +128,18 @@ class Plan:
         x = g.to_model(torch.from_numpy(self.input_stack(hu_volume_zyx, z))[None])[0]
         y = g.labels_to_model(torch.from_numpy(np.ascontiguousarray(labels_zyx[z]))[None])[0]
         return x, y
+
+
+def plan_from_dict(d: dict):
+    """A card's plan: ``Plan`` (slice models) or ``VolumePlan`` (``"kind": "volume"``)."""
+    kind = d.get("kind", Plan.kind) if isinstance(d, dict) else None
+    if kind == Plan.kind:
+        return Plan.from_dict(d)
+    from ctseg_core.volume_plan import KIND, VolumePlan
+
+    if kind == KIND:
+        return VolumePlan.from_dict(d)
+    raise CheckpointError(f"invalid preprocessing plan: unknown kind {kind!r} (known: {Plan.kind}, {KIND})")
 
 
 def make_stack(hu_volume_zyx: np.ndarray, z: int, n_slices: int = 3) -> np.ndarray:

@@ -13,5 +13,18 @@ DEMO_TRUTH = DEMO_DIR / "demo_truth_labels.nii.gz"  # the generator's exact labe
 
 MODELS_DIR = RESOURCES / "models"
 DEFAULT_MODEL = MODELS_DIR / "aa_unet_default.safetensors"  # with its card beside it: .json
+BLAST_CT_MODEL = MODELS_DIR / "blast_ct_v1.safetensors"  # BLAST-CT's 12-member ensemble (Apache-2.0, NOTICE beside it)
+
+
+def bundled_models() -> dict[str, Path]:
+    """The models shipped in resources/models, by the name the command line and the app use."""
+    import ctseg_core.resources as r  # read at call time (tests point these elsewhere)
+
+    return {"aa_unet": r.DEFAULT_MODEL, "blast_ct": r.BLAST_CT_MODEL}
+
+
+def model_path(name_or_path: str | Path) -> Path:
+    """A bundled model's checkpoint for its name ("aa_unet", "blast_ct"), else the path itself."""
+    return bundled_models().get(str(name_or_path), Path(name_or_path))
 
 ICONS_DIR = RESOURCES / "icons"

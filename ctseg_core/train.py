@@ -1,8 +1,10 @@
 """Entry point of a training process: ``python -m ctseg_core.train ...`` or, on several GPUs / nodes,
 ``torchrun --nproc-per-node N -m ctseg_core.train ...`` (same arguments as ``ctseg train``).
 
-Prints progress as JSON lines on stdout (rank 0 only); SIGTERM / SIGINT cancel cleanly: the training
-state is saved, a ``cancelled`` event is printed and the process exits 0 (continue with ``--resume``).
+Prints progress as JSON lines on stdout (rank 0 only) when stdout is not a terminal or with ``--json``
+(the app reads them), else a progress bar with ETA and readable lines; SIGTERM / SIGINT cancel cleanly:
+the training state is saved, a ``cancelled`` event is printed and the process exits 0 (continue with
+``--resume``).
 Exit status: 0 done or cancelled, 2 a ctseg error (an ``error`` event names it), 1 anything else.
 """
 
@@ -26,16 +28,17 @@ def _rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def run_with_signals(request) -> int:
+def run_with_signals(request, emit=print_event) -> int:
+    """Run one fine-tune with SIGTERM/SIGINT as cancel; ``emit`` receives the events (JSON lines by default)."""
     from ctseg_core.training.run import run_training
 
     cancel = CancelToken()
     previous = {sig: signal.signal(sig, lambda *_: cancel.cancel()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        result = run_training(request, print_event, cancel)
+        result = run_training(request, emit, cancel)
     except CtsegError as exc:
         if _rank()[0] == 0:
-            print_event({"event": "error", "message": str(exc)})
+            emit({"event": "error", "message": str(exc)})
         print(f"ctseg train: error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -59,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ctseg_core.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return run_with_signals(request_from_args(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    return run_with_signals(request_from_args(args), event_output(args))
+
+
+def event_output(args):
+    """JSON lines (``--json`` or stdout not a terminal: the app, scripts) or a progress bar for a person."""
+    from ctseg_core.terminal import EventOutput, json_output_wanted
+
+    return EventOutput(json_output_wanted(args.json), desc="training")
 
 
 if __name__ == "__main__":

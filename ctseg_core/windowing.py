@@ -36,3 +36,13 @@ def apply_window(hu: np.ndarray, window: Window, out_range: tuple[float, float] 
     scaled = (np.asarray(hu, dtype=np.float32) - window.low) / window.width
     np.clip(scaled, 0.0, 1.0, out=scaled)
     return scaled * (hi - lo) + lo
+
+
+def piecewise_linear(hu: np.ndarray, knots_hu, values) -> np.ndarray:
+    """HU -> float32 by linear interpolation between knots, clamped outside them; NaN becomes the lowest
+    knot's value (air): it would otherwise spread through every convolution and attention map."""
+    out = np.interp(np.asarray(hu, dtype=np.float32), knots_hu, values).astype(np.float32, copy=False)
+    nan = np.isnan(out)
+    if nan.any():
+        out[nan] = values[0]
+    return out

@@ -132,8 +132,10 @@ class CasesPanel(QWidget):
         self.table.setSortingEnabled(False)  # fill the rows in place, then sort them once
         self.table.setRowCount(len(self.records))
         for row, rec in enumerate(self.records):
-            cells = (rec.description or rec.id, STATUS_TITLES.get(rec.status, rec.status), findings_text(rec.findings),
-                     triage_text(rec.triage))
+            status = STATUS_TITLES.get(rec.status, rec.status)
+            if rec.status == "new" and rec.prediction_saved:
+                status += ", segmented"  # e.g. received from the PACS and segmented in the background
+            cells = (rec.description or rec.id, status, findings_text(rec.findings), triage_text(rec.triage))
             tip = (f"{rec.id}\nsource: {rec.source.path}\nstatus: {STATUS_TITLES.get(rec.status, rec.status)}"
                    + (f" by {rec.annotator}" if rec.annotator else "")
                    + f"\nmodified: {(rec.modified or '')[:19].replace('T', ' ')}\nfindings: {cells[2]}"

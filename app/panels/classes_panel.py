@@ -1,4 +1,8 @@
-"""The classes dock: legend (colour, name), per-class visibility and lock, active class, overlay options."""
+"""The classes dock: legend (colour, name), per-class visibility and lock, active class, overlay options.
+
+The legend lists ctseg's seven classes (keys 1-7 pick the class to paint) and the review labels a model
+with other classes draws (BLAST-CT): unassigned extra-axial blood, to reassign to SDH, EDH or SAH with the
+component tool, and perilesional oedema, not blood, hidden until ticked."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from PySide6.QtGui import QColor, QPixmap, QIcon
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QRadioButton,
                                QSlider, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from ctseg_core.labels import CLASSES
+from ctseg_core.labels import CLASSES, LABEL_CLASSES, REVIEW_CLASSES
 from app.session import FINAL, PREDICTION
 
 COL_SHOW, COL_LOCK, COL_NAME = 0, 1, 2
@@ -23,7 +27,7 @@ class ClassesPanel(QWidget):
     def __init__(self, session, parent=None):
         super().__init__(parent)
         self.session = session
-        self.table = QTableWidget(len(CLASSES) - 1, 3)
+        self.table = QTableWidget(len(LABEL_CLASSES) - 1, 3)
         self.table.setHorizontalHeaderLabels(["Show", "Lock", "Class"])
         self.table.verticalHeader().setVisible(False)
         fit_rows(self.table)
@@ -32,7 +36,7 @@ class ClassesPanel(QWidget):
         self.table.setSelectionMode(QTableWidget.SingleSelection)
         self.show_boxes: dict[int, QCheckBox] = {}
         self.lock_boxes: dict[int, QCheckBox] = {}
-        for row, cls in enumerate(CLASSES[1:]):
+        for row, cls in enumerate(LABEL_CLASSES[1:]):
             show, lock = QCheckBox(), QCheckBox()
             show.setChecked(session.class_visible[cls.id])
             lock.setChecked(session.class_locked[cls.id])
@@ -42,8 +46,10 @@ class ClassesPanel(QWidget):
             lock.toggled.connect(lambda on, c=cls.id: session.set_class_locked(c, on))
             self.table.setCellWidget(row, COL_SHOW, _centred(show))
             self.table.setCellWidget(row, COL_LOCK, _centred(lock))
-            item = QTableWidgetItem(colour_icon(cls.colour), f"{cls.id}  {cls.name}")
+            item = QTableWidgetItem(colour_icon(cls.colour), legend_text(cls))
             item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+            if cls in REVIEW_CLASSES:
+                item.setToolTip(f"{cls.name}: {cls.note}")
             self.table.setItem(row, COL_NAME, item)
             self.show_boxes[cls.id], self.lock_boxes[cls.id] = show, lock
         self.table.resizeColumnsToContents()
@@ -102,6 +108,13 @@ class ClassesPanel(QWidget):
     def _on_active_class(self, class_id: int) -> None:
         if 1 <= class_id < len(CLASSES) and self.table.currentRow() != class_id - 1:
             self.table.selectRow(class_id - 1)
+
+
+def legend_text(cls) -> str:
+    """A legend row: the key that picks a class to paint, or what a review label is."""
+    if cls in REVIEW_CLASSES:
+        return f"-  {cls.name}" + ("  (model result: reassign)" if cls.assign_to else "")
+    return f"{cls.id}  {cls.name}"
 
 
 def fit_rows(table: QTableWidget, row_height: int = 22) -> None:

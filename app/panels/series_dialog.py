@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHeaderView, QLabel, QTableWidget,
                                QTableWidgetItem, QVBoxLayout)
 
-COLUMNS = ["Description", "Modality", "Slices", "Size", "Spacing (mm)", "Tilt", "Notes"]
+COLUMNS = ["Description", "Modality", "Slices", "Rows x cols", "Pixel x slice spacing (mm)", "Tilt", "Notes"]
 
 
 def _series_row(s) -> list[str]:
@@ -14,7 +14,7 @@ def _series_row(s) -> list[str]:
     dz_min, dz_max = (tuple(s.slice_spacing_mm or ()) + (0.0, 0.0))[:2]
     dz = "?" if not dz_max else (f"{dz_min:.2f}" if abs(dz_max - dz_min) < 0.01 else f"{dz_min:.2f}-{dz_max:.2f}")
     notes = s.notes if isinstance(s.notes, str) else "; ".join(s.notes or [])
-    return [s.description or "(no description)", s.modality, str(s.n_slices), f"{s.cols} x {s.rows}",
+    return [s.description or "(no description)", s.modality, str(s.n_slices), f"{s.rows} x {s.cols}",
             f"{px_text} x {dz}", f"{s.gantry_tilt_deg:.1f}°" if s.gantry_tilt_deg else "0", notes]
 
 

@@ -2,20 +2,25 @@
 
 "Retrain" saves the open case, checks that there are at least two training cases (one to train on, one
 to validate), and starts ``python -m ctseg_core.train`` in its own process (``app.training_process``):
-live loss, step/total and ETA; Cancel stops it cleanly (state saved for ``--resume``). At the end a
-table compares the validation Dice per class before/after, says whether the new version was made
-active and why, and "Run new model on this case" loads it and runs it on the open scan. The versions
-list shows every version of the workspace's model store; "Make active" promotes or rolls back.
+the loss of every step plotted live with step/total and ETA, the validation Dice per class as bars when
+it is measured (with case-by-case progress while it is); Cancel stops it cleanly (state saved for
+``--resume``). At the end a table (and "Per-class Dice...", a wider dialog) compares the validation Dice
+per class before/after, says whether the new version was made active and why, and "Run new model on
+this case" loads it and runs it on the open scan. The versions list shows every version of the
+workspace's model store with the version it was trained from; "Make active" promotes or rolls back, and
+asks first when the version scored worse (``ModelStore.activation_warning``).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QHeaderView, QLabel, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                               QHeaderView, QLabel, QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox,
+                               QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ctseg_core.errors import CtsegError
@@ -23,6 +28,7 @@ from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.model_store import ModelStore
 from ctseg_core.training.recipe import Recipe, default_strategy
 from ctseg_core.training.state import STATE_FILE
+from app.panels.training_plots import DiceDialog, TrainingPlots
 from app.training_process import TrainingProcess, train_arguments
 
 MIN_CASES = 2  # one to train on, one to validate
@@ -63,6 +69,8 @@ class TrainingPanel(QWidget):
         self.last_done: dict | None = None
         self.state = "idle"  # idle, running, done, cancelled, failed
         self._before: dict = {}
+        self._after: dict = {}
+        self._started = time.perf_counter()
         self._build()
         self.editing.store.cases_changed.connect(self.refresh_versions)
         self.refresh_versions()
@@ -77,6 +85,8 @@ class TrainingPanel(QWidget):
                                      f"{self.auto_reason}")
         self.strategy_label.setWordWrap(True)
         self.strategy = QComboBox()
+        self.strategy.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.strategy.setMinimumContentsLength(14)  # long item texts must not widen the dock
         self.strategy.addItem(f"Automatic ({self.auto_strategy})", None)
         for key, text in STRATEGY_TEXT.items():
             self.strategy.addItem(text, key)
@@ -109,21 +119,29 @@ class TrainingPanel(QWidget):
         self.error_label.setStyleSheet("color: #ff6060;")
         self.error_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
+        self.plots = TrainingPlots()
         self.result_table = self._table(["Class", "Dice before", "Dice after"])
+        self.result_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.result_table.setMaximumHeight(180)
         self.reason_label = QLabel("")
         self.reason_label.setWordWrap(True)
+        self.details_button = QPushButton("Per-class Dice...")
+        self.details_button.setToolTip("the validation Dice of each class before and after, in a wider table")
+        self.details_button.setEnabled(False)
+        self.details_button.clicked.connect(self.show_run_details)
         self.run_new_button = QPushButton("Run new model on this case")
         self.run_new_button.setEnabled(False)
         self.run_new_button.clicked.connect(self.run_new_model)
         result = QGroupBox("Last run")
         rl = QVBoxLayout(result)
-        for w in (self.result_table, self.reason_label, self.run_new_button):
+        for w in (self.plots, self.result_table, self.reason_label, self.details_button, self.run_new_button):
             rl.addWidget(w)
 
-        self.versions_table = self._table(["", "Version", "Created", "Dice before", "Dice after", "Promoted"])
+        self.versions_table = self._table(["", "Version", "From", "Created", "Dice before", "Dice after", "Promoted"])
         self.versions_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.versions_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.versions_table.setToolTip("double-click a version for its per-class Dice")
+        self.versions_table.cellDoubleClicked.connect(lambda row, _: self.show_version_details(row))
         self.make_active_button = QPushButton("Make active")
         self.make_active_button.setToolTip("Use the selected version for this workspace (promote or roll back)")
         self.make_active_button.clicked.connect(self.make_active)
@@ -218,14 +236,19 @@ class TrainingPanel(QWidget):
         self.reason_label.setText("")
         self.result_table.setRowCount(0)
         self.run_new_button.setEnabled(False)
-        self.last_done, self._before = None, {}
+        self.details_button.setEnabled(False)
+        self.plots.reset()
+        self.last_done, self._before, self._after = None, {}, {}
+        self._started = time.perf_counter()
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
 
     # ---- progress ----
     def _on_event(self, e: dict) -> None:
         kind = e["event"]
-        if kind == "plan":
+        if kind == "validating":
+            self._on_validating(e)
+        elif kind == "plan":
             self.status_label.setText(
                 f"Fine-tuning {e['parent']} ({e['strategy']}: {e['strategy_reason']}) on "
                 f"{len(e['train_cases'])} case(s), checking on {len(e['val_cases'])}; {e['total_steps']} steps "
@@ -233,10 +256,13 @@ class TrainingPanel(QWidget):
             self.session.log(f"training plan: {e['strategy']} fine-tune of {e['parent']}, {e['total_steps']} steps")
         elif kind == "validate" and e["when"] == "before":
             self._before = e["dice"]
+            self.plots.set_dice(before=e["dice"])
             self.session.log(f"validation Dice before: {_fmt(e['mean_dice'])}")
         elif kind == "start":
             self.progress.setRange(0, e["total_steps"])
             self.progress.setValue(e["step"])
+            self.progress.setFormat("Step %v/%m")
+            self.status_label.setText(f"Training: step {e['step']} of {e['total_steps']}...")
         elif kind == "step":
             self.progress.setRange(0, e["total_steps"])
             self.progress.setValue(e["step"])
@@ -244,10 +270,14 @@ class TrainingPanel(QWidget):
             self.progress.setFormat(f"Step %v/%m{eta}")
             self.status_label.setText(f"Step {e['step']}/{e['total_steps']}: loss {e['loss']:.4f}, "
                                       f"learning rate {e['lr']:.2g}{eta}")
+            self.plots.add_step(e["step"], e["loss"])
         elif kind == "trained":
             self.status_label.setText(f"Trained {e['step']} steps in {e['seconds']:.0f} s; measuring the new model...")
         elif kind == "validate" and e["when"] == "after":
+            self._after = e["dice"]
             self._show_comparison(self._before, e["dice"])
+            self.plots.set_dice(after=e["dice"])
+            self.details_button.setEnabled(True)
             self.session.log(f"validation Dice after: {_fmt(e['mean_dice'])}")
         elif kind == "done":
             self.last_done = e
@@ -256,6 +286,45 @@ class TrainingPanel(QWidget):
         elif kind == "cancelled":
             self.status_label.setText(f"Training cancelled at step {e['step']} of {e['total_steps']} "
                                       "(the state is saved: Resume continues it).")
+
+    def _on_validating(self, e: dict) -> None:
+        """Progress while a model is measured on the validation cases (minutes on a CPU)."""
+        who = "the current model" if e["when"] == "before" else "the new model"
+        self.progress.setRange(0, max(1, e["cases"]))
+        self.progress.setValue(e["case"])
+        self.progress.setFormat("Validation case %v/%m")
+        elapsed = time.perf_counter() - self._started
+        self.status_label.setText(f"Measuring {who} on the validation cases: {e['case']} of {e['cases']} done "
+                                  f"({elapsed:.0f} s since the start)")
+
+    def show_run_details(self) -> DiceDialog | None:
+        """The last run's per-class Dice in a dialog."""
+        if not self._before and not self._after:
+            return None
+        note = self.reason_label.text()
+        return self._show_dialog(DiceDialog("Validation Dice of the last run", self._before, self._after, note, self))
+
+    def show_version_details(self, row: int) -> DiceDialog | None:
+        """The per-class Dice a version's card records (from the run that made it)."""
+        store = self.model_store()
+        version = self.versions_table.item(row, 1).text() if 0 <= row < self.versions_table.rowCount() else None
+        if store is None or version is None:
+            return None
+        card = store.get(version).card
+        val = card.metrics.get("validation", {}) if isinstance(card.metrics.get("validation"), dict) else {}
+        if not val.get("dice_before") and not val.get("dice_after"):
+            self.session.log(f"{version} has no validation Dice of its own (it was not trained in this workspace)")
+            return None
+        note = (f"{card.summary()}\nvalidation cases: {', '.join(val.get('cases', [])) or '-'}\n"
+                f"{card.extra.get('promotion_reason', '')}")
+        return self._show_dialog(DiceDialog(f"Validation Dice of {version}", val.get("dice_before", {}),
+                                            val.get("dice_after", {}), note, self))
+
+    def _show_dialog(self, dialog: DiceDialog) -> DiceDialog:
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        dialog.setWindowModality(Qt.NonModal)
+        dialog.show()
+        return dialog
 
     def _show_comparison(self, before: dict, after: dict) -> None:
         keys = list(dict.fromkeys([*before, *after]))
@@ -301,11 +370,16 @@ class TrainingPanel(QWidget):
         for row, v in enumerate(versions):
             val = v.card.metrics.get("validation", {})
             promoted = v.card.extra.get("promoted")
-            cells = ("*" if v.version == active else "", v.version, (v.card.created or "-")[:16].replace("T", " "),
+            cells = ("*" if v.version == active else "", v.version, v.parent or "-",
+                     (v.card.created or "-")[:16].replace("T", " "),
                      _fmt(val.get("mean_before")), _fmt(val.get("mean_after")),
                      {True: "yes", False: "no", None: "-"}[promoted])
+            tip = v.card.summary() + (f"\n{v.card.extra['promotion_reason']}" if v.card.extra.get("promotion_reason")
+                                      else "") + f"\nweights {v.card.weights_sha256[:12]}"
             for col, text in enumerate(cells):
-                table.setItem(row, col, _item(text))
+                item = _item(text)
+                item.setToolTip(tip)
+                table.setItem(row, col, item)
         self.make_active_button.setEnabled(bool(versions) and not self.running)
         self.resume_button.setEnabled(not self.running and self.can_resume())
 
@@ -319,10 +393,21 @@ class TrainingPanel(QWidget):
         return self.versions_table.item(rows[0].row(), 1).text() if rows else None
 
     def make_active(self, version: str | None = None) -> bool:
-        """Make ``version`` (default: the selected row) active and load it in the app."""
+        """Make ``version`` (default: the selected row) active and load it in the app; asks first when the
+        version scored worse (its own run, or the active version beat it on the same cases)."""
         version = version or self.selected_version()
         store = self.model_store()
         if version is None or store is None:
+            return False
+        try:
+            warning = store.activation_warning(version)
+        except CtsegError as exc:
+            self._refuse(f"Could not make {version} active: {exc}")
+            return False
+        if warning and not self.confirm(f"Make {version} active?",
+                                        f"{warning}\n\nThe model's results on this workspace's scans may get worse. "
+                                        f"Make {version} active anyway?"):
+            self.session.log(f"{version} was not made active ({warning})")
             return False
         try:
             entry = store.use(version)
@@ -333,6 +418,14 @@ class TrainingPanel(QWidget):
         self._load(entry.path)
         self.refresh_versions()
         return True
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask the user (Yes/No, No by default); without a user (scripted runs) it goes ahead and logs why."""
+        if not getattr(self.window, "interactive", False):
+            self.session.log(f"{title} {text.splitlines()[0]} (no one to ask: going ahead)", "warning")
+            return True
+        answer = QMessageBox.question(self, title, text, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
 
     def _load(self, path: Path) -> None:
         self.window.settings.setValue("model/path", str(path))
@@ -361,7 +454,12 @@ def install_training(window, editing) -> TrainingPanel:
     """The Training dock (tabbed with the Cases dock) and Model > Retrain on corrected cases..."""
     panel = TrainingPanel(window, editing)
     window.training_panel = panel
-    panel.dock = window.add_dock(panel, "Training", Qt.LeftDockWidgetArea,
+    scroll = QScrollArea()  # the panel is tall (plots, tables): a short window scrolls it
+    scroll.setWidget(panel)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    panel.dock = window.add_dock(scroll, "Training", Qt.LeftDockWidgetArea,
                                  tabify_with=getattr(editing, "cases_dock", None))
     window.menu("&View").addAction(panel.dock.toggleViewAction())
     model = window.menu("&Model")
@@ -369,15 +467,5 @@ def install_training(window, editing) -> TrainingPanel:
     panel.retrain_action = QAction("Retrain on corrected cases...", window)
     panel.retrain_action.triggered.connect(lambda *_: (panel.dock.show(), panel.dock.raise_(), panel.start()))
     model.addAction(panel.retrain_action)
-    _hook_close(window, panel)
+    window.about_to_close.connect(panel.shutdown)
     return panel
-
-
-def _hook_close(window, panel: TrainingPanel) -> None:
-    original = window.closeEvent
-
-    def close_event(ev):
-        panel.shutdown()
-        original(ev)
-
-    window.closeEvent = close_event

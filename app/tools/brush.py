@@ -6,12 +6,14 @@ range are painted. One drag is one undo step.
 
 from __future__ import annotations
 
+import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPen, QColor
 from PySide6.QtWidgets import QGraphicsEllipseItem
 
 from ctseg_core.edit import ops
 from app.tools.base import EditTool
+from app.tools.options import BRUSH_STEP
 from app.tools.plane_ops import run_in_plane, stroke_point, to_plane
 
 
@@ -27,7 +29,7 @@ class BrushTool(EditTool):
         super().__init__(editor)
         self._last = None  # previous stroke point (plane coordinates)
         self._plane = None
-        self._cursor = None  # (view, QGraphicsEllipseItem)
+        self._cursor = None  # (view, QGraphicsEllipseItem, pg.TextItem with the diameter)
 
     def value(self) -> int:
         return 0 if self.erases else self.session.active_class
@@ -76,6 +78,11 @@ class BrushTool(EditTool):
         history = self.editor.history
         history.apply(run_in_plane(plane, op, history.labels, self.session.volume.array))
 
+    def wheel(self, step: int) -> bool:
+        """Shift+wheel: one notch up makes the brush BRUSH_STEP times larger, down smaller."""
+        self.editor.options.grow_brush(BRUSH_STEP ** step)
+        return True
+
     # ---- outline ----
     def mouse_move(self, ev) -> None:
         if ev is None:
@@ -85,32 +92,44 @@ class BrushTool(EditTool):
             self._remove_cursor()
         if self._cursor is None:
             item = QGraphicsEllipseItem()
-            pen = QPen(QColor(255, 255, 255, 200) if not self.erases else QColor(255, 120, 120, 220))
+            colour = QColor(255, 255, 255, 200) if not self.erases else QColor(255, 120, 120, 220)
+            pen = QPen(colour)
             pen.setCosmetic(True)
             pen.setStyle(Qt.DashLine if self.erases else Qt.SolidLine)
             item.setPen(pen)
             view.add_overlay_item(item)
-            self._cursor = (view, item)
+            text = pg.TextItem(color=colour, anchor=(0, 1))
+            view.add_overlay_item(text)
+            self._cursor = (view, item, text)
+        self._place_outline(*ev.view_pos)
+        for item in self._cursor[1:]:
+            item.setVisible(ev.inside)
+
+    def _place_outline(self, x: float, y: float) -> None:
         r = self.opts.radius_mm
-        x, y = ev.view_pos
         self._cursor[1].setRect(x - r, y - r, 2 * r, 2 * r)
-        self._cursor[1].setVisible(ev.inside)
+        self._cursor[2].setText(f"⌀ {2 * r:.1f} mm")
+        self._cursor[2].setPos(x + 0.71 * r, y - 0.71 * r)
 
     def refresh_outline(self) -> None:
-        """Resize the outline after a size change (keeps its centre)."""
+        """Resize the outline and its label after a size change (keeps its centre)."""
         if self._cursor is not None:
-            rect = self._cursor[1].rect()
-            c, r = rect.center(), self.opts.radius_mm
-            self._cursor[1].setRect(c.x() - r, c.y() - r, 2 * r, 2 * r)
+            c = self._cursor[1].rect().center()
+            self._place_outline(c.x(), c.y())
 
     @property
     def outline(self):
         return None if self._cursor is None else self._cursor[1]
 
+    @property
+    def size_label(self):
+        return None if self._cursor is None else self._cursor[2]
+
     def _remove_cursor(self) -> None:
         if self._cursor is not None:
-            view, item = self._cursor
-            view.remove_overlay_item(item)
+            view, *items = self._cursor
+            for item in items:
+                view.remove_overlay_item(item)
             self._cursor = None
 
     def deactivate(self) -> None:

@@ -40,8 +40,11 @@ class ComponentTool(EditTool):
     options = ("component_3d", "mode")
 
     def mouse_press(self, ev) -> bool:
-        if not self.ready(ev) or self.editor.history.labels[ev.voxel] == 0:
+        if not self.ready(ev):
             return False
+        if self.editor.history.labels[ev.voxel] == 0:  # say so; the click must not move the crosshair
+            self.editor.tell("Component: no labelled region under the cursor; nothing changed")
+            return True
         remove = bool(ev.modifiers & Qt.ShiftModifier) or self.session.active_class == 0
         value = 0 if remove else self.session.active_class
         seed = to_plane(ev.plane, ev.voxel)

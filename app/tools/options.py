@@ -18,6 +18,7 @@ PRESET_TITLES = {"fresh_blood": "Fresh blood 40 to 90 HU", "chronic_collection":
 MODE_TITLES = {PaintMode.OVERWRITE: "Overwrite everything", PaintMode.BACKGROUND_ONLY: "Only background",
                PaintMode.PROTECT_LOCKED: "Protect locked classes"}
 MIN_RADIUS_MM, MAX_RADIUS_MM = 0.25, 50.0
+BRUSH_STEP = 1.25  # [ and ], and each Shift+wheel notch, scale the brush by this factor
 HU_MIN, HU_MAX = -3000.0, 4000.0
 
 
@@ -75,8 +76,9 @@ class OptionsBar(QToolBar):
         super().__init__("Tool options", parent)
         self.setObjectName("tool_options")
         self.opts = options
-        self.size = _spin(MIN_RADIUS_MM, MAX_RADIUS_MM, 1, " mm", "brush radius in mm ([ and ] change it)")
-        self.size.setSingleStep(0.5)
+        self.size = _spin(2 * MIN_RADIUS_MM, 2 * MAX_RADIUS_MM, 1, " mm",
+                          "brush diameter in mm ([ and ] or Shift+wheel change it; the circle shows it)")
+        self.size.setSingleStep(1.0)
         self.sphere = QCheckBox("3-D ball")
         self.sphere.setToolTip("paint a ball across slices instead of a disc on this slice")
         self.fill_3d = QCheckBox("3-D")
@@ -96,7 +98,7 @@ class OptionsBar(QToolBar):
             self.mode.addItem(title, mode.value)
         self.mode.setToolTip("which voxels a stroke may change")
         self.groups = {
-            "size": [self.addWidget(QLabel(" Size ")), self.addWidget(self.size)],
+            "size": [self.addWidget(QLabel(" Diameter ")), self.addWidget(self.size)],
             "sphere": [self.addWidget(self.sphere)],
             "fill_3d": [self.addWidget(self.fill_3d)],
             "component_3d": [self.addWidget(self.component_3d)],
@@ -109,7 +111,7 @@ class OptionsBar(QToolBar):
         self.hint.setStyleSheet("color: #888; padding-left: 8px;")
         self.addWidget(self.hint)
         self.setMinimumHeight(self.sizeHint().height())  # all groups shown: the views do not move on tool changes
-        self.size.valueChanged.connect(lambda v: self.opts.set(radius_mm=v))
+        self.size.valueChanged.connect(lambda v: self.opts.set(radius_mm=v / 2))
         self.sphere.toggled.connect(lambda on: self.opts.set(sphere=on))
         self.fill_3d.toggled.connect(lambda on: self.opts.set(fill_3d=on))
         self.component_3d.toggled.connect(lambda on: self.opts.set(component_3d=on))
@@ -135,7 +137,7 @@ class OptionsBar(QToolBar):
                    self.hi, self.mode)
         for w in widgets:
             w.blockSignals(True)
-        self.size.setValue(o.radius_mm)
+        self.size.setValue(2 * o.radius_mm)
         self.sphere.setChecked(o.sphere)
         self.fill_3d.setChecked(o.fill_3d)
         self.component_3d.setChecked(o.component_3d)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctseg_core.labels import CLASSES
+from ctseg_core.labels import LABEL_CLASSES
 
 
 def class_lut(visible: list[bool]) -> np.ndarray:
-    """(256, 4) uint8 RGBA lookup table: class colours, opaque where visible, transparent otherwise.
+    """(256, 4) uint8 RGBA lookup table: label colours (classes and review labels), opaque where visible,
+    transparent otherwise.
 
     Opacity is applied to the whole overlay item, so the table stays fixed while the slider moves.
     """
     lut = np.zeros((256, 4), np.uint8)
-    for c in CLASSES[1:]:
+    for c in LABEL_CLASSES[1:]:
         if visible[c.id]:
             lut[c.id, :3] = c.colour
             lut[c.id, 3] = 255
@@ -45,7 +46,7 @@ def uncertainty_lut() -> np.ndarray:
 
 def slice_uncertainty(probs_cyx: np.ndarray) -> np.ndarray:
     """1 - the largest class probability, float32 (y, x), for one streamed slice: see
-    ``ctseg_core.predictor.slice_uncertainty`` (the one definition)."""
-    from ctseg_core.predictor import slice_uncertainty as core
+    ``ctseg_core.prediction.slice_uncertainty`` (the one definition)."""
+    from ctseg_core.prediction import slice_uncertainty as core
 
     return core(probs_cyx)

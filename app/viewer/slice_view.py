@@ -2,9 +2,10 @@
 
 Three pyqtgraph ImageItems in a view box scaled to millimetres (true aspect ratio): HU with window
 levels, labels with an RGBA lookup table (the overlay), and uncertainty. Crosshair lines follow the
-session's position. Mouse: wheel = slices, Ctrl+wheel = zoom, right-drag = window/level,
-middle-drag = pan, left = the active tool (see app.viewer.interaction) or, with no tool, click to move
-the crosshair and drag to pan. Keys: Up/Down, PageUp/PageDown (10 slices), Home/End.
+session's position. Mouse: wheel = slices, Ctrl+wheel = zoom, Shift+wheel = the tool's size (brush),
+right-drag = window/level, middle-drag = pan, left = the active tool (see app.viewer.interaction) or,
+with no tool, click to move the crosshair and drag to pan; double-click (or the header's button) shows
+the view alone. Keys: Up/Down, PageUp/PageDown (10 slices), Home/End.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 import app.viewer  # noqa: F401  (pyqtgraph configuration)
+from ctseg_core.slices import location_text, slice_label, slice_number, source_text
 from app.session import Session
 from app.viewer.interaction import SliceMouseEvent
 from app.viewer.overlay import class_lut, outline, uncertainty_lut
@@ -33,10 +35,13 @@ class _SliceViewBox(pg.ViewBox):
         self._owner = owner
 
     def wheelEvent(self, ev, axis=None):
-        if ev.modifiers() & Qt.ControlModifier:
+        step = 1 if ev.delta() > 0 else -1
+        if ev.modifiers() & Qt.ShiftModifier and self._owner.wheel_tool(step):
+            ev.accept()  # Shift+wheel (also with Ctrl): the tool's size, as in Slicer / ITK-SNAP
+        elif ev.modifiers() & Qt.ControlModifier:
             super().wheelEvent(ev, axis)
         else:
-            self._owner.scroll(1 if ev.delta() > 0 else -1)
+            self._owner.scroll(step)
             ev.accept()
 
     def mouseDragEvent(self, ev, axis=None):
@@ -57,6 +62,7 @@ class _SliceViewBox(pg.ViewBox):
 
 class SliceView(QWidget):
     cursor_moved = Signal(object)  # (k, j, i) voxel under the mouse, or None when off the image
+    maximise_requested = Signal()  # double-click or the header's button: show this view alone (again: all)
 
     def __init__(self, session: Session, orientation: str = "axial", parent=None):
         super().__init__(parent)
@@ -66,9 +72,22 @@ class SliceView(QWidget):
         self._slice_index = -1
         self._drag_tool = None
         self._wl_start = None
+        self._hover_pos = None  # scene position of the mouse over this view (None: elsewhere)
 
         self.header = QLabel(orientation.capitalize())
         self.header.setStyleSheet("color: #ddd; background: #222; padding: 2px 6px;")
+        self.header.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # a narrow view clips, never widens
+        self.maximise_button = QToolButton()
+        self.maximise_button.setText("⤢")
+        self.maximise_button.setAutoRaise(True)
+        self.maximise_button.setToolTip("show this view alone, or all views again (or double-click the image)")
+        self.maximise_button.setStyleSheet("color: #ddd; background: #222;")
+        self.maximise_button.clicked.connect(self.maximise_requested)
+        header_row = QHBoxLayout()
+        header_row.setContentsMargins(0, 0, 0, 0)
+        header_row.setSpacing(0)
+        header_row.addWidget(self.header, 1)
+        header_row.addWidget(self.maximise_button)
         self.graphics = pg.GraphicsView(background="k")
         self.viewbox = _SliceViewBox(self)
         self.graphics.setCentralItem(self.viewbox)
@@ -76,7 +95,7 @@ class SliceView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self.header)
+        layout.addLayout(header_row)
         layout.addWidget(self.graphics, 1)
         self.setFocusProxy(self.graphics)
         self.graphics.keyPressEvent = self.keyPressEvent
@@ -127,6 +146,11 @@ class SliceView(QWidget):
         pos = list(self.session.position)
         pos[self.plane.slice_axis] += step
         self.session.set_position(*pos)
+
+    def wheel_tool(self, step: int) -> bool:
+        """Hand a Shift+wheel notch to the active tool (``tool.wheel(step)``); False when it has no use for it."""
+        wheel = getattr(self.session.active_tool, "wheel", None)
+        return bool(wheel is not None and wheel(step))
 
     def set_slice(self, index: int) -> None:
         if self.plane is None:
@@ -194,6 +218,8 @@ class SliceView(QWidget):
         if index != self._slice_index:
             self._slice_index = index
             self.redraw()
+            if self._hover_pos is not None:  # keys or the wheel changed the slice under a still mouse
+                self._on_hover(self._hover_pos)
 
     def redraw(self) -> None:
         """Draw the current slice's HU, labels and uncertainty now."""
@@ -217,6 +243,7 @@ class SliceView(QWidget):
             lab = outline(lab)
         self.label_item.setImage(lab, autoLevels=False, levels=(0, 255))
         self.label_item.setOpacity(self.session.opacity)
+        self.label_item.setVisible(self.session.show_labels)
 
     def _redraw_uncertainty(self) -> None:
         self._uncert_timer.stop()
@@ -257,12 +284,13 @@ class SliceView(QWidget):
         return box[2 * a] <= self._slice_index < box[2 * a + 1]
 
     def _update_header(self) -> None:
-        vol = self.session.volume
-        pos = list(self.session.position)
-        point = vol.geometry.index_to_physical(*pos)
-        axes = {"axial": (2, "S"), "coronal": (1, "P"), "sagittal": (0, "L")}[self.orientation]
-        self.header.setText(f"{self.orientation.capitalize()}   slice {self._slice_index + 1} / {self.slice_count()}"
-                            f"   {axes[1]} {point[axes[0]]:+.1f} mm")
+        """ "Axial  slice 21 / 37 ≈ image 19 (1.1 mm away)  S 49.3 mm": 1-based, the nearest scanner image,
+        and the plane's location (the same wherever the crosshair is on it)."""
+        vol, axis, index = self.session.volume, self.plane.slice_axis, self._slice_index
+        number = slice_label(vol, index) if axis == 0 else f"slice {slice_number(index)} / {self.slice_count()}"
+        text = f"{self.orientation.capitalize()}   {number}   {location_text(vol.geometry, axis, index)}"
+        self.header.setText(text)
+        self.header.setToolTip(text)
 
     def _make_edge_label(self) -> QLabel:
         label = QLabel(self.graphics)
@@ -290,6 +318,11 @@ class SliceView(QWidget):
         lab["bottom"].move((w - lab["bottom"].width()) // 2, h - lab["bottom"].height() - 2)
         lab["left"].move(4, (h - lab["left"].height()) // 2)
         lab["right"].move(w - lab["right"].width() - 4, (h - lab["right"].height()) // 2)
+
+    def leaveEvent(self, ev):
+        super().leaveEvent(ev)
+        self._hover_pos = None
+        self.cursor_moved.emit(None)
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
@@ -348,6 +381,10 @@ class SliceView(QWidget):
     def handle_click(self, ev) -> None:
         if self.plane is None:
             return
+        if ev.button() == Qt.LeftButton and ev.double():  # the first click already went to the tool
+            ev.accept()
+            self.maximise_requested.emit()
+            return
         mev = self._mouse_event(ev.scenePos(), ev.button(), ev.modifiers())
         tool = self.session.active_tool
         if ev.button() == Qt.LeftButton:
@@ -362,6 +399,7 @@ class SliceView(QWidget):
         mev = self._mouse_event(scene_pos, Qt.NoButton, Qt.NoModifier)
         if mev is None:
             return
+        self._hover_pos = QPointF(scene_pos)
         self.cursor_moved.emit(mev.voxel if mev.inside else None)
         tool = self.session.active_tool
         if tool is not None:
@@ -382,7 +420,10 @@ class SliceView(QWidget):
 
 
 def describe_voxel(volume, k: int, j: int, i: int) -> str:
-    """Status-bar text for a voxel: index, HU and LPS position in mm."""
+    """Status-bar text for a voxel: slice (1-based, with the nearest source image), row and column
+    (1-based), HU and LPS position in mm."""
     hu = float(volume.array[k, j, i])
     x, y, z = volume.geometry.index_to_physical(k, j, i)
-    return f"voxel (z {k}, y {j}, x {i})   HU {hu:.0f}   LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
+    source = source_text(volume, k)
+    return (f"slice {slice_number(k)}{' ' + source if source else ''}, row {j + 1}, column {i + 1}   HU {hu:.0f}"
+            f"   LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm")

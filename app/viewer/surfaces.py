@@ -1,7 +1,8 @@
 """Surface meshes for the 3-D view, built with VTK filters only (no rendering, no Qt): safe in a worker thread.
 
 Class surfaces: each class present is cropped to its bounding box (plus a zero border, so meshes close),
-meshed with vtkDiscreteFlyingEdges3D, smoothed (windowed sinc) and given normals. Points are in patient
+meshed with vtkDiscreteFlyingEdges3D, smoothed (windowed sinc with a low pass band, so that the stairs of
+thick slices do not show; the volume is kept) and given normals. Points are in patient
 LPS millimetres (the scan's direction and origin applied), so every mesh lines up with the others.
 """
 
@@ -14,11 +15,13 @@ from vtkmodules.vtkCommonTransforms import vtkTransform
 from vtkmodules.vtkFiltersCore import (vtkFlyingEdges3D, vtkPolyDataNormals, vtkWindowedSincPolyDataFilter)
 from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformFilter
 
-from ctseg_core.labels import LESION_CLASSES
+from ctseg_core.labels import LABEL_CLASSES
 from ctseg_core.volume import Geometry
 
 HEAD_THRESHOLD_HU = 300.0  # the skull: bone is far above brain and blood
 HEAD_STEP = 2  # the skull surface is built on every 2nd row and column (a context surface, not a measurement)
+SMOOTH_ITERATIONS = 30
+PASS_BAND = 0.001  # windowed-sinc pass band: lower is smoother (3D Slicer's "smoothing factor" 0.75)
 
 
 def image_data(array: np.ndarray, spacing_zyx, offset_zyx=(0, 0, 0)) -> vtkImageData:
@@ -57,7 +60,8 @@ def _smooth(poly: vtkPolyData, iterations: int) -> vtkPolyData:
         sm = vtkWindowedSincPolyDataFilter()
         sm.SetInputData(poly)
         sm.SetNumberOfIterations(iterations)
-        sm.SetPassBand(0.08)
+        sm.SetPassBand(PASS_BAND)
+        sm.FeatureEdgeSmoothingOff()
         sm.BoundarySmoothingOff()
         sm.NonManifoldSmoothingOn()
         sm.NormalizeCoordinatesOn()
@@ -71,7 +75,7 @@ def _smooth(poly: vtkPolyData, iterations: int) -> vtkPolyData:
 
 
 def class_surface(labels: np.ndarray, geometry: Geometry, class_id: int, bbox=None,
-                  smooth_iterations: int = 12) -> vtkPolyData:
+                  smooth_iterations: int = SMOOTH_ITERATIONS) -> vtkPolyData:
     """The smoothed surface of one class (empty polydata when absent)."""
     from scipy import ndimage
 
@@ -92,13 +96,14 @@ def class_surface(labels: np.ndarray, geometry: Geometry, class_id: int, bbox=No
     return _to_patient(_smooth(fe.GetOutput(), smooth_iterations), geometry)
 
 
-def class_surfaces(labels: np.ndarray, geometry: Geometry, smooth_iterations: int = 12) -> dict[int, vtkPolyData]:
-    """{class id: surface} for every lesion class present in ``labels`` (z, y, x)."""
+def class_surfaces(labels: np.ndarray, geometry: Geometry,
+                   smooth_iterations: int = SMOOTH_ITERATIONS) -> dict[int, vtkPolyData]:
+    """{class id: surface} for every label (lesion class or review label) present in ``labels`` (z, y, x)."""
     from scipy import ndimage
 
-    objs = ndimage.find_objects(labels, max_label=LESION_CLASSES[-1].id)
+    objs = ndimage.find_objects(labels, max_label=LABEL_CLASSES[-1].id)
     out = {}
-    for cls in LESION_CLASSES:
+    for cls in LABEL_CLASSES[1:]:
         bbox = objs[cls.id - 1]
         if bbox is not None:
             out[cls.id] = class_surface(labels, geometry, cls.id, bbox, smooth_iterations)

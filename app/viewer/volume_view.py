@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ctseg_core.labels import CLASSES
+from ctseg_core.labels import LABEL_CLASSES
 from app.session import Session
 from app.workers import run_task
 
@@ -33,6 +33,7 @@ def rendering_unavailable_reason() -> str | None:
 
 class VolumeView(QWidget):
     surfaces_updated = Signal(object)  # {class id: vtkPolyData} just shown (or built, without rendering)
+    maximise_requested = Signal()  # the "maximise" button: the 3-D view alone in the window (again: all)
 
     def __init__(self, session: Session, enabled: bool = True, parent=None):
         super().__init__(parent)
@@ -68,9 +69,13 @@ class VolumeView(QWidget):
         self.show_head.toggled.connect(self._apply_visibility)
         reset = QPushButton("reset view")
         reset.clicked.connect(self.reset_camera)
+        self.maximise_button = QPushButton("maximise")
+        self.maximise_button.setToolTip("the 3-D view alone in the window; again to restore (Ctrl+3)")
+        self.maximise_button.clicked.connect(self.maximise_requested)
         bar.addWidget(self.show_head)
         bar.addStretch(1)
         bar.addWidget(reset)
+        bar.addWidget(self.maximise_button)
         layout.addLayout(bar)
 
         self._timer = QTimer(self, singleShot=True, interval=REBUILD_DEBOUNCE_MS)
@@ -97,6 +102,7 @@ class VolumeView(QWidget):
         window.AddRenderer(self.renderer)
         self.vtk_widget.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
         self.vtk_widget.Initialize()
+        self.orientation_marker = _orientation_marker(self.vtk_widget)
         layout.addWidget(self.vtk_widget, 1)
 
     # ---- building (worker) ----
@@ -187,7 +193,7 @@ class VolumeView(QWidget):
             if cid in self.actors:
                 self.actors[cid].GetMapper().SetInputData(poly)
             else:
-                self.actors[cid] = self._actor(poly, CLASSES[cid].colour, 1.0)
+                self.actors[cid] = self._actor(poly, LABEL_CLASSES[cid].colour, 1.0)
                 self.renderer.AddActor(self.actors[cid])
         self._apply_visibility()
         if getattr(self, "_first_camera", True):
@@ -202,7 +208,7 @@ class VolumeView(QWidget):
 
     def _apply_visibility(self, *_) -> None:
         for cid, actor in self.actors.items():
-            actor.SetVisibility(self.session.class_visible[cid])
+            actor.SetVisibility(self.session.class_visible[cid] and self.session.show_labels)
         if self.head_actor is not None:
             self.head_actor.SetVisibility(self.show_head.isChecked())
         self.render()
@@ -241,3 +247,32 @@ class VolumeView(QWidget):
     def render(self) -> None:
         if self.vtk_widget is not None and self.isVisible():
             self.vtk_widget.GetRenderWindow().Render()
+
+
+def _orientation_marker(interactor):
+    """A cube in the lower-left corner labelled with the patient directions (LPS world: +x is the patient's
+    left, +y posterior, +z superior); it turns with the camera."""
+    from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
+    from vtkmodules.vtkRenderingAnnotation import vtkAnnotatedCubeActor
+
+    cube = vtkAnnotatedCubeActor()
+    for face, text in (("XPlus", "L"), ("XMinus", "R"), ("YPlus", "P"), ("YMinus", "A"), ("ZPlus", "S"),
+                       ("ZMinus", "I")):
+        getattr(cube, f"Set{face}FaceText")(text)
+    cube.SetXFaceTextRotation(0)
+    cube.SetZFaceTextRotation(0)
+    cube.GetCubeProperty().SetColor(0.25, 0.3, 0.4)
+    cube.GetTextEdgesProperty().SetColor(0.8, 0.8, 0.8)
+    for prop in (cube.GetXPlusFaceProperty(), cube.GetXMinusFaceProperty()):
+        prop.SetColor(1.0, 0.75, 0.3)
+    for prop in (cube.GetYPlusFaceProperty(), cube.GetYMinusFaceProperty()):
+        prop.SetColor(0.5, 0.85, 1.0)
+    for prop in (cube.GetZPlusFaceProperty(), cube.GetZMinusFaceProperty()):
+        prop.SetColor(0.6, 1.0, 0.6)
+    widget = vtkOrientationMarkerWidget()
+    widget.SetOrientationMarker(cube)
+    widget.SetInteractor(interactor)
+    widget.SetViewport(0.0, 0.0, 0.14, 0.14)
+    widget.SetEnabled(1)
+    widget.InteractiveOff()
+    return widget

@@ -78,14 +78,14 @@ def run(args) -> int:
 
 
 def format_table(scan) -> str:
-    head = f"{'':1} {'modality':<8} {'slices':>6} {'size':>9} {'pixel mm':>13} {'spacing mm':>13} {'tilt°':>7}  description / series UID"
+    head = f"{'':1} {'modality':<8} {'slices':>6} {'rows x cols':>11} {'pixel mm':>11} {'spacing mm':>13} {'tilt°':>7}  description / series UID"
     lines = [head, "-" * len(head)]
     for s in scan.series:
         lo, hi = s.slice_spacing_mm
         spacing = f"{lo:.2f}" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}"
         pixel = f"{s.pixel_spacing_mm[0]:.3f}x{s.pixel_spacing_mm[1]:.3f}"
-        lines.append(f"{'*' if s.selected else ' ':1} {s.modality or '?':<8} {s.n_slices:>6} {s.rows:>4}x{s.cols:<4} "
-                     f"{pixel:>13} {spacing:>13} {s.gantry_tilt_deg:>+7.2f}  {s.description or '(no description)'}")
+        lines.append(f"{'*' if s.selected else ' ':1} {s.modality or '?':<8} {s.n_slices:>6} {f'{s.rows} x {s.cols}':>11} "
+                     f"{pixel:>11} {spacing:>13} {s.gantry_tilt_deg:>+7.2f}  {s.description or '(no description)'}")
         lines.append(f"{'':59}{s.series_uid}")
         lines.extend(f"{'':61}- {n}" for n in s.notes)
     if scan.skipped:

@@ -56,6 +56,8 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations")
     p.add_argument("--snapshot-every", type=int, default=100)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout even on a terminal (always so when stdout is not a terminal)")
     p.set_defaults(func=run)
 
 
@@ -95,6 +97,7 @@ def run_cache(args) -> int:
 
 
 def run(args) -> int:
+    from ctseg_core.terminal import EventOutput, json_output_wanted
     from ctseg_core.training.crops import CropRates
     from ctseg_core.training.synthetic import PretrainConfig, train_synthetic
 
@@ -113,6 +116,10 @@ def run(args) -> int:
                          eval_real=args.eval_real, eval_every=args.eval_every, resume_from=args.resume_from,
                          snapshot_every=args.snapshot_every, device=args.device,
                          command="ctseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    path = train_synthetic(cfg, emit=lambda e: print(json.dumps(e), flush=True))
+    output = EventOutput(json_output_wanted(args.json), desc="pretraining")
+    try:
+        path = train_synthetic(cfg, emit=output)
+    finally:
+        output.close()
     print(f"saved {path}")
     return 0

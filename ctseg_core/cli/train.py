@@ -1,6 +1,7 @@
 """``ctseg train``: fine-tune the workspace's model on its corrected and approved cases.
 
-Progress is printed as JSON lines on stdout (the protocol the GUI reads); a one-line summary goes to
+On a terminal: a progress bar with loss and ETA and a readable line per stage. With ``--json``, or when
+stdout is not a terminal, JSON lines on stdout (the protocol the GUI reads). A one-line summary goes to
 stderr. The same arguments work under ``torchrun --nproc-per-node N -m ctseg_core.train``.
 """
 
@@ -13,13 +14,13 @@ from ctseg_core.training.args import add_arguments, request_from_args
 
 
 def _run(args) -> int:
-    from ctseg_core.train import run_with_signals
+    from ctseg_core.train import event_output, run_with_signals
 
-    return run_with_signals(request_from_args(args))
+    return run_with_signals(request_from_args(args), event_output(args))
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="fine-tune the model on corrected cases (JSON-lines progress)",
+    p = subparsers.add_parser("train", help="fine-tune the model on corrected cases (progress bar, or --json lines)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=_run)

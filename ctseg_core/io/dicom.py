@@ -170,6 +170,7 @@ def _meta(info: SeriesInfo, plan: GridPlan, folder: Path, notes: list[str]) -> V
     extra = {
         "source_files": [str(s.path) for s in slices],
         "sop_instance_uids": [s.header.sop_instance_uid for s in slices],
+        "source_instance_numbers": [s.instance_number for s in slices],
         "source_positions": [list(s.position) for s in slices],
         "source_orientation": list(slices[0].orientation),
         "source_pixel_spacing": list(plan.stack.pixel_spacing),

@@ -76,10 +76,10 @@ def read_labels(path: str | Path, like: Volume | None = None) -> LabelMap:
     arr = sitk.GetArrayFromImage(img)
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.mod(arr, 1) == 0):
         raise LoadError("label map holds non-integer values", path)
-    from ctseg_core.labels import NUM_CLASSES
+    from ctseg_core.labels import NUM_LABEL_VALUES
 
-    if arr.min() < 0 or arr.max() >= NUM_CLASSES:
-        raise LoadError(f"label values must be 0..{NUM_CLASSES - 1}, found {arr.min()}..{arr.max()}", path)
+    if arr.min() < 0 or arr.max() >= NUM_LABEL_VALUES:
+        raise LoadError(f"label values must be 0..{NUM_LABEL_VALUES - 1}, found {arr.min()}..{arr.max()}", path)
     labels = LabelMap(arr.astype(np.uint8), geometry_from_sitk(img))
     if like is not None:
         try:

@@ -6,7 +6,8 @@ source pixel's physical (LPS) position is turned into a volume index with ``Geom
 One segment per class present: label = class name, tracking id = class key, display colour = the class
 colour in CIELab. Codes (SNOMED CT, from pydicom's dictionary): category "Morphologically Abnormal
 Structure" with type "Hemorrhage" (ICH, SAH, IVH) or "Hematoma" (SDH, EDH, chronic SDH); pneumocephalus
-is category "Substance", type "Air". Anatomic region: "Head". Subtype codes are not given: the class is
+is category "Substance", type "Air"; unassigned extra-axial blood (a review label) "Hemorrhage";
+perilesional oedema "Edema". Anatomic region: "Head". Subtype codes are not given: the class is
 carried by the segment label and tracking id, which ``read_dicom_seg`` reads back.
 
 Sources: single-frame slices, or one multi-frame (enhanced) image whose frames are the slices.
@@ -24,7 +25,7 @@ import numpy as np
 
 from ctseg_core.atomic import atomic_write_with
 from ctseg_core.errors import CtsegError, LoadError
-from ctseg_core.labels import CLASSES, CLASS_BY_KEY
+from ctseg_core.labels import LABEL_BY_KEY, LABEL_CLASSES
 from ctseg_core.volume import Geometry, LabelMap, Volume
 
 _HEMATOMA = {"sdh", "edh", "csdh"}
@@ -92,9 +93,11 @@ def _segment_description(number: int, class_id: int, algorithm):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    cls = CLASSES[class_id]
+    cls = LABEL_CLASSES[class_id]
     if cls.key == "pneumocephalus":
         category, prop = codes.SCT.Substance, codes.SCT.Air
+    elif cls.key == "oedema":
+        category, prop = codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Edema
     else:
         category = codes.SCT.MorphologicallyAbnormalStructure
         prop = codes.SCT.Hematoma if cls.key in _HEMATOMA else codes.SCT.Hemorrhage
@@ -207,9 +210,9 @@ def read_dicom_seg(path: str | Path, volume: Volume) -> LabelMap:
 
 def _class_of(desc, path) -> int:
     key = getattr(desc, "tracking_id", None)
-    if key in CLASS_BY_KEY:
-        return CLASS_BY_KEY[key].id
-    by_name = {c.name: c.id for c in CLASSES}
+    if key in LABEL_BY_KEY:
+        return LABEL_BY_KEY[key].id
+    by_name = {c.name: c.id for c in LABEL_CLASSES}
     if desc.segment_label in by_name:
         return by_name[desc.segment_label]
     raise LoadError(f"segment {desc.segment_number} ({desc.segment_label!r}) is not a ctseg class", path)

@@ -8,6 +8,9 @@ ideal midline is taken as the cavity's axis of mirror symmetry:
   anterior-posterior axis) that best maps the cavity outlines of the large slices onto themselves;
 - its position on each slice passes through the cavity's centroid, smoothed along z by a straight-line
   fit (a head rolled to one side moves it linearly from slice to slice).
+Where the skull is open (a craniectomy, or a craniotomy's saw cuts wider than the closing bridges) the bone
+encloses nothing; there the cavity is the skull's convex hull less the bone (``open_skull``), which bounds the
+brain for the measurements, but the midline is not placed by such slices: it comes from the closed ones.
 
 Coordinates: in-plane millimetres ``x = column * sx``, ``y = row * sy`` of the array (z, y, x). The
 head frame of a slice is ``lateral`` (mm, + towards the patient's left) and ``along`` (mm, + towards
@@ -28,6 +31,10 @@ MAX_ANGLE_DEG = 30.0
 WORK_PIXEL_MM = 1.4  # in-plane sampling for the cavity masks (coarser grids are strided down to this)
 MIN_AREA_FRACTION = 0.45  # slices whose cavity is smaller than this fraction of the largest are not used
 SYMMETRY_AREA_FRACTION = 0.7  # ... and for the symmetry angle, only the larger ones
+OPEN_ENCLOSED_FRACTION = 0.3  # a skull enclosing less than this fraction of its convex hull's inside is open
+SKULL_GAP_MM = 5.0  # bone pieces this close belong to one skull (a craniotomy's flap; the headrest lies further)
+OPEN_BRAIN_FRACTION = 0.8  # ... and at least this fraction of that hull's inside shows brain-like CT numbers
+BRAIN_HU = (-20.0, 100.0)
 
 
 @dataclass
@@ -48,6 +55,13 @@ class HeadFrame:
     cavity: np.ndarray  # (n, h, w) bool intracranial cavity on the strided grid
     step: int  # the stride of that grid
     used: np.ndarray  # (n,) bool: slices whose cavity is large enough to place the midline by
+    open_skull: np.ndarray | None = None  # (n,) bool: large slices whose skull is open (cavity: the skull's
+    # convex hull less the bone); measured in, but the midline is not placed by them
+
+    @property
+    def measurable(self) -> np.ndarray:
+        """(n,) bool: slices with a cavity to measure in (closed and large, or open and large)."""
+        return self.used if self.open_skull is None else self.used | self.open_skull
 
     @property
     def reference_slice(self) -> int:
@@ -102,16 +116,23 @@ def work_step(geometry: Geometry) -> int:
     return max(1, int(round(WORK_PIXEL_MM / min(geometry.spacing[1:]))))
 
 
-def cavity_masks(volume: Volume, step: int | None = None) -> tuple[np.ndarray, int]:
-    """(n, h, w) bool intracranial cavity per slice on the strided grid, and the stride used."""
+def cavity_masks(volume: Volume, step: int | None = None, with_open: bool = False):
+    """(n, h, w) bool intracranial cavity per slice on the strided grid, and the stride used; with
+    ``with_open`` also (n,) bool: the slices whose skull is open (their cavity is the skull's hull less bone)."""
     step = work_step(volume.geometry) if step is None else step
-    bone_all = volume.array[:, ::step, ::step] > BONE_HU
+    hu_all = volume.array[:, ::step, ::step]
+    bone_all = hu_all > BONE_HU
     px = min(volume.geometry.spacing[1:]) * step
     close_iter = max(1, int(round(2.0 / px)))
+    gap_iter = max(1, int(round(SKULL_GAP_MM / 2 / px)))
     out = np.zeros(bone_all.shape, bool)
+    opened = np.zeros(bone_all.shape[0], bool)
     for k in range(bone_all.shape[0]):
         out[k] = _slice_cavity(bone_all[k], close_iter)
-    return out, step
+        hull = _open_skull_cavity(hu_all[k], bone_all[k], out[k], gap_iter)
+        if hull is not None:
+            out[k], opened[k] = hull, True
+    return (out, step, opened) if with_open else (out, step)
 
 
 def _slice_cavity(bone: np.ndarray, close_iter: int) -> np.ndarray:
@@ -121,26 +142,61 @@ def _slice_cavity(bone: np.ndarray, close_iter: int) -> np.ndarray:
     outside, _ = ndimage.label(~closed)  # the regions the closed bone encloses do not reach the border
     border = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
     inside = (outside > 0) & ~np.isin(outside, border)
-    inside = ndimage.binary_opening(inside, iterations=2)
-    lab, n = ndimage.label(inside)
+    return _largest(ndimage.binary_opening(inside, iterations=2))
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask)
     if n == 0:
-        return inside
+        return mask
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     return lab == int(np.argmax(sizes))
 
 
+def _open_skull_cavity(hu: np.ndarray, bone: np.ndarray, enclosed: np.ndarray, gap_iter: int) -> np.ndarray | None:
+    """The cavity of an open skull (the convex hull of the largest bone piece, pieces within SKULL_GAP_MM
+    joined, less the bone), or None when the skull encloses at least OPEN_ENCLOSED_FRACTION of it or the
+    hull does not hold brain (the headrest's arc, the skull base's sinuses)."""
+    ys, xs = np.nonzero(bone)
+    if len(ys) < 50 or enclosed.sum() >= OPEN_ENCLOSED_FRACTION * np.ptp(ys) * np.ptp(xs):
+        return None  # encloses enough of the bone's bounding box (which holds the hull): closed
+    skull = _largest(ndimage.binary_dilation(bone, iterations=gap_iter)) & bone
+    ys, xs = np.nonzero(skull)
+    if len(ys) < 10 or np.ptp(ys) < 3 or np.ptp(xs) < 3:
+        return None
+    from scipy.spatial import ConvexHull, Delaunay
+
+    pts = np.stack([ys, xs], 1).astype(float)
+    hull = Delaunay(pts[ConvexHull(pts).vertices])
+    box = np.s_[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    gy, gx = np.mgrid[box]
+    inside = np.zeros(bone.shape, bool)
+    inside[box] = (hull.find_simplex(np.stack([gy.ravel(), gx.ravel()], 1)) >= 0).reshape(gy.shape)
+    inside = _largest(ndimage.binary_opening(inside & ~ndimage.binary_closing(bone, iterations=gap_iter), iterations=2))
+    if enclosed.sum() >= OPEN_ENCLOSED_FRACTION * inside.sum():
+        return None
+    values = hu[inside]
+    if np.mean((values > BRAIN_HU[0]) & (values < BRAIN_HU[1])) < OPEN_BRAIN_FRACTION:
+        return None
+    return inside
+
+
 def head_frame(volume: Volume, masks: np.ndarray | None = None, step: int | None = None) -> HeadFrame | None:
     """The ideal midline of each slice of ``volume`` (None when no slice holds a closed skull)."""
+    opened = None
     if masks is None:
-        masks, step = cavity_masks(volume, step)
+        masks, step, opened = cavity_masks(volume, step, with_open=True)
     geom = volume.geometry
     sy, sx = geom.spacing[1] * step, geom.spacing[2] * step
     n = masks.shape[0]
-    area = masks.sum(axis=(1, 2)) * sy * sx
+    area_all = masks.sum(axis=(1, 2)) * sy * sx
+    area = area_all if opened is None else np.where(opened, 0.0, area_all)  # closed skulls place the midline
     if area.max() < 2000.0:  # under 20 cm^2: no head cross-section
         return None
     use = area >= MIN_AREA_FRACTION * area.max()
+    open_use = None if opened is None else _open_slices(opened & (area_all >= MIN_AREA_FRACTION * area.max()), use,
+                                                        geom.direction_matrix[2, 2] >= 0)
     centroids = np.full((n, 2), np.nan)  # (x, y) mm
     outlines = {}
     for k in np.flatnonzero(use):
@@ -158,7 +214,7 @@ def head_frame(volume: Volume, masks: np.ndarray | None = None, step: int | None
     centre_along = np.full(n, float(np.median(centroids[ks] @ d)))
     centre_along[ks] = centroids[ks] @ d
     reach = np.full((n, 2), np.nan)
-    for k in ks:
+    for k in ks if open_use is None else np.flatnonzero(use | open_use):
         reach[k] = _reach_along(masks[k], (sy, sx), offset[k], centre_along[k], nrm, d)
     # patient directions of the in-plane axes: direction columns 0 (i, x) and 1 (j, y)
     dm = geom.direction_matrix
@@ -166,7 +222,17 @@ def head_frame(volume: Volume, masks: np.ndarray | None = None, step: int | None
     dir_lps = dm[:, 0] * d[0] + dm[:, 1] * d[1]
     return HeadFrame(geom, float(angle), offset, centre_along, reach, np.where(use, area, 0.0),
                      1.0 if normal_lps[0] >= 0 else -1.0, 1.0 if dir_lps[1] >= 0 else -1.0, float(mismatch),
-                     masks, step, use)
+                     masks, step, use, open_use)
+
+
+def _open_slices(large_open: np.ndarray, use: np.ndarray, up: bool) -> np.ndarray:
+    """The large open slices that continue the closed ones used (no gap between), above the lowest of those
+    (not the skull base)."""
+    runs, _ = ndimage.label(large_open | use)
+    keep = np.isin(runs, np.unique(runs[use]))
+    ks = np.flatnonzero(use)
+    above = np.arange(len(use)) > ks.min() if up else np.arange(len(use)) < ks.max()
+    return large_open & keep & above
 
 
 def _symmetry_angle(outlines: dict, centroids: np.ndarray, spacing_yx) -> tuple[float, float]:

@@ -52,7 +52,8 @@ VENTRICLE_MIN_MM2 = 15.0  # a dark region beside a septum (a lateral ventricle) 
 SLIT_MAX_MM = 9.0
 SLIT_MIN_LENGTH_MM = 5.0
 SLIT_CENTRAL_FRACTION = 0.3  # a third ventricle lies within this fraction of the half-length from the centre
-SLIT_DARKNESS = 0.5  # its darkest sample lies in the lower half between CSF and the threshold (not a faint sliver)
+SLIT_DARKNESS = 0.5  # its darkest sample, and that of each row giving a point, lies in the lower half between
+# CSF and the threshold (not a faint sliver)
 ALONE_MM = 8.0  # no other dark region this close beside it on its row
 BLOOD_MARGIN_MM = 1.5  # labelled blood (other than IVH), grown by this much, ...
 BLOOD_WALL_MM = 6.0  # ... within this distance of a midline point drops that point
@@ -137,7 +138,7 @@ def measure_midline_shift(volume: Volume, labels: LabelMap | None = None,
     if frame is None:
         return MidlineShift(False, reason="no closed skull outline on any slice")
     grids = {}
-    for k in np.flatnonzero(frame.used):
+    for k in np.flatnonzero(frame.measurable):
         grid = _sample_grid(volume.array[k], None if labels is None else labels.array[k], frame, int(k))
         if grid is not None:
             grids[int(k)] = grid
@@ -330,7 +331,7 @@ def _slit_points(grid: _Grid, lab: np.ndarray, prior: float | None) -> list[tupl
         darkest = float(grid.hu[box][own].min()) if own.any() else CSF_HU
         if width <= SLIT_MAX_MM and length >= SLIT_MIN_LENGTH_MM and length >= 1.3 * width \
                 and abs(centre_a) <= SLIT_CENTRAL_FRACTION * grid.half_length and abs(centre_l) <= MAX_SHIFT_MM \
-                and darkest <= CSF_HU + SLIT_DARKNESS * (grid.threshold - CSF_HU):
+                and darkest <= _clearly_dark(grid):
             slits.append((abs(centre_l - (prior or 0.0)), idx, box))
     if not slits or (prior is None and len(slits) > 1):  # several and nothing to choose by: none
         return []
@@ -346,10 +347,17 @@ def _slit_points(grid: _Grid, lab: np.ndarray, prior: float | None) -> list[tupl
         s, e = runs[0]
         if s == 0 or e == lab.shape[1]:
             continue
+        if not grid.ivh[r, s:e].any() and grid.hu[r, s:e].min() > _clearly_dark(grid):
+            continue  # a faint sliver on this row (dimmer tissue beside the ventricle, noise), not CSF
         left = _edge(grid.hu[r], s, s - 1, grid.threshold)
         right = _edge(grid.hu[r], e - 1, e, grid.threshold)
         out.append((r, _lateral_at(grid, 0.5 * (left + right)), THIRD_VENTRICLE))
     return out
+
+
+def _clearly_dark(grid: _Grid) -> float:
+    """HU below which a sample is clearly CSF: the lower SLIT_DARKNESS part between CSF and the threshold."""
+    return CSF_HU + SLIT_DARKNESS * (grid.threshold - CSF_HU)
 
 
 def _chains(points: list[tuple[int, MidlinePoint]]) -> list[list[MidlinePoint]]:

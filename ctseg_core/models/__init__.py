@@ -15,6 +15,7 @@ from ctseg_core.models.registry import (
     register_model,
 )
 from ctseg_core.models import aa_unet as _aa_unet  # noqa: F401  (registers aa_unet, rsu*, resnet50_unet)
+from ctseg_core.models import deepmedic as _deepmedic  # noqa: F401  (registers deepmedic, blast_ct)
 from ctseg_core.models import focusnet as _focusnet  # noqa: F401  (registers focusnetpp)
 from ctseg_core.models import radnet as _radnet  # noqa: F401  (registers radnet)
 from ctseg_core.models import rsanet as _rsanet  # noqa: F401  (registers rsanet)

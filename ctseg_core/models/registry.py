@@ -4,8 +4,10 @@ A factory takes keyword configuration only and returns an ``nn.Module``; its def
 default configuration. The registry also reports parameter counts and FLOPs for ``ctseg models``.
 
 Each model has a *kind*, which says what it maps and so how it is trained and run (``KIND_DOCS``):
-``@register_model`` registers a slice model; ``@register_model(kind="slab", example_input=(1, 8, 512, 512),
-paper="...")`` another kind, with the input its FLOPs are counted at and the paper's own figures.
+``@register_model`` registers a slice model; ``@register_model(kind="volume", example_input=(1, 1, 64, 64, 64),
+paper="...")`` another kind, with the input its FLOPs are counted at (and tests start from) and the paper's
+own figures. A model whose classes or preprocessing are not ctseg's defaults names them with ``card_defaults``
+(a function returning model-card fields such as ``classes`` and ``plan``; ``ModelCard.for_model`` uses them).
 """
 
 from __future__ import annotations
@@ -23,21 +25,24 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _KINDS: dict[str, str] = {}
 _EXAMPLE_INPUTS: dict[str, tuple[int, ...]] = {}
 _PAPERS: dict[str, str] = {}
+_CARD_DEFAULTS: dict[str, Callable[[], dict]] = {}
 SLICE_EXAMPLE_INPUT = (1, 3, 512, 512)
 KIND_DOCS = {
     "slice": "(N, C adjacent slices, H, W) -> (N, classes, H, W) logits of the centre slice",
     "slab": "(N, K consecutive slices, H, W) -> (N, classes, K, H, W) logits of every slice",
     "scan": "(B, S slices of a scan, C, H, W) -> (B, S) logits of 'this slice shows hemorrhage'",
+    "volume": "(N, C, D, H, W) block of voxels -> (N, classes, d, h, w) logits of its centre block",
 }
 MODEL_KINDS = tuple(KIND_DOCS)
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "slice",
-                   example_input: tuple[int, ...] = SLICE_EXAMPLE_INPUT, paper: str = ""):
+                   example_input: tuple[int, ...] = SLICE_EXAMPLE_INPUT, paper: str = "",
+                   card_defaults: Callable[[], dict] | None = None):
     """Register a model factory under its function name (``@register_model`` or ``@register_model(kind=...)``).
 
     ``example_input``: the input shape FLOPs are counted at; ``paper``: the figures the model's paper
-    reports (parameters, FLOPs), shown beside ours by ``ctseg models``."""
+    reports (parameters, FLOPs), shown beside ours by ``ctseg models``; ``card_defaults``: see above."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
 
@@ -45,7 +50,11 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "s
         name = fn.__name__
         if name in _REGISTRY and _REGISTRY[name] is not fn:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name], _KINDS[name], _EXAMPLE_INPUTS[name], _PAPERS[name] = fn, kind, tuple(example_input), paper
+        _REGISTRY[name] = fn
+        _KINDS[name] = kind
+        _EXAMPLE_INPUTS[name] = tuple(example_input)
+        _PAPERS[name] = paper
+        _CARD_DEFAULTS[name] = card_defaults or dict
         return fn
 
     return register(fn) if fn is not None else register
@@ -63,7 +72,7 @@ def model_kind(name: str) -> str:
 
 
 def example_input_shape(name: str) -> tuple[int, ...]:
-    """The input shape FLOPs are counted at for this model."""
+    """The input shape FLOPs are counted at (and tests start from) for this model."""
     _check_known(name)
     return _EXAMPLE_INPUTS[name]
 
@@ -95,7 +104,8 @@ def create_model(name: str, **config) -> nn.Module:
     model = fn(**config)
     full = default_config(name)
     full.update(config)
-    model.ctseg_model = {"architecture": name, "config": _jsonable(full)}  # read by checkpoint.ModelCard.for_model
+    model.ctseg_model = {"architecture": name, "config": _jsonable(full),  # read by checkpoint.ModelCard.for_model
+                         "card": _CARD_DEFAULTS[name]()}
     return model
 
 
@@ -150,7 +160,9 @@ class ModelInfo:
 
     @property
     def slices(self) -> int:
-        """Slices in one example input: 1 for slice models, K for a slab, S for a scan."""
+        """Slices in one example input: 1 for slice models, K for a slab, S for a scan, D for a volume block."""
+        if self.kind == "volume":
+            return int(self.input_shape[2])
         return 1 if self.kind == "slice" else int(self.input_shape[1])
 
     @property

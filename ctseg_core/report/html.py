@@ -88,7 +88,7 @@ def _classes_section(f) -> list[str]:
             continue
         abc = "" if c.abc2 is None else f"{c.abc2.volume_ml:.1f}"
         rows.append(f"<tr><td>{_esc(c.name)}</td><td class='n'>{c.volume_ml:.2f}</td><td class='n'>{abc}</td>"
-                    f"<td>{_esc(_one_based(c.slices_text))}</td><td>{'positive' if c.positive else 'below rule'}</td></tr>")
+                    f"<td>{_esc(c.slices_text or '-')}</td><td>{'positive' if c.positive else 'below rule'}</td></tr>")
     if not rows:
         return ["<h2>Findings</h2><p>No hemorrhage labelled.</p>"]
     return ["<h2>Findings per class</h2><table><tr><th>Class</th><th>Volume (mL)</th><th>ABC/2 (mL)</th>"
@@ -155,12 +155,6 @@ def _growth_section(g) -> list[str]:
             "<th></th></tr>", *rows, "</table>",
             "<table><tr><th>Class</th><th>Prior #</th><th>Follow-up #</th><th>Where</th><th>Prior (mL)</th>"
             "<th>Follow-up (mL)</th><th>Change (mL)</th><th>Change</th><th>Status</th></tr>", *lrows, "</table>"]
-
-
-def _one_based(ranges: str) -> str:
-    if not ranges:
-        return "-"
-    return ", ".join("-".join(str(int(v) + 1) for v in part.split("-")) for part in ranges.split(", "))
 
 
 def write_report_html(path, measurements: ScanMeasurements, volume, labels, **kw) -> None:

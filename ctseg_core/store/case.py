@@ -2,7 +2,8 @@
 
 Folder ``<workspace>/cases/<case id>/``:
   case.json         the record (source reference, geometry, status, annotator, times, findings summary)
-  prediction.nii.gz the model's label map, prediction.json its model version
+  prediction.nii.gz the model's label map, prediction.json its model (version, weights hash)
+  uncertainty.npz   the model's uncertainty (1 - top class probability) in 1/255 steps, when known
   triage.json       a triage model's (RADnet's) per-slice probabilities and the scan's call, when one ran
   final.nii.gz      the corrected label map (written atomically)
   journal.jsonl     edits committed since the last save of final (see ``journal``)
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ctseg_core.atomic import atomic_write_text
+from ctseg_core.atomic import atomic_write_bytes, atomic_write_text
 from ctseg_core.errors import CaseLockedError, LabelMismatchError, StoreError
 from ctseg_core.io.images import read_labels, write_labels
-from ctseg_core.labels import class_table_json
+from ctseg_core.labels import label_table_json
 from ctseg_core.store.journal import Journal, now_iso
 from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path
 from ctseg_core.store.source import SourceRef, content_hash, source_files
@@ -36,6 +37,8 @@ CASE_JSON = "case.json"
 PREDICTION = "prediction.nii.gz"
 PREDICTION_JSON = "prediction.json"
 TRIAGE_JSON = "triage.json"
+UNCERTAINTY = "uncertainty.npz"
+UNCERTAINTY_STEPS = 255  # uint8 quantisation of the [0, 1] uncertainty
 FINAL = "final.nii.gz"
 JOURNAL = "journal.jsonl"
 
@@ -216,18 +219,54 @@ class Case:
         self._check(labels, path)
         return labels
 
-    def save_prediction(self, labels: LabelMap, model_version: str) -> None:
+    def save_prediction(self, labels: LabelMap, model_version: str, model=None,
+                        uncertainty: np.ndarray | None = None) -> None:
+        """Store the model's output; ``model`` (a ``ModelIdentity``) tells later sessions which weights
+        made it, ``uncertainty`` (float (z, y, x) in [0, 1]) its per-voxel uncertainty."""
         self._check(labels)
         self._check_writable()
+        if uncertainty is not None and uncertainty.shape != labels.array.shape:
+            raise StoreError(f"uncertainty shape {uncertainty.shape} != label map shape {labels.array.shape}")
         write_labels(labels, self.folder / PREDICTION)
+        if uncertainty is not None:
+            q = np.round(np.nan_to_num(np.clip(uncertainty, 0, 1), nan=1.0) * UNCERTAINTY_STEPS).astype(np.uint8)
+            atomic_write_bytes(self.folder / UNCERTAINTY, _npz_bytes(q))
+        else:
+            (self.folder / UNCERTAINTY).unlink(missing_ok=True)
         t = now_iso()
         atomic_write_text(self.folder / PREDICTION_JSON, json.dumps(
-            {"model_version": model_version, "saved": t, "classes": class_table_json()}, indent=1))
+            {"model_version": model_version, "model": model.to_json() if model is not None else None,
+             "saved": t, "classes": label_table_json()}, indent=1))
         self.record.model_version, self.record.prediction_saved = model_version, t
         self._save_record()
 
     def load_prediction(self, volume: Volume | None = None) -> LabelMap | None:
         return self._read(PREDICTION, volume)
+
+    def prediction_model(self):
+        """The ``ModelIdentity`` of the stored prediction (None when not recorded or unreadable)."""
+        from ctseg_core.model_identity import ModelIdentity
+
+        try:
+            data = json.loads((self.folder / PREDICTION_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return ModelIdentity.from_json(data.get("model")) if isinstance(data, dict) else None
+
+    def load_uncertainty(self) -> np.ndarray | None:
+        """The stored uncertainty of the prediction as float32 (z, y, x), or None."""
+        path = self.folder / UNCERTAINTY
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                q = data["uncertainty"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise StoreError(f"stored uncertainty is unreadable ({exc})", path) from exc
+        if q.shape != self.geometry.shape or q.dtype != np.uint8:
+            raise StoreError(f"stored uncertainty has shape {q.shape} {q.dtype}, the case {self.geometry.shape}",
+                             path)
+        return q.astype(np.float32) / UNCERTAINTY_STEPS
 
     def save_triage(self, slice_probabilities, model_version: str) -> None:
         """Store a triage model's per-slice probabilities (``triage.json``) and the scan's probability and
@@ -355,18 +394,19 @@ class Case:
         self.record.status_history.append({"status": status, "annotator": annotator or "", "time": now_iso()})
 
 
+def _npz_bytes(q: np.ndarray) -> bytes:
+    """The quantised uncertainty as a compressed .npz (written with a size check, never pickled)."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, uncertainty=q)
+    return buf.getvalue()
+
+
 def _findings_summary(labels: LabelMap) -> dict:
     """Cheap per-class summary for the case list (volume in mL, scan-positive by the findings rule);
     the full findings (ABC/2 ...) come from ``ctseg_core.findings.compute_findings``."""
-    from ctseg_core.findings import MIN_CONSECUTIVE_SLICES, longest_run
-    from ctseg_core.labels import LESION_CLASSES, NUM_CLASSES
+    from ctseg_core.findings import SliceCounts, findings_from_counts
 
-    arr = labels.array
-    per_slice = np.stack([np.bincount(s.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for s in arr])
-    out = {}
-    for c in LESION_CLASSES:
-        slices = np.flatnonzero(per_slice[:, c.id]).tolist()
-        if slices:
-            out[c.key] = {"volume_ml": round(float(per_slice[:, c.id].sum()) * labels.geometry.voxel_volume_ml, 3),
-                          "positive": longest_run(slices) >= MIN_CONSECUTIVE_SLICES}
-    return out
+    found = findings_from_counts(SliceCounts(labels.array), labels.geometry)
+    return {c.key: {"volume_ml": round(c.volume_ml, 3), "positive": c.positive} for c in found.classes if c.voxels}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctseg_core.synth import tissues as T
+from ctseg_core.synth.shapes import ellipsoid, round_cone, seg_dist2  # noqa: F401 (re-exported)
+from ctseg_core.synth.vault import inner_depth, vault_terms  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -32,7 +34,10 @@ class Head:
     mastoid_air: float = 0.5
     table: bool = True
     table_offset: float = 15.0  # gap between the scalp and the headrest, mm
-    _vault_cache: tuple | None = field(default=None, repr=False, compare=False)
+    roll: float = 0.0  # rad: head tilted towards a shoulder (planes cut it with w = z - sin(roll) u - sin(pitch) v)
+    pitch: float = 0.0  # rad: chin down positive
+    atrophy: float = 0.0  # 0 young .. 1 old: wide sulci, large ventricles, white-matter hypodensity
+    surgery: object = None  # ctseg_core.synth.surgery.Surgery: craniotomy, burr holes, scalp haematoma, devices
 
     @property
     def outer_extent(self) -> float:
@@ -43,22 +48,27 @@ class Head:
         return self.centre_z + self.half_height + self.skull_mm + self.scalp_mm
 
 
-def sample_head(rng: np.random.Generator, fov_mm: float) -> Head:
-    hl = rng.uniform(76, 86)
-    scale = min(1.0, (fov_mm / 2 - 14) / (hl + 24))
-    hl *= scale
+def sample_head(rng: np.random.Generator, fov_mm: float, scale: float | None = None) -> Head:
+    """The seed's head. ``scale`` None: shrunk, if need be, to fit the field of view (legacy); else the
+    seed's size times ``scale``, whatever the field of view (it may cut the head)."""
+    hl0 = rng.uniform(76, 86)
+    fit = min(1.0, (fov_mm / 2 - 14) / (hl0 + 24))
+    hl = hl0 * (fit if scale is None else float(scale))
     hw = hl * rng.uniform(0.76, 0.86)
     room = max(0.0, fov_mm / 2 - (hl + 22) * 1.02)
     cx, cy = rng.uniform(-1, 1, 2) * min(room, 12.0)
+    angle = float(np.deg2rad(rng.uniform(-10, 10)))
+    # age: a third of the heads are old (wide CSF spaces, large ventricles: the look-alikes of CSDH)
+    atrophy = float(rng.uniform(0.55, 1.0) if rng.random() < 0.35 else rng.uniform(0.0, 0.55))
     head = Head(
-        centre_xy=(float(cx), float(cy) + 4.0 * bool(room > 6)), centre_z=0.0, angle=float(np.deg2rad(rng.uniform(-10, 10))),
+        centre_xy=(float(cx), float(cy) + 4.0 * bool(room > 6)), centre_z=0.0, angle=angle,
         half_width=float(hw), half_length=float(hl), half_height=float(hl * rng.uniform(0.84, 0.94)),
         half_depth=float(hl * rng.uniform(1.02, 1.12)), taper=float(rng.uniform(0.04, 0.1)),
-        skull_mm=float(rng.uniform(4.0, 6.0)), scalp_mm=float(rng.uniform(4.0, 7.0)), gap_mm=float(rng.uniform(0.6, 2.2)),
-        ventricle_scale=float(rng.uniform(1.0, 1.45)), floor_shift=float(rng.uniform(-4, 4)),
+        skull_mm=float(rng.uniform(4.0, 6.5)), scalp_mm=float(rng.uniform(4.0, 7.0)),
+        gap_mm=float(0.6 + 3.2 * atrophy ** 1.5 + rng.uniform(-0.2, 0.3)),
+        ventricle_scale=float(rng.uniform(1.0, 1.3) + 0.65 * atrophy ** 1.3), floor_shift=float(rng.uniform(-4, 4)),
         mastoid_air=float(rng.uniform(0.2, 0.8)), table=bool(rng.random() < 0.7),
-        table_offset=float(rng.uniform(6, 20)))
-    head.ventricle_scale += 0.3 * (head.gap_mm - 0.6) / 1.6  # atrophy: wider sulci and larger ventricles
+        table_offset=float(rng.uniform(6, 20)), atrophy=atrophy)
     j = lambda s: float(rng.normal(0, s))  # noqa: E731
     sph = (j(2), -14 + j(2), -44 + j(2), 13 + j(2), 11 + j(2), 10 + j(2), T.SINUS_AIR)
     eth = (0.0, -46 + j(2), -38 + j(2), 10, 19, 12, T.SINUS_AIR)
@@ -70,42 +80,52 @@ def sample_head(rng: np.random.Generator, fov_mm: float) -> Head:
     return head
 
 
+def place_head(head: Head, yaw_deg: float | None = None, roll_deg: float = 0.0, pitch_deg: float = 0.0,
+               offset_mm: tuple[float, float] | None = None) -> None:
+    """Set the head's pose in the scanner (``None`` keeps the seed's in-plane angle and position)."""
+    if yaw_deg is not None:
+        head.angle = float(np.deg2rad(yaw_deg))
+    if offset_mm is not None:
+        head.centre_xy = (float(offset_mm[0]), float(offset_mm[1]))
+    head.roll, head.pitch = float(np.deg2rad(roll_deg)), float(np.deg2rad(pitch_deg))
+
+
+def w_span(w) -> tuple[float, float]:
+    """Lowest and highest head-frame height of a plane (``w`` a number, or an array for oblique planes)."""
+    if np.ndim(w) == 0:
+        return float(w), float(w)
+    return float(w.min()), float(w.max())
+
+
 def frame_uv(head: Head, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """In-plane head-frame coordinates of scanner points (2-D arrays)."""
+    """In-plane head-frame coordinates of scanner points (2-D arrays), before roll and pitch."""
     c, s = np.cos(head.angle), np.sin(head.angle)
     dx, dy = xx - head.centre_xy[0], yy - head.centre_xy[1]
     return (c * dx + s * dy).astype(np.float32), (-s * dx + c * dy).astype(np.float32)
 
 
-def inner_depth(head: Head, u, v, w) -> np.ndarray:
-    """Approximate depth (mm) below the inner table along the ray from the origin (negative outside).
+def frame_uvw(head: Head, xx: np.ndarray, yy: np.ndarray):
+    """Head-frame (u, v) of scanner points and the in-plane part of their height (None when the planes
+    are not oblique): a point of the plane at scanner z lies at head height ``z + w_inplane``.
 
-    Below w = 0 the vault is deeper and leans backwards (room for the posterior fossa)."""
-    q, rho2 = _vault_terms(head, u, v, w)
-    c = head.half_height if w >= 0 else head.half_depth
-    r = np.sqrt(q + (w / c) ** 2) + 1e-6
-    return (1.0 - r) * np.sqrt(rho2 + w * w + 1e-6) / r
-
-
-def _vault_terms(head: Head, u, v, w: float):
-    """In-plane part of the vault's normalised radius (squared) and of the squared distance to the axis."""
-    lean = float(np.clip(-w / 60.0, 0.0, 1.0))
-    pre = getattr(head, "_vault_cache", None)
-    if pre is not None and pre[0] is u:
-        q0, q1, rho2 = pre[1]
-    else:
-        q0, rho2 = _vault_q(head, u, v, 0.0), u * u + v * v
-        q1 = _vault_q(head, u, v, 11.0)
-        head._vault_cache = (u, (q0, q1, rho2))
-    if lean == 0.0:
-        return q0, rho2
-    return q0 + np.float32(lean) * (q1 - q0), rho2
+    Roll and pitch are an oblique cut of the head (exact for one axis: u scaled by cos(roll), v by
+    cos(pitch)); the stack of planes is sheared, as a gantry-tilted series is."""
+    ui, vi = frame_uv(head, xx, yy)
+    if head.roll == 0.0 and head.pitch == 0.0:
+        return ui, vi, None
+    ca, sa, cb, sb = np.cos(head.roll), np.sin(head.roll), np.cos(head.pitch), np.sin(head.pitch)
+    w_in = -(np.float32(sa) * ui + np.float32(sb) * vi)
+    return np.float32(ca) * ui, np.float32(cb) * vi, w_in.astype(np.float32)
 
 
-def _vault_q(head: Head, u, v, lean_mm: float):
-    vs = v - lean_mm
-    a = head.half_width * (1.0 + head.taper * np.clip(vs / head.half_length, -1.2, 1.0))
-    return ((u / a) ** 2 + (vs / head.half_length) ** 2).astype(np.float32)
+def head_to_scanner(head: Head, u: float, v: float, w: float) -> tuple[float, float, float]:
+    """Scanner LPS (x, y, z) of the head-frame point (u, v, w) (inverse of ``frame_uvw``)."""
+    ui, vi = u / np.cos(head.roll), v / np.cos(head.pitch)
+    c, s = np.cos(head.angle), np.sin(head.angle)
+    x = head.centre_xy[0] + c * ui - s * vi
+    y = head.centre_xy[1] + s * ui + c * vi
+    z = head.centre_z + w + np.sin(head.roll) * ui + np.sin(head.pitch) * vi
+    return float(x), float(y), float(z)
 
 
 def floor_height(head: Head, u, v) -> np.ndarray:
@@ -126,21 +146,8 @@ def floor_height(head: Head, u, v) -> np.ndarray:
 
 
 def _ridge(au, v, p0, p1, height, k):
-    d = _seg_dist2(au, v, p0, p1)
+    d = seg_dist2(au, v, p0, p1)
     return height - k * d
-
-
-def _seg_dist2(x, y, p0, p1):
-    ax, ay = p0
-    bx, by = p1
-    ex, ey = bx - ax, by - ay
-    t = np.clip(((x - ax) * ex + (y - ay) * ey) / (ex * ex + ey * ey), 0, 1)
-    return (x - ax - t * ex) ** 2 + (y - ay - t * ey) ** 2
-
-
-def ellipsoid(u, v, w, c) -> np.ndarray:
-    """Normalised radius (1 on the surface) of the ellipsoid c = (u, v, w, su, sv, sw, ...)."""
-    return ((u - c[0]) / c[3]) ** 2 + ((v - c[1]) / c[4]) ** 2 + ((w - c[2]) / c[5]) ** 2
 
 
 class Ellipse2D:
@@ -168,10 +175,19 @@ class Ellipse2D:
         out.e2 = self.e2[tuple(slice(lo[i] - self.box[i].start, hi[i] - self.box[i].start) for i in range(2))]
         return out
 
-    def at(self, w: float):
-        """(box, normalised radius squared on the box) at height w, or None when the plane misses it."""
+    def at(self, w):
+        """(box, normalised radius squared on the box) at height w (a number, or an array the shape of the
+        plane), or None when the plane misses it."""
         c = self.c
-        if self.box is None or abs(w - c[2]) >= c[5]:
+        if self.box is None:
+            return None
+        if np.ndim(w):
+            wb = w[self.box]
+            lo, hi = w_span(wb)
+            if lo >= c[2] + c[5] or hi <= c[2] - c[5]:
+                return None
+            return self.box, self.e2 + ((wb - c[2]) / c[5]) ** 2
+        if abs(w - c[2]) >= c[5]:
             return None
         return self.box, self.e2 + ((w - c[2]) / c[5]) ** 2
 
@@ -187,13 +203,17 @@ def prepare_extracranial(head: Head, u, v) -> dict:
         globes.append(Ellipse2D(u, v, (s * 30, -hl + 1, -36, 11.5, 11.5, 11.5)))
         mastoids.append(Ellipse2D(u, v, (s * 50, 24, -52, 13, 13, 15)))
     return dict(
+        u=u, v=v,
         frontal=(6.0 * np.exp(-(u / 18) ** 2) * (v < 0)).astype(np.float32),
         vpos=(0.35 * np.clip(v / hl, 0, 1)).astype(np.float32),
         lat4=(0.3 * np.clip(au / hw, 0, 1) ** 4).astype(np.float32),
         lat=(np.clip(au / hw - 0.5, 0, 1) * 2).astype(np.float32),
         face_r2=((u / fa) ** 2 + ((v + 8) / fb) ** 2).astype(np.float32),
-        base_thick=(9.0 + 14.0 * np.exp(-_seg_dist2(au, v, (50, 20), (14, -2)) / 120.0)
+        base_thick=(9.0 + 14.0 * np.exp(-seg_dist2(au, v, (50, 20), (14, -2)) / 120.0)
                     + 8.0 * np.exp(-(u * u + (v + 12) ** 2) / 300.0)).astype(np.float32),
+        # zygomatic arch: a bar of bone beside the temporal fossa; nasal septum: a thin midline plate
+        zygoma=(np.abs(au - (hw + 4.0 + 0.05 * np.maximum(0, -v))) < 2.2) & (v > -hl + 8) & (v < 6),
+        septum=(au < 0.9) & (v < -hl + 30),
         cavities=[(Ellipse2D(u, v, c), c[6]) for c in head.cavities],
         orbits=orbits, globes=globes, mastoids=mastoids,
         spine=(((u / 14) ** 2 + ((v - 30) / 12) ** 2)).astype(np.float32),
@@ -207,6 +227,10 @@ def crop_prepared(pre: dict, box) -> dict:
     for key, val in pre.items():
         if isinstance(val, np.ndarray):
             out[key] = val[box]
+        elif isinstance(val, tuple):
+            out[key] = tuple(a[box] for a in val)
+        elif not isinstance(val, list):
+            out[key] = val
         elif key == "cavities":
             out[key] = [(ell.crop(box), code) for ell, code in val]
         else:
@@ -214,48 +238,73 @@ def crop_prepared(pre: dict, box) -> dict:
     return out
 
 
-def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tissue, fine=None) -> None:
-    """Scalp, skull vault, skull base, sinuses, orbits and face into ``tissue`` (one plane).
+def _gauss(w, centre: float, width: float):
+    """exp(-((w - centre) / width)^2) as float32 (a number or an array)."""
+    return np.float32(np.exp(-((w - centre) / width) ** 2)) if np.ndim(w) == 0 else \
+        np.exp(-((w - np.float32(centre)) / np.float32(width)) ** 2)
+
+
+def render_extracranial(head: Head, pre: dict, w, depth, floor, tex, tissue, fine=None) -> None:
+    """Scalp, skull vault, skull base, sinuses, orbits and face into ``tissue`` (one plane), with the
+    head's surgery and scalp findings (``head.surgery``). ``w`` is a number, or an array for oblique planes.
 
     ``fine`` (a unit-variance field with a ~10 mm grain) gives sinus septa and irregular base bone."""
+    from ctseg_core.synth import surgery as S
+
     fine = np.zeros_like(tex) if fine is None else fine
-    skull = pre["frontal"] * np.float32(np.exp(-((w + 4) / 13) ** 2)) + np.float32(head.skull_mm) * (
-        1.0 + pre["vpos"] - pre["lat4"] * np.float32(np.exp(-((w + 10) / 25) ** 2)))
-    tf = 5.0 * np.exp(-((w + 15) / 18) ** 2)
-    scalp = head.scalp_mm + (pre["lat"] * np.float32(tf) if tf > 0.3 else 0.0)
-    outer = depth > -(skull + scalp)
-    scalp_fat = (depth < -(skull + 0.5 * scalp)) & (depth > -(skull + 0.62 * scalp))
-    if w < -15:
-        f = min((-15 - w) / 12, 1.0) * (1.0 - 0.28 * float(np.clip((-70 - w) / 40, 0, 1))) ** 2
+    w_lo, w_hi = w_span(w)
+    u, v = pre["u"], pre["v"]
+    skull = pre["frontal"] * _gauss(w, -4, 13) + np.float32(head.skull_mm) * (
+        1.0 + pre["vpos"] - pre["lat4"] * _gauss(w, -10, 25))
+    tf = 5.0 * _gauss(w, -15, 18)
+    scalp = head.scalp_mm + (pre["lat"] * tf if np.ndim(w) or tf > 0.3 else 0.0)
+    extra = S.scalp_extra(head.surgery, u, v, w)
+    scalp_out = scalp if extra is None else scalp + extra  # a haematoma lifts the skin off the skull
+    outer = depth > -(skull + scalp_out)
+    fat_at = skull + (0 if extra is None else extra)
+    scalp_fat = (depth < -(fat_at + 0.5 * scalp)) & (depth > -(fat_at + 0.62 * scalp))
+    if w_lo < -15:
+        f = np.clip((-15 - w) / 12, 0.0, 1.0) * (1.0 - 0.28 * np.clip((-70 - w) / 40, 0, 1)) ** 2
         face = pre["face_r2"] < f
         outer |= face
         scalp_fat &= pre["face_r2"] > 0.85 * f  # no scalp fat inside the face
     tissue[outer] = T.SOFT
     tissue[scalp_fat & outer] = T.FAT
+    if extra is not None:  # subgaleal: between the skull and the lifted scalp
+        tissue[outer & (extra > 0.3) & (depth <= -skull) & (depth > -(skull + extra))] = T.SCALP_HAEMATOMA
     inside_vault = depth > 0
-    below = inside_vault & (w <= floor)
-    base_bone = below & (w > floor - pre["base_thick"])
-    deep = (outer & (depth <= -(skull + scalp))) | (below & ~base_bone)  # face and neck below the skull base
-    tissue[deep] = T.MUSCLE
-    tissue[deep & (tex < -1.1)] = T.FAT  # fat between the muscles of the face and neck
     bone = (depth <= 0) & (depth > -skull)
-    tissue[bone | base_bone] = T.DIPLOE
+    tissue[bone] = T.DIPLOE
     tissue[bone & ((depth > -1.3) | (depth <= -skull + 1.5))] = T.CORTICAL
-    tissue[base_bone & ((w > floor - 1.5) | (fine > 1.1))] = T.CORTICAL
+    if w_lo > -15 and w_lo > pre["floor_top"]:  # above the face and the cranial floor: the vault only
+        below = np.zeros(depth.shape, bool)
+    else:
+        below = inside_vault & (w <= floor)
+        base_bone = below & (w > floor - pre["base_thick"])
+        deep = (outer & (depth <= -(skull + scalp_out))) | (below & ~base_bone)  # face and neck below the base
+        tissue[deep] = T.MUSCLE
+        tissue[deep & (tex < -1.1)] = T.FAT  # fat between the muscles of the face and neck
+        tissue[base_bone] = T.SKULL_BASE
+        tissue[base_bone & ((w > floor - 1.5) | (fine > 1.1))] = T.CORTICAL
+    if -50 < w_hi and w_lo < -34:  # zygomatic arches
+        tissue[pre["zygoma"] & (np.abs(w + 42) < 4.5) & (tissue == T.SOFT)] = T.CORTICAL
     for ell, code in pre["cavities"]:
         hit = ell.at(w)
         if hit is not None:
             box, e = hit
             t = tissue[box]
             septa = np.abs(fine[box]) < 0.12 if code == T.SINUS_AIR else False  # thin bony walls between cells
-            t[(e < 1.0) & ((t == T.DIPLOE) | (t == T.CORTICAL) | (t == T.MUSCLE) | (t == T.FAT))
+            t[(e < 1.0) & np.isin(t, (T.DIPLOE, T.CORTICAL, T.SKULL_BASE, T.MUSCLE, T.FAT))
               & ((depth[box] < -1.2) | below[box]) & ~septa] = code
+            if code == T.SINUS_AIR:  # the nasal septum and turbinates split the nasal cavity
+                t[(e < 1.0) & (t == code) & pre["septum"][box]] = T.CORTICAL
+                t[(e < 0.8) & (t == code) & (np.abs(fine[box]) > 1.3)] = T.SOFT
     for ell in pre["mastoids"]:  # porous air in the mastoid bone
         hit = ell.at(w)
         if hit is not None:
             box, e = hit
             t = tissue[box]
-            t[(e < 1.0) & (t == T.DIPLOE) & (np.abs(fine[box]) > 1.2 - head.mastoid_air)] = T.SINUS_AIR
+            t[(e < 1.0) & np.isin(t, (T.DIPLOE, T.SKULL_BASE)) & (np.abs(fine[box]) > 1.2 - head.mastoid_air)] = T.SINUS_AIR
     for orb, glb in zip(pre["orbits"], pre["globes"]):
         hit = orb.at(w)
         if hit is not None:
@@ -268,10 +317,14 @@ def render_extracranial(head: Head, pre: dict, w: float, depth, floor, tex, tiss
                 gbox, ge = g
                 gt = tissue[gbox]
                 gt[(ge < 1.0) & ((gt == T.ORBIT_FAT) | (gt == T.SOFT) | (gt == T.MUSCLE))] = T.EYE
-    if w < -62:
-        tissue[(pre["spine"] < 1) & deep] = T.DIPLOE
-        tissue[(pre["spine"] < 0.35) & deep] = T.SOFT
-        tissue[(pre["airway"] < 1) & deep] = T.SINUS_AIR
+    if w_lo < -62:
+        low = deep if np.ndim(w) == 0 else deep & (w < -62)  # noqa: F821 (set below the floor)
+        tissue[(pre["spine"] < 1) & low] = T.DIPLOE
+        tissue[(pre["spine"] < 0.35) & low] = T.SOFT
+        tissue[(pre["airway"] < 1) & low] = T.SINUS_AIR
+    if head.surgery is not None:
+        S.cut_vault(head.surgery, u, v, w, depth, skull, tissue)
+        S.air_pockets(head.surgery, u, v, w, tissue)
 
 
 def render_table(head: Head, xx, yy) -> np.ndarray:

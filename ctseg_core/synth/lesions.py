@@ -10,8 +10,9 @@ import numpy as np
 
 from ctseg_core.labels import CLASSES
 from ctseg_core.synth import tissues as T
-from ctseg_core.synth.anatomy import Head, inner_depth
+from ctseg_core.synth.anatomy import Head, head_to_scanner, inner_depth
 from ctseg_core.synth.brain import MassEffect, tentorium_height
+from ctseg_core.synth.shapes import overlaps
 
 ICH, SDH, SAH, EDH, CSDH, PNEUMO, IVH = 1, 2, 3, 4, 5, 6, 7
 EXTRA_AXIAL = (EDH, SDH, CSDH)
@@ -203,11 +204,11 @@ def forced_mass_effect(lesions: list[dict], shift_mm: float) -> MassEffect:
                       compress=float(np.clip(shift_mm / 14, 0, 0.55)))
 
 
-def extra_axial_thickness(les: dict, head: Head, u, v, w: float) -> np.ndarray | None:
+def extra_axial_thickness(les: dict, head: Head, u, v, w) -> np.ndarray | None:
     """Thickness (mm) of an EDH/SDH/CSDH below the inner table at each point of the plane, or None."""
     p0, n = np.array(les["anchor"]), np.array(les["normal"])
     eh, ev = les["extent_mm"]
-    if abs(w - p0[2]) > ev * 1.3:
+    if not overlaps(w, p0[2] - ev * 1.3, p0[2] + ev * 1.3):
         return None
     ez = np.array([0.0, 0.0, 1.0])
     e_v = ez - ez.dot(n) * n
@@ -232,9 +233,11 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
         m = np.zeros(u.shape, bool) if th is None else (ctx["depth"] > 0) & (ctx["depth"] < th) & (w > ctx["floor"] + 1)
         if cls == SDH and les.get("falx_mm"):
             s = les["side"]
-            if w > 12 and abs(w - les["anchor"][2]) < 35:
-                m |= (s * um > 0.6) & (s * um < 0.6 + les["falx_mm"]) & ctx["fissure"] & (ctx["depth"] > 2) & \
+            a_w = les["anchor"][2]
+            if overlaps(w, max(12.0, a_w - 35), a_w + 35):
+                fm = (s * um > 0.6) & (s * um < 0.6 + les["falx_mm"]) & ctx["fissure"] & (ctx["depth"] > 2) & \
                     (np.abs(v - les["anchor"][1]) < 45)
+                m |= fm if np.ndim(w) == 0 else fm & (w > 12) & (np.abs(w - a_w) < 35)
         if cls == SDH and les.get("tentorium_mm"):
             wt = tentorium_height(head, um, v)
             m |= (w > wt + 0.6) & (w < wt + 0.6 + les["tentorium_mm"]) & (v > 8) & (les["side"] * um > 6) & \
@@ -244,7 +247,7 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
     if cls == SAH:
         m = np.zeros(u.shape, bool)
         for c in les["spheres"]:
-            if abs(w - c[2]) < c[3]:
+            if overlaps(w, c[2] - c[3], c[2] + c[3]):
                 m |= (u - c[0]) ** 2 + (v - c[1]) ** 2 + (w - c[2]) ** 2 < c[3] ** 2
         away = (ctx["depth"] > 2.5) & (w > ctx["floor"] + 2.5)  # sulci, fissures, cisterns; not the thin rim at the bone
         return m & (tis == T.CSF) & ctx["ic"] & away
@@ -260,7 +263,7 @@ def region(les: dict, head: Head, ctx: dict) -> np.ndarray:
     if cls == PNEUMO:
         m = np.zeros(u.shape, bool)
         for p in les["pockets"]:
-            if abs(w - p[2]) < p[5]:
+            if overlaps(w, p[2] - p[5], p[2] + p[5]):
                 m |= ((u - p[0]) / p[3]) ** 2 + ((v - p[1]) / p[4]) ** 2 + ((w - p[2]) / p[5]) ** 2 < 1
         return m & (ctx["depth"] > 0)
     raise ValueError(cls)
@@ -305,10 +308,8 @@ def describe(les: dict, head: Head, geometry_z: float = 0.0) -> dict:
         c = les["pockets"][0][:3]
     if c is None:  # IVH
         c = [0.0, les.get("level_v", 0.0), 10.0]
-    cs, sn = np.cos(head.angle), np.sin(head.angle)
-    x = head.centre_xy[0] + cs * c[0] - sn * c[1]
-    y = head.centre_xy[1] + sn * c[0] + cs * c[1]
+    x, y, z = head_to_scanner(head, c[0], c[1], c[2])
     out = {k: v for k, v in les.items()}
     out["name"] = CLASSES[les["cls"]].key
-    out["centre_lps"] = [round(float(x), 2), round(float(y), 2), round(float(head.centre_z + c[2]), 2)]
+    out["centre_lps"] = [round(x, 2), round(y, 2), round(z, 2)]
     return out

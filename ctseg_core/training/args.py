@@ -68,6 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="steps between saved training states")
     p.add_argument("--num-workers", type=non_negative_int, default=Recipe.num_workers, help="data loader processes")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines on stdout even on a terminal (always so when stdout is not a terminal)")
 
 
 def request_from_args(args):

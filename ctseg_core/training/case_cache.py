@@ -4,7 +4,9 @@ Each entry is what the predictor would feed the model for every slice of one gen
 plan's intensity map applied to the HU volume, resampled in-plane to the plan's spacing and padded
 (``Plan.grid(...).to_model``, the same code as inference), stored as float16; the labels on the same
 grid (nearest); and the centres a crop sampler draws from: voxels of each lesion class and of each
-*hard-negative* category (normal anatomy that looks like blood on CT, see ``NEGATIVE_CATEGORIES``).
+*hard-negative* category (normal anatomy that looks like blood on CT: the generator's
+``hard_negative_categories``, e.g. the inner-table rim, ventricles, falx and sinuses, skull base,
+calcifications, scalp haematoma, postoperative air).
 
 An entry is a folder ``<cache>/<name>/`` with ``x.npy``, ``y.npy`` (memory-mapped by readers: a crop
 touches only its own pages), ``centres.npz`` and ``meta.json``; it is written to a temporary folder
@@ -18,32 +20,18 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
-
 from ctseg_core.labels import NUM_CLASSES
 from ctseg_core.preprocess import Plan
-from ctseg_core.synth import tissues as T
 
 CACHE_FORMAT = 1
 MAX_CENTRES = 384  # centres kept per class / category per case
-INNER_TABLE_MM = 4.0  # intracranial voxels this close to bone form the "inner table" category
-
-NEGATIVE_CATEGORIES = (
-    "inner_table",  # brain and CSF next to the inner table: partial volume with bone looks like a thin bleed
-    "csf",  # ventricles, cisterns, wide sulci: the chronic-subdural look-alike
-    "dura_sinus",  # falx, tentorium, venous sinuses: dense like fresh blood
-    "calcification",  # choroid plexus, pineal, basal ganglia
-    "skull_base",  # petrous bone, sinuses, beam-hardening streaks
-    "extracranial",  # scalp, face, muscle, scalp swelling or haematoma outside the skull
-    "air_outside",  # sinus and mastoid air, air outside the dura (not pneumocephalus)
-)
-
 
 @dataclass
 class CacheEntry:
@@ -73,34 +61,6 @@ def list_entries(cache_dir: str | Path) -> list[Path]:
                   and (p / "meta.json").is_file())
 
 
-def negative_categories(tissue: np.ndarray, labels: np.ndarray, spacing_zyx) -> np.ndarray:
-    """uint8 map (z, y, x): 1 + index into ``NEGATIVE_CATEGORIES`` where the generator's tissue is a
-    hard negative and no lesion is labelled, 0 elsewhere."""
-    out = np.zeros(tissue.shape, np.uint8)
-    bone = np.isin(tissue, T.BONE)
-    intracranial = np.isin(tissue, T.INTRACRANIAL)
-    near = max(1, int(round(INNER_TABLE_MM / float(spacing_zyx[1]))))
-    near_bone = ndi.binary_dilation(bone, structure=np.ones((1, 3, 3), bool), iterations=near)
-    with_bone = np.flatnonzero(bone.any(axis=(1, 2)))
-    base = np.zeros(tissue.shape, bool)
-    if len(with_bone):  # the lowest 40 % of the slices that hold bone
-        top = with_bone[0] + int(0.4 * (with_bone[-1] - with_bone[0] + 1))
-        base[: top + 1] = True
-    rules = {
-        "inner_table": intracranial & near_bone,
-        "csf": np.isin(tissue, (T.CSF, T.VENTRICLE)),
-        "dura_sinus": np.isin(tissue, (T.DURA, T.VENOUS_SINUS)),
-        "calcification": tissue == T.CALCIFICATION,
-        "skull_base": base & (bone | (tissue == T.MIXED)),
-        "extracranial": np.isin(tissue, (T.SOFT, T.FAT, T.MUSCLE, T.EYE, T.ORBIT_FAT)),
-        "air_outside": (tissue == T.SINUS_AIR),
-    }
-    unlabelled = labels == 0
-    for i, name in enumerate(NEGATIVE_CATEGORIES):  # later rules win where they overlap
-        out[rules[name] & unlabelled] = i + 1
-    return out
-
-
 def _centres(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     idx = np.flatnonzero(mask)
     if len(idx) > MAX_CENTRES:
@@ -118,19 +78,32 @@ def to_model_grid(hu: np.ndarray, labels: np.ndarray, extra: np.ndarray, spacing
     return x.to(torch.float16).numpy(), y.to(torch.uint8).numpy(), e.to(torch.uint8).numpy()
 
 
-def write_entry(cache_dir: str | Path, name: str, hu: np.ndarray, labels: np.ndarray, tissue: np.ndarray,
-                spacing_zyx, plan: Plan, meta: dict, seed: int = 0) -> Path:
-    """Put one case into the cache (atomically: a temporary folder renamed into place)."""
+def negative_map(case) -> tuple[np.ndarray, list[str]]:
+    """uint8 (z, y, x): 1 + the index of the case's hard-negative category (``hard_negative_categories``
+    of the generator: normal anatomy that looks like blood, never labelled), 0 elsewhere; and the names.
+    Where categories overlap the later one wins."""
+    from ctseg_core.synth import hard_negative_categories
+
+    masks = hard_negative_categories(case)
+    names = list(masks)
+    out = np.zeros(case.labels.array.shape, np.uint8)
+    for i, name in enumerate(names):
+        out[masks[name]] = i + 1
+    return out, names
+
+
+def write_entry(cache_dir: str | Path, name: str, case, plan: Plan, meta: dict, seed: int = 0) -> Path:
+    """Put one generated case into the cache (atomically: a temporary folder renamed into place)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    neg = negative_categories(tissue, labels, spacing_zyx)
-    x, y, neg = to_model_grid(hu, labels, neg, spacing_zyx[1:], plan)
+    neg, categories = negative_map(case)
+    x, y, neg = to_model_grid(case.volume.array, case.labels.array, neg, case.volume.spacing[1:], plan)
     rng = np.random.default_rng(seed)
     centres = {f"class_{c}": _centres(y == c, rng) for c in range(1, NUM_CLASSES)}
-    centres.update({f"neg_{n}": _centres(neg == i + 1, rng) for i, n in enumerate(NEGATIVE_CATEGORIES)})
+    centres.update({f"neg_{n}": _centres(neg == i + 1, rng) for i, n in enumerate(categories)})
     centres["head"] = _centres(x > plan.pad_value + 0.02, rng)
     full_meta = {"format": CACHE_FORMAT, "plan": plan.to_dict(), "shape": list(x.shape),
-                 "classes": sorted(int(c) for c in np.unique(y) if c), **meta}
+                 "classes": sorted(int(c) for c in np.unique(y) if c), "negative_categories": categories, **meta}
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_dir))
     try:
         np.save(tmp / "x.npy", x)
@@ -145,6 +118,13 @@ def write_entry(cache_dir: str | Path, name: str, hu: np.ndarray, labels: np.nda
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _note_cost(entry: Path, cpu_s: float) -> None:
+    """Record in the entry's meta the CPU seconds it took to make (the data cost of a training run)."""
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["cpu_s"] = round(cpu_s, 3)
+    (entry / "meta.json").write_text(json.dumps(meta))
 
 
 def check_plan(cache_dir: str | Path, plan: Plan) -> None:
@@ -168,11 +148,12 @@ def build_entries(cache_dir: str | Path, seeds: Iterable[int], plan: Plan,
         name = f"seed{seed:08d}"
         if name in have:
             continue
+        t0 = time.process_time()
         case = make_case(seed)
         meta = {"seed": int(seed), "source": "ctseg_core.synth", "params": case.params,
                 "spacing_zyx": list(case.volume.spacing), "lesions": [les.get("cls") for les in case.lesions]}
-        write_entry(cache_dir, name, case.volume.array, case.labels.array, case.tissue, case.volume.spacing, plan,
-                    meta, seed)
+        write_entry(cache_dir, name, case, plan, meta, seed)
+        _note_cost(Path(cache_dir) / name, time.process_time() - t0)
         added += 1
         if progress:
             progress(f"cached {name} ({case.volume.shape[0]} slices)")

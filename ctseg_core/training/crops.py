@@ -3,7 +3,7 @@ centred on a lesion, on a hard negative (normal anatomy that looks like blood), 
 
 Rates are per sample: ``lesion`` of the crops are centred near a voxel of a lesion class (the class
 drawn uniformly among the classes the cache holds, so rare classes are seen as often as common ones),
-``hard_negative`` near a voxel of a ``NEGATIVE_CATEGORIES`` category (drawn uniformly too), the rest
+``hard_negative`` near a voxel of a hard-negative category of the cache (drawn uniformly too), the rest
 near a random voxel of the head. Everything drawn for optimizer step ``s`` comes from a generator
 seeded with ``(seed, s)``, so a resumed run sees exactly the crops an uninterrupted one would.
 """
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ctseg_core.preprocess import stack_indices
-from ctseg_core.training.case_cache import NEGATIVE_CATEGORIES, CacheEntry
+from ctseg_core.training.case_cache import CacheEntry
 
 KINDS = ("lesion", "hard_negative", "random")
 
@@ -68,7 +68,7 @@ class CropSampler:
                 if len(c):
                     self.by_key.setdefault(key, []).append(i)
         self.lesion_keys = sorted(k for k in self.by_key if k.startswith("class_"))
-        self.negative_keys = [f"neg_{n}" for n in NEGATIVE_CATEGORIES if f"neg_{n}" in self.by_key]
+        self.negative_keys = sorted(k for k in self.by_key if k.startswith("neg_"))
 
     # ---- what to crop -----------------------------------------------------------------------------------
     def pick(self, rng: np.random.Generator) -> CropPick:

@@ -39,6 +39,28 @@ class LoadedCase:
         if self.volume.shape != self.labels.shape:
             raise StoreError(f"case {self.case_id}: labels {self.labels.shape} do not match the volume "
                              f"{self.volume.shape}")
+        self.labels = training_targets(self.labels, self.case_id)
+
+
+def training_targets(labels: np.ndarray, case_id: str) -> np.ndarray:
+    """The label map as training targets (ctseg's classes only): non-hemorrhage review labels (oedema)
+    become background; a review label still awaiting assignment (extra-axial blood) refuses the case."""
+    from ctseg_core.labels import NUM_CLASSES, REVIEW_CLASSES
+
+    if labels.size == 0 or int(labels.max()) < NUM_CLASSES:
+        return labels
+    pending = [c for c in REVIEW_CLASSES if c.assign_to and np.any(labels == c.id)]
+    if pending:
+        c = pending[0]
+        raise StoreError(f"case {case_id} still holds {c.name.lower()}: assign it to "
+                         f"{', '.join(k.upper() for k in c.assign_to)} before training on it")
+    out = labels.copy()
+    for c in REVIEW_CLASSES:
+        if not c.hemorrhage:
+            out[out == c.id] = 0
+    if int(out.max()) >= NUM_CLASSES:
+        raise StoreError(f"case {case_id}: label value {int(out.max())} is not a training class")
+    return out
 
 
 def load_cases(source: Iterable) -> list[LoadedCase]:

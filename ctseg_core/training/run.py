@@ -73,13 +73,20 @@ def state_path(store: ModelStore) -> Path:
 
 # ---------------------------------------------------------------- validation and promotion
 
-def validation_dice(model, val_ds: SliceDataset, device: torch.device, recipe: Recipe) -> dict[str, float]:
-    """Dice per lesion class present in the validation cases' labels, voxels pooled over the cases."""
+def validation_dice(model, val_ds: SliceDataset, device: torch.device, recipe: Recipe,
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """Dice per lesion class present in the validation cases' labels, voxels pooled over the cases.
+    ``progress(done, total)`` is called before the first case and after each one."""
     per_case = []
-    for c in range(len(val_ds.cases)):
+    n = len(val_ds.cases)
+    if progress is not None:
+        progress(0, n)
+    for c in range(n):
         pred, truth = predict_slices(model, Subset(val_ds, val_ds.slices_of(c)), device, recipe.batch_size,
                                      recipe.mixed_precision)
         per_case.append(overlap_counts(pred, truth))
+        if progress is not None:
+            progress(c + 1, n)
     scores = overlap_scores(per_case)
     pooled_truth = sum(c.tp + c.fn for c in per_case)
     return {cls.key: round(float(scores.dice_voxel[cls.id]), 6) for cls in LESION_CLASSES if pooled_truth[cls.id] > 0}
@@ -158,7 +165,7 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
 
     model.to(device)
     if saved is None and ctx.is_main:
-        run["before"] = validation_dice(model, val_ds, device, recipe)
+        run["before"] = validation_dice(model, val_ds, device, recipe, _validating(emit, "before", run["parent"]))
     run["before"] = dist_util.broadcast_object(run.get("before"), ctx)
     emit({"event": "validate", "when": "before", "version": run["parent"], "dice": run["before"],
           "mean_dice": mean_dice(run["before"])})
@@ -186,7 +193,7 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
         return {"event": "cancelled", "step": tuner.step, "total_steps": run["total_steps"]}
     run["train_seconds"] = run.get("train_seconds", 0.0) + round(time.perf_counter() - t0, 2)
 
-    result = _finish(store, model, card, run, val_ds, device, recipe, ctx) if ctx.is_main else None
+    result = _finish(store, model, card, run, val_ds, device, recipe, ctx, emit) if ctx.is_main else None
     result = dist_util.broadcast_object(result, ctx)
     if ctx.is_main:
         emit({"event": "validate", "when": "after", "version": result["version"], "dice": run["after"],
@@ -254,10 +261,17 @@ def _new_run(req: TrainRequest, store: ModelStore, cases: list[LoadedCase], devi
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _finish(store: ModelStore, model, parent_card: ModelCard, run: dict, val_ds, device, recipe, ctx) -> dict:
+def _validating(emit: Emit, when: str, version: str) -> Callable[[int, int], None]:
+    """Progress of a validation as ``validating`` events (the GUI shows them while it measures)."""
+    return lambda done, total: emit({"event": "validating", "when": when, "version": version, "case": done,
+                                     "cases": total})
+
+
+def _finish(store: ModelStore, model, parent_card: ModelCard, run: dict, val_ds, device, recipe, ctx,
+            emit: Emit = lambda e: None) -> dict:
     """Validate the new model, save it as a version, promote it when it is not worse (rank 0 only)."""
     model.eval()
-    run["after"] = validation_dice(model, val_ds, device, recipe)
+    run["after"] = validation_dice(model, val_ds, device, recipe, _validating(emit, "after", "the new model"))
     version = store.next_version()
     promoted, reason = promotion(run["before"], run["after"], version, run["parent"])
     card = ModelCard(architecture=parent_card.architecture, config=dict(parent_card.config),

@@ -117,15 +117,16 @@ def side_path(out: Path, suffix: str) -> Path:
 # ---------------------------------------------------------------- data
 
 def training_case(seed: int):
-    """The generated case of ``seed`` as the training distribution draws it: pixel spacing 0.38-0.55 mm,
-    mostly 5 mm slices of the whole head, some 1 mm slabs."""
-    from ctseg_core.synth import generate_case
+    """The generated case of ``seed`` as the training distribution draws it: the generator's randomised
+    acquisition (``sample_acquisition``: pixel spacing, slice thickness, kernel, noise, pose, artefacts);
+    slices under 2.5 mm are rendered as a slab of 10-19 slices at a random height (a sample needs three)."""
+    from ctseg_core.synth import generate_case, sample_acquisition
 
     rng = np.random.default_rng([seed, 7])
-    spacing = float(rng.uniform(0.38, 0.55))
-    if rng.random() < 0.15:
-        return generate_case(seed, thin=True, n_slices=int(rng.integers(8, 17)), pixel_spacing=spacing)
-    return generate_case(seed, pixel_spacing=spacing)
+    acquisition = sample_acquisition(rng)
+    if acquisition.slice_thickness_mm < 2.5:
+        acquisition = acquisition.with_(max_slices=int(rng.integers(10, 20)))
+    return generate_case(seed, acquisition=acquisition)
 
 
 class CachedCrops:
@@ -399,9 +400,9 @@ def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
     from ctseg_core.io.images import read_labels, read_volume
     from ctseg_core.io.labelled_cases import find_cases
     from ctseg_core.metrics import overlap_counts, overlap_scores
-    from ctseg_core.predictor import Predictor
+    from ctseg_core.predictor import Predictor, applicable_options
 
-    predictor = Predictor(model, card, device=device, engine="torch")
+    predictor = Predictor(model, card, device=device, **applicable_options(card, {"engine": "torch"}))
     if predictor.kind == "scan":
         return evaluate_triage(predictor, folder)
     alone, guarded = [], []

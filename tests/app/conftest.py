@@ -42,3 +42,18 @@ def window(qtbot, settings, tmp_path):
     win.show()
     yield win
     win.inference.shutdown()
+
+
+@pytest.fixture
+def edit_win(qtbot, settings, tmp_path, workspace):
+    """A main window with editing installed and the phantom's case open (crosshair on slice 6)."""
+    from gui_helpers import make_window, write_phantom
+
+    win, editor = make_window(qtbot, settings, tmp_path, workspace)
+    scan = write_phantom(tmp_path / "phantom.nii.gz")
+    assert open_and_wait(qtbot, win, scan) == "no model"
+    assert editor.store.case is not None
+    win.session.set_position(5, 64, 64)
+    yield win, editor
+    win.close()
+    win.inference.shutdown()

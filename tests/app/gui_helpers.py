@@ -20,11 +20,12 @@ MOVE_GAP_MS = 15  # pyqtgraph drops mouse moves closer than 10 ms (its mouseRate
 
 
 class ThresholdPredictor:
-    """Labels blood-density voxels as ICH, one slice at a time in the predictor's order, with a delay."""
+    """Labels blood-density voxels as ``class_id`` (ICH), one slice at a time in the predictor's order, with
+    a delay. ``name`` tells two stub models apart (their identity has no weights hash)."""
 
-    def __init__(self, delay_s: float = 0.0, fail: bool = False):
-        self.card = SimpleNamespace(summary=lambda: "stub-threshold v0 — trained on nothing (test stub)")
-        self.delay_s, self.fail, self.calls = delay_s, fail, []
+    def __init__(self, delay_s: float = 0.0, fail: bool = False, class_id: int = 1, name: str = "stub-threshold v0"):
+        self.card = SimpleNamespace(summary=lambda: f"{name} — trained on nothing (test stub)")
+        self.delay_s, self.fail, self.calls, self.class_id = delay_s, fail, [], class_id
 
     def predict(self, volume: Volume, start_slice=None, on_slice=None, cancel: CancelToken | None = None,
                 progress=None):
@@ -40,10 +41,11 @@ class ThresholdPredictor:
                 raise RuntimeError("stub predictor failure")
             time.sleep(self.delay_s)
             hu = volume.array[z]
-            labels[z] = ((hu >= BLOOD_HU[0]) & (hu <= BLOOD_HU[1])).astype(np.uint8)
-            p1 = labels[z].astype(np.float16)
+            blood = (hu >= BLOOD_HU[0]) & (hu <= BLOOD_HU[1])
+            labels[z] = blood.astype(np.uint8) * self.class_id
+            p1 = blood.astype(np.float16)
             probs = np.zeros((8,) + hu.shape, np.float16)
-            probs[0], probs[1] = 1 - p1 * 0.7, p1 * 0.7  # uncertainty 0.3 on blood
+            probs[0], probs[self.class_id] = 1 - p1 * 0.7, p1 * 0.7  # uncertainty 0.3 on blood
             if on_slice is not None:
                 on_slice(z, labels[z], probs)
             if progress is not None:

@@ -103,7 +103,7 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     assert open_and_wait(qtbot, win2, scan) == "no model"
     assert np.array_equal(win2.session.final.array, predicted)
     assert np.array_equal(win2.session.prediction.array, predicted)
-    assert any("editing the stored prediction (stub-threshold v0" in t for t in logs)
+    assert any("editing the stored prediction (made by stub-threshold v0" in t for t in logs)
     # an edit on top of it, then undo: back to the prediction bit for bit
     win2.session.set_position(5, 64, 64)
     win2.session.set_active_class(0)
@@ -123,7 +123,7 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     win2.inference.shutdown()
 
 
-def test_esc_still_cancels_inference_when_no_tool_is_busy(qtbot, settings, tmp_path, workspace):
+def test_esc_never_cancels_inference_its_own_shortcut_does(qtbot, settings, tmp_path, workspace):
     from gui_helpers import key
 
     scan = write_phantom(tmp_path / "scan.nii.gz")
@@ -139,7 +139,9 @@ def test_esc_still_cancels_inference_when_no_tool_is_busy(qtbot, settings, tmp_p
         assert editor.tools["polygon"].vertices == [] and win.session.inference_running
         key(win, Qt.Key_Escape)  # 2: leaves the tool
         assert win.session.active_tool is None and win.session.inference_running
-        key(win, Qt.Key_Escape)  # 3: cancels the model run
+        key(win, Qt.Key_Escape)  # 3: nothing left to leave: the model run goes on
+        assert win.session.inference_running
+        key(win, Qt.Key_Period, Qt.ControlModifier)  # Ctrl+. is "Cancel inference"
     assert done.args[0] == "cancelled"
     win.close()
     win.inference.shutdown()

@@ -76,11 +76,13 @@ def test_stub_model_fills_overlay_findings_and_exports(qtbot, window, tmp_path):
     ax.set_slice(5)
     overlay = ax.rendered_overlay()
     assert overlay[45, 50, 3] == 255 and tuple(overlay[45, 50, :3]) == (230, 25, 75)
-    qtbot.waitUntil(lambda: window.findings_panel.findings is not None
-                    and window.findings_panel.findings.by_key("ich").voxels > 0, timeout=5000)
+    qtbot.waitUntil(lambda: window.findings_panel.findings is not None and not window.findings_panel.updating
+                    and window.findings_panel.findings.by_key("ich").abc2 is not None, timeout=5000)
     ich = window.findings_panel.findings.by_key("ich")
     assert ich.positive and ich.slices == [3, 4, 5, 6, 7, 8] and ich.abc2 is not None
-    assert window.findings_panel.table.item(0, 3).text() == "POSITIVE"
+    assert ich.origin == "model" and ich.confidence.mean_probability == pytest.approx(0.7, abs=0.01)
+    assert window.findings_panel.table.item(0, 3).text() == "positive?"  # from the model, nobody reviewed it
+    assert window.findings_panel.table.item(0, 3).font().italic()
     window.export_findings(str(tmp_path / "f.json"))
     window.export_findings(str(tmp_path / "f.csv"))
     data = json.loads((tmp_path / "f.json").read_text())

@@ -34,11 +34,14 @@ def test_ras_stored_scan_is_flipped_by_the_view_not_the_data():
 
 
 def test_class_lut_colours_visibility_and_outline():
-    visible = [True] * 8
+    from ctseg_core.labels import EXTRA_AXIAL, NUM_LABEL_VALUES
+
+    visible = [True] * NUM_LABEL_VALUES
     visible[2] = False
     lut = class_lut(visible)
     assert lut.shape == (256, 4) and lut.dtype == np.uint8
     assert tuple(lut[1, :3]) == CLASSES[1].colour and lut[1, 3] == 255
+    assert tuple(lut[EXTRA_AXIAL.id, :3]) == EXTRA_AXIAL.colour and lut[EXTRA_AXIAL.id, 3] == 255
     assert lut[0, 3] == 0 and lut[2, 3] == 0  # background and hidden class transparent
     lab = np.zeros((10, 10), np.uint8)
     lab[2:8, 2:8] = 3
@@ -48,7 +51,7 @@ def test_class_lut_colours_visibility_and_outline():
 
 
 def test_slice_uncertainty_matches_the_predictor_measure():
-    from ctseg_core.predictor import Prediction
+    from ctseg_core.prediction import Prediction
     from ctseg_core.volume import LabelMap
 
     rng = np.random.default_rng(0)

@@ -24,18 +24,6 @@ from ctseg_core.io.images import read_labels
 BLOB = (slice(3, 9), slice(38, 57), slice(44, 64))  # the 70 HU block of conftest.phantom_volume (128 px)
 
 
-@pytest.fixture
-def edit_win(qtbot, settings, tmp_path, workspace):
-    win, editor = make_window(qtbot, settings, tmp_path, workspace)
-    scan = write_phantom(tmp_path / "phantom.nii.gz")
-    assert open_and_wait(qtbot, win, scan) == "no model"
-    assert editor.store.case is not None
-    win.session.set_position(5, 64, 64)
-    yield win, editor
-    win.close()
-    win.inference.shutdown()
-
-
 # ---------------------------------------------------------------- tools
 def test_brush_stroke_paints_the_swept_disc_and_undo_redo_restore_bit_for_bit(edit_win, qtbot):
     win, editor = edit_win
@@ -272,7 +260,7 @@ def test_keys_switch_class_tools_and_brush_size_without_clashes(edit_win):
     r0 = editor.options.radius_mm
     key(win, Qt.Key_BracketRight)
     assert editor.options.radius_mm == pytest.approx(r0 * 1.25)
-    assert editor.options_bar.size.value() == pytest.approx(round(r0 * 1.25, 1))
+    assert editor.options_bar.size.value() == pytest.approx(round(2 * r0 * 1.25, 1))  # shown as a diameter
     key(win, Qt.Key_BracketLeft)
     assert editor.options.radius_mm == pytest.approx(r0)
     # the viewer's keys still work (window presets, slice scrolling)
@@ -354,7 +342,8 @@ def test_recovery_after_a_crash_restores_unsaved_edits(qtbot, settings, tmp_path
     assert open_and_wait(qtbot, win2, scan) == "no model"
     assert editor2.store.case.folder == case_dir
     assert np.array_equal(win2.session.final.array, edited)
-    assert any(level == "warning" and "recovered 2 edit step" in text for level, text in logs)
+    assert any(level == "warning" and "Recovered 2 edit step" in text for level, text in logs)
+    assert any("Recovered 2 edit step" in t for t in win2.notice_bar.texts())  # a visible notice, not only the log
     qtbot.waitUntil(lambda: (case_dir / "final.nii.gz").exists() and len(editor2.store.case.journal) == 0,
                     timeout=10000)
     assert np.array_equal(read_labels(case_dir / "final.nii.gz").array, edited)

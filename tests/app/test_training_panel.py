@@ -20,6 +20,8 @@ from ctseg_core.store import Workspace
 from ctseg_core.synth import generate_case
 from ctseg_core.training.run import STATE_FILE
 from ctseg_core.volume import LabelMap
+from PySide6.QtWidgets import QLabel
+
 from app.panels.training_panel import error_text, install_training
 
 SEEDS = (101, 102, 103)
@@ -97,6 +99,17 @@ def test_retrain_through_the_panel_shows_dice_adds_a_version_and_runs_it(qtbot, 
     assert table["Intracerebral hemorrhage (ICH)"] == (f"{before['dice']['ich']:.3f}", f"{after['dice']['ich']:.3f}")
     steps = [e for e in events if e["event"] == "step"]
     assert steps[-1]["step"] == 3 and panel.progress.value() == 3 or not panel.progress.isVisible()
+    # live plots: the loss of every step, the Dice bars before and after; validation progress was reported
+    assert panel.plots.steps == [e["step"] for e in steps] and len(panel.plots.smoothed) == len(steps)
+    assert panel.plots.before == before["dice"] and panel.plots.after == after["dice"]
+    validating = [e for e in events if e["event"] == "validating"]
+    assert [(e["when"], e["case"]) for e in validating][:2] == [("before", 0), ("before", 1)]
+    assert validating[-1]["when"] == "after" and validating[-1]["case"] == validating[-1]["cases"] >= 1
+    dialog = panel.show_run_details()
+    assert dialog.table.rowCount() == len(after["dice"]) + 1 and dialog.width() >= 500
+    assert dialog.table.item(0, 0).text() == "Intracerebral hemorrhage (ICH)"
+    assert dialog.table.item(0, 3).text() == f"{after['dice']['ich'] - before['dice']['ich']:+.3f}"
+    dialog.close()
     done = events[-1]
     assert panel.reason_label.text() == done["reason"] and done["version"] == "v2"
     assert "new version v2" in panel.status_label.text()
@@ -111,10 +124,17 @@ def test_retrain_through_the_panel_shows_dice_adds_a_version_and_runs_it(qtbot, 
         panel.run_new_button.click()
     assert blocker.args == ["inferred"] and "v2" in win.session.model_summary
 
-    # roll back to v1 from the versions list: the store's pointer and the app's model follow
+    assert [panel.versions_table.item(r, 2).text() for r in range(3)] == ["-", "-", "v1"]  # trained from
+    assert "(retrained from v1)" in panel.versions_table.item(2, 1).toolTip()
+
+    # roll back to v1 from the versions list: the store's pointer and the app's model follow; when v1 scored
+    # worse than v2 the panel asks first
+    asked = []
+    panel.confirm = lambda title, text: asked.append(text) or True
     panel.versions_table.selectRow(1)  # row 0 is the bundled root version
     with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
         panel.make_active_button.click()
+    assert bool(asked) == (done["promoted"] and after["mean_dice"] > before["mean_dice"])
     assert store.active_version() == "v1" and panel.version_rows() == [("default", False), ("v1", True), ("v2", False)]
     assert win.settings.value("model/path") == str(store.get("v1").path)
     assert "v1" in win.session.model_summary
@@ -159,6 +179,32 @@ def test_too_few_cases_is_said_instead_of_starting(qtbot, trainer, workspace, sc
     assert not panel.running and panel.state == "idle"
     assert "Too few cases" in panel.error_label.text() and "1 corrected or approved" in panel.error_label.text()
     assert any(level == "warning" and "Too few cases" in text for level, text in win.log_panel.lines)
+
+
+def test_activating_a_worse_version_asks_and_no_leaves_the_active_one(qtbot, trainer, workspace, scans):  # noqa: F811
+    win, editor, panel = trainer
+    fill_workspace(workspace, scans[:1])
+    store = ModelStore.for_workspace(workspace)
+    torch.manual_seed(1)
+    model = create_model("aa_unet", encoder="resnet18d", decoder_channels=(8, 8, 16, 16, 32, 32))
+    card = ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict(), parent_version="v1")
+    card.metrics = {"validation": {"cases": ["a"], "mean_before": 0.6, "mean_after": 0.4,
+                                   "dice_before": {"ich": 0.6}, "dice_after": {"ich": 0.4}}}
+    card.extra = {"promoted": False, "promotion_reason": "v2 was kept but not made active"}
+    store.add(model, card)
+    panel.refresh_versions()
+    asked = []
+    panel.confirm = lambda title, text: asked.append((title, text)) or False  # the user says No
+    assert not panel.make_active("v2")
+    assert asked and asked[0][0] == "Make v2 active?" and "0.400" in asked[0][1] and "0.600" in asked[0][1]
+    assert store.active_version() == "v1" and panel.version_rows()[-1] == ("v2", False)
+    panel.confirm = lambda title, text: True  # Yes
+    with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
+        assert panel.make_active("v2")
+    assert store.active_version() == "v2"
+    dialog = panel.show_version_details(2)
+    assert dialog.table.item(0, 3).text() == "-0.200" and "v2 was kept" in dialog.findChild(QLabel).text()
+    dialog.close()
 
 
 def test_error_text_prefers_the_error_event_then_the_traceback_tail():

@@ -36,6 +36,19 @@ def test_class_surfaces_lie_where_the_labels_are_in_patient_mm():
     assert class_surfaces(np.zeros(g.shape, np.uint8), g) == {}
 
 
+def test_surfaces_of_thick_slices_are_smooth():
+    """A ball of radius 20 mm labelled on 5 mm slices: the stairs are smoothed away (the vertices lie within a
+    thin shell; the former pass band 0.08 left a radial spread of 0.89 mm) and the size is kept."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    g = Geometry((20, 120, 120), (5.0, 0.5, 0.5))
+    z, y, x = np.meshgrid(*[np.arange(n) * s for n, s in zip(g.shape, g.spacing)], indexing="ij")
+    lab = ((z - 47.5) ** 2 + (y - 30) ** 2 + (x - 30) ** 2 <= 20.0 ** 2).astype(np.uint8)
+    pts = vtk_to_numpy(class_surfaces(lab, g)[1].GetPoints().GetData())
+    r = np.linalg.norm(pts - np.array([30.0, 30.0, 47.5]), axis=1)
+    assert r.mean() == pytest.approx(20.0, abs=0.3) and r.std() < 0.7
+
+
 def test_flipped_direction_is_applied():
     g = Geometry((10, 32, 32), (1.0, 1.0, 1.0), direction=np.diag([-1.0, -1.0, 1.0]))
     lab = np.zeros(g.shape, np.uint8)
@@ -99,6 +112,14 @@ RENDER_SCRIPT = textwrap.dedent("""
     arr = np.array(img.constBits()).reshape(img.height(), img.bytesPerLine())[:, :img.width() * 3]
     rgb = arr.reshape(img.height(), img.width(), 3).astype(int)
     print("HIDDEN", ((rgb[..., 0] > 120) & (rgb[..., 1] < 90) & (rgb[..., 2] < 110)).sum())
+    s.set_class_visible(1, True); s.set_show_labels(False)  # S: the whole overlay off, in 3-D too
+    img = view.snapshot()
+    arr = np.array(img.constBits()).reshape(img.height(), img.bytesPerLine())[:, :img.width() * 3]
+    rgb = arr.reshape(img.height(), img.width(), 3).astype(int)
+    print("OVERLAY_OFF", ((rgb[..., 0] > 120) & (rgb[..., 1] < 90) & (rgb[..., 2] < 110)).sum())
+    h, w = rgb.shape[:2]
+    corner = rgb[int(h * 0.82):, :int(w * 0.18)]  # the orientation cube, lower left
+    print("MARKER", int(view.orientation_marker.GetEnabled()), int((np.abs(corner - corner[0, -1]).sum(-1) > 60).sum()))
 """)
 
 
@@ -122,3 +143,5 @@ def test_surfaces_render_under_an_x_server(tmp_path):
     assert int(words[words.index("BUILT") + 1]) >= 1
     assert int(words[words.index("RED") + 1]) > 50, out.stdout  # the ICH surface is drawn in its class colour
     assert int(words[words.index("HIDDEN") + 1]) < int(words[words.index("RED") + 1]) // 10
+    assert int(words[words.index("OVERLAY_OFF") + 1]) < int(words[words.index("RED") + 1]) // 10
+    assert words[words.index("MARKER") + 1] == "1" and int(words[words.index("MARKER") + 2]) > 30  # drawn

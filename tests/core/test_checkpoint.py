@@ -37,7 +37,7 @@ def test_round_trip_is_bit_exact(name, tmp_path):
     path = save_checkpoint(model, card, tmp_path / name)
     assert path.name == f"{name}.safetensors" and (tmp_path / f"{name}.json").is_file()
     loaded, loaded_card = load_checkpoint(path, expected_architecture=name)
-    x = tiny_input(name, n=1)
+    x = tiny_input(name)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert loaded_card == card and loaded_card.architecture == name
@@ -50,7 +50,7 @@ def test_card_carries_everything(saved):
     assert back.config["decoder_channels"] == list(SMALL_DECODER) and back.config["encoder"] == "resnest14d"
     assert back.plan["adjacent_slices"] == 3 and "intensity" in back.plan
     assert len(back.weights_sha256) == 64 and back.created.endswith("+00:00")
-    assert back.summary() == "aa_unet v3 — trained on synthetic head CT (2 cases)"
+    assert back.summary() == "aa_unet v3 (retrained from v2) — trained on synthetic head CT (2 cases)"
     assert read_card(path.with_suffix(".json")) == back  # either file names the checkpoint
 
 

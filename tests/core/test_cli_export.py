@@ -42,7 +42,11 @@ def test_export_case_nifti_csv_json(nifti_case, tmp_path, capsys):
     assert main(base + ["--format", "json", "-o", str(tmp_path / "f.json")]) == 0
     data = json.loads((tmp_path / "f.json").read_text())
     ich = next(c for c in data["classes"] if c["key"] == "ich")
-    assert ich["slices"] == [2, 3, 4, 5] and ich["voxels"] == 1600
+    assert ich["slices"] == [3, 4, 5, 6] and ich["voxels"] == 1600  # slice numbers count from 1
+
+    # the case folder works as well as its id (no --workspace needed)
+    assert main(["export", str(case.folder), "--format", "csv", "-o", str(tmp_path / "g.csv")]) == 0
+    assert (tmp_path / "g.csv").read_text() == (tmp_path / "f.csv").read_text()
 
     # no prediction stored yet: a clear error, exit code 2
     assert main(base + ["--format", "nifti", "--source", "prediction", "-o", str(tmp_path / "p.nii.gz")]) == 2
@@ -85,3 +89,18 @@ def test_export_dicom_case_as_dicom_seg(ge_tilt, tmp_path):
     algo = ds.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert algo.AlgorithmName == "ctseg" and algo.AlgorithmVersion == "aa_unet-2"
     assert [t.case_id for t in ws.training_cases(statuses=("in_review",))] == [case.id]
+
+
+def test_case_findings_carry_the_stored_model_confidence_and_review(nifti_case, tmp_path, capsys):
+    from ctseg_core.model_identity import ModelIdentity
+
+    ws, case, vol, labels = nifti_case
+    unc = np.where(labels.array == 1, 0.25, 0.0).astype(np.float32)  # the model gave ICH probability 0.75
+    model = ModelIdentity("aa_unet", "v2", parent="default", sha256="cd" * 32)
+    case.save_prediction(labels, model.label, model=model, uncertainty=unc)
+    case.set_status("corrected", annotator="dr_x")
+    assert main(["export", str(case.folder), "--format", "csv", "-o", str(tmp_path / "c.csv")]) == 0
+    ich = {r["key"]: r for r in csv.DictReader(open(tmp_path / "c.csv"))}["ich"]
+    assert float(ich["model_mean_probability"]) == pytest.approx(0.75, abs=0.01)
+    assert ich["origin"] == "model" and ich["model"] == "aa_unet v2 (retrained from default)"
+    assert ich["review"] == "corrected by dr_x"

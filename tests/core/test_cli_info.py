@@ -30,7 +30,7 @@ def test_info_json_is_one_object_in_the_documented_shape(philips_multi, capsys):
 def test_info_table_for_the_ge_series(ge_tilt, capsys):
     assert main(["info", str(ge_tilt)]) == 0
     out = capsys.readouterr().out
-    assert "+18.50" in out and "1.08-7.00" in out and "28" in out and "512x512" in out
+    assert "+18.50" in out and "1.08-7.00" in out and "28" in out and "512 x 512" in out and "rows x cols" in out
     assert "1.2.826.0.1.3680043.9.4245.3115138630835728997848661150714813892" in out
     # a file inside the series folder lists the same folder
     assert main(["info", str(ge_tilt / "05.dcm"), "--json"]) == 0

@@ -107,3 +107,73 @@ def test_evaluate_with_no_pairs_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["evaluate", "--data", str(tmp_path / "empty"), "--model", str(a)]) == 2
     assert "no *_ct.nii.gz files" in capsys.readouterr().err
+
+
+def head_phantom(shape=(8, 48, 48), spacing=(4.0, 0.9, 0.9)) -> Volume:
+    """A small piece of head: brain, a dense blob, skull, air around."""
+    _, y, x = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    r = np.hypot((y - shape[1] / 2) / (shape[1] * 0.45), (x - shape[2] / 2) / (shape[2] * 0.45))
+    arr = np.where(r < 0.85, 32.0, np.where(r < 1.0, 1100.0, -1000.0)).astype(np.float32)
+    arr[2:6, 18:28, 14:26] = 72.0
+    return Volume.from_array(arr, spacing=spacing, origin=(-20.0, -30.0, 10.0))
+
+
+def test_segment_with_the_bundled_blast_ct_writes_ctseg_labels_on_the_scans_grid(tmp_path, capsys):
+    """The real BLAST-CT checkpoint (1 member, torch) on a small piece of head: labels on the scan's grid in
+    ctseg's label values, the report names the model and its members."""
+    scan = tmp_path / "head.nii.gz"
+    write_volume(head_phantom(), scan)
+    out = tmp_path / "labels.nii.gz"
+    assert main(["segment", str(scan), "-o", str(out), "--model", "blast_ct", "--members", "1", "--engine", "torch",
+                 "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"].startswith("blast_ct v1") and report["model"].endswith("(1 of 12 members)")
+    vol = read_volume(scan)
+    labels = read_labels(out, like=vol)
+    assert set(np.unique(labels.array)) <= {0, 1, 7, 8, 9}  # background, ICH, IVH, extra-axial, oedema
+    keys = [c["key"] for c in report["classes"]]
+    assert keys[:7] == [c.key for c in LESION_CLASSES] and set(keys[7:]) <= {"extra_axial", "oedema"}
+    assert all(c["hemorrhage"] == (c["key"] not in ("oedema", "pneumocephalus")) for c in report["classes"])
+
+
+def test_members_do_not_apply_to_a_slice_model(tmp_path, capsys):
+    ckpt = save_tiny_checkpoint(tmp_path)
+    scan = tmp_path / "scan.nii.gz"
+    write_volume(oblique_volume(), scan)
+    assert main(["segment", str(scan), "-o", str(tmp_path / "l.nii.gz"), "--model", str(ckpt), "--members", "2"]) == 2
+    assert "option(s) members do not apply" in capsys.readouterr().err
+
+
+def test_evaluate_compares_a_volume_model_on_shared_classes_and_normal_scans(tmp_path, capsys, monkeypatch):
+    """A slice model and a (tiny, random) BLAST-CT-shaped ensemble side by side: the per-class table has the
+    slice model only; both appear on the shared classes, on the normal scan, and in the times."""
+    import torch
+
+    from ctseg_core.checkpoint import ModelCard, save_checkpoint
+    from ctseg_core.models import create_model
+
+    monkeypatch.setenv("CTSEG_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    vol = head_phantom()
+    write_volume(vol, data / "case_1_ct.nii.gz")
+    truth = np.zeros(vol.shape, np.uint8)
+    truth[vol.array == 72.0] = 2  # SDH: the shared group "eah"
+    write_labels(LabelMap(truth, vol.geometry), data / "case_1_labels.nii.gz")
+    normal = tmp_path / "normal.nii.gz"
+    write_volume(head_phantom(), normal)
+    torch.manual_seed(0)
+    ensemble = create_model("blast_ct", members=2, feature_maps=(4,) * 8, fully_connected=(8, 8))
+    blast = save_checkpoint(ensemble, ModelCard.for_model(ensemble), tmp_path / "tiny_blast")
+    slice_model = save_tiny_checkpoint(tmp_path, "slice_model")
+    assert main(["evaluate", "--data", str(data), "--normal-scan", str(normal), "--model", str(slice_model),
+                 "--model", str(blast), "--members", "1", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    table_one = text.split("Dice per class, sample average")[1].split("\n\n")[0]
+    assert "slice_model (aa_unet v1)" in table_one and "tiny_blast" not in table_one
+    shared = text.split("Dice on the shared classes")[1].split("\n\n")[0]
+    header = next(line for line in shared.splitlines() if line.startswith("model"))
+    assert header.split()[1:5] == ["ICH", "EAH", "IVH", "BLOOD"]
+    assert "tiny_blast (blast_ct v1, 1 of 2 members)" in shared and "slice_model (aa_unet v1)" in shared
+    normal_rows = text.split("Volume painted (mL) on scans without hemorrhage")[1].split("\n\n")[0]
+    assert "normal.nii.gz" in normal_rows and "EXTRA_" in normal_rows
+    assert "Inference time on this machine" in text and "s/scan" in text

@@ -50,7 +50,7 @@ def test_findings_volumes_slices_and_detection_rule():
     ich, sdh, sah = f.by_key("ich"), f.by_key("sdh"), f.by_key("sah")
     voxel_ml = 5.0 * 0.5 * 0.5 / 1000
     assert ich.voxels == 400 and ich.volume_ml == pytest.approx(400 * voxel_ml)
-    assert ich.slices == [2, 3, 4, 5] and ich.positive and ich.slices_text == "2-5"
+    assert ich.slices == [2, 3, 4, 5] and ich.positive and ich.slices_text == "3-6"  # shown 1-based
     assert ich.abc2 is not None and ich.abc2.c_mm == pytest.approx(20.0)
     assert sdh.slices == [7, 9] and not sdh.positive and sdh.abc2 is None
     assert sah.voxels == 0 and not sah.positive and sah.slices == []
@@ -75,4 +75,56 @@ def test_exports_read_back(tmp_path):
     assert data["classes"][0]["voxels"] == 64 and data["classes"][0]["positive"] is True
     rows = list(csv.DictReader(io.StringIO((tmp_path / "f.csv").read_text())))
     assert rows[0]["key"] == "ich" and float(rows[0]["volume_ml"]) == pytest.approx(64 * 3 / 1000, abs=1e-3)
-    assert rows[0]["slices"] == "1-4" and rows[0]["abc2_ml"] != "" and rows[1]["abc2_ml"] == ""
+    assert rows[0]["slices"] == "2-5" and rows[0]["abc2_ml"] != "" and rows[1]["abc2_ml"] == ""  # z 1..4, 1-based
+    assert data["classes"][0]["slices"] == [2, 3, 4, 5] and data["classes"][0]["abc2"]["slice"] in (2, 3, 4, 5)
+
+
+def test_slice_counts_follow_edits_slice_by_slice():
+    from ctseg_core.findings import SliceCounts, findings_from_counts
+
+    geom = Geometry((8, 20, 20), (4.0, 0.5, 0.5))
+    arr = np.zeros(geom.shape, np.uint8)
+    arr[1:4, 2:6, 2:6] = 1
+    counts = SliceCounts(arr)
+    arr[5, 0:3, 0:3] = 2  # an edit on slice 5 only
+    arr[2, 2:4, 2:6] = 0
+    stale = findings_from_counts(counts, geom)
+    assert stale.by_key("sdh").voxels == 0  # not recounted yet
+    counts.update(arr, 2, 3)
+    counts.update(arr, 5, 6)
+    f = findings_from_counts(counts, geom)
+    full = compute_findings(LabelMap(arr, geom))
+    for mine, ref in zip(f.classes, full.classes):
+        assert (mine.voxels, mine.slices, mine.positive) == (ref.voxels, ref.slices, ref.positive)
+        assert mine.volume_ml == pytest.approx(ref.volume_ml)
+    assert f.by_key("ich").voxels == 40 and f.by_key("sdh").slices_text == "6"
+
+
+def test_model_confidence_and_origin():
+    from ctseg_core.findings import class_origin, model_confidence
+
+    pred = np.zeros((2, 4, 4), np.uint8)
+    pred[0, :2, :2] = 1  # 4 ICH voxels: probabilities 0.9, 0.9, 0.4, 0.4
+    pred[1, :, :] = 2  # 16 SDH voxels, probability unknown on half of them
+    unc = np.zeros(pred.shape, np.float32)
+    unc[0, :2, :2] = [[0.1, 0.1], [0.6, 0.6]]
+    unc[1, :2] = np.nan
+    unc[1, 2:] = 0.2
+    conf = model_confidence(pred, unc)
+    assert conf[1].mean_probability == pytest.approx(0.65) and conf[1].uncertain_fraction == pytest.approx(0.5)
+    assert conf[1].voxels == 4 and conf[2].voxels == 8 and conf[2].uncertain_fraction == 0
+    assert conf[2].mean_probability == pytest.approx(0.8) and set(conf) == {1, 2}
+
+    final = pred.copy()
+    assert class_origin(final, pred) == {1: "model", 2: "model"}
+    final[1, 0, 0] = 0  # SDH edited
+    final[0, 3, 3] = 4  # EDH painted where the model drew none
+    assert class_origin(final, pred) == {1: "model", 2: "edited", 4: "person"}
+    assert class_origin(final, None) == {1: "person", 2: "person", 4: "person"}
+
+
+def test_slice_counts_of_an_empty_map_need_no_counting():
+    from ctseg_core.findings import SliceCounts
+
+    arr = np.zeros((4, 6, 5), np.uint8)
+    assert np.array_equal(SliceCounts(None, arr.shape).counts, SliceCounts(arr).counts)

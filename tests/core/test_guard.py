@@ -18,7 +18,7 @@ GUARD = Guard()
 def case(request):
     seed = request.param
     classes = {951001: [4, 6], 952002: [3, 7]}.get(seed)
-    return generate_case(seed, shape_yx=(320, 320), lesion_classes=classes)
+    return generate_case(seed, shape_yx=(320, 320), lesion_classes=classes, normal=False)
 
 
 def test_the_cavity_holds_every_intracranial_voxel_with_soft_tissue_numbers(case):

@@ -1,5 +1,5 @@
-"""Midline shift against the generator's known displacement (0-15 mm, rotated heads, a gantry-tilted DICOM
-series), on the real GE series (a normal head), and the generator options it relies on."""
+"""Midline shift against the generator's known displacement (0-15 mm, rotated heads, open skulls, a gantry-tilted
+DICOM series), on the real GE series (a normal head), and the generator options it relies on."""
 
 import numpy as np
 import pytest
@@ -11,8 +11,9 @@ from ctseg_core.synth import tissues as T
 from ctseg_core.volume import Volume
 
 
-@pytest.mark.parametrize("seed, classes, requested", [
-    (41, [5], 0.0), (22, [4], 3.0), (49, [2], 6.0), (32, [4], 9.0), (44, [1], 12.0), (59, [2], 15.0), (34, [4], 15.0)])
+@pytest.mark.parametrize("seed, classes, requested", [  # heads rotated 3-10 degrees, young and old (seeds 25, 35, 41
+    # and 49: large ventricles, periventricular hypodensity)
+    (41, [5], 0.0), (25, [4], 3.0), (49, [2], 6.0), (32, [4], 9.0), (44, [1], 12.0), (59, [2], 15.0), (35, [4], 15.0)])
 def test_midline_shift_within_1mm_of_the_generated_displacement(seed, classes, requested):
     case = generate_case(seed, shape_yx=(256, 256), lesion_classes=classes, midline_shift_mm=requested)
     assert abs(case.params["head_angle_deg"]) > 2.5  # rotated heads
@@ -32,6 +33,20 @@ def test_midline_shift_within_1mm_of_the_generated_displacement(seed, classes, r
     seg = np.array([(m.point[1] - m.foot[1]) * sx, (m.point[0] - m.foot[0]) * sy])
     assert abs(line @ seg) / np.linalg.norm(line) < 0.05 + 0.01 * np.linalg.norm(seg)
     assert np.linalg.norm(seg) == pytest.approx(m.shift_mm, abs=1.0)  # the peak point vs its running median
+
+
+@pytest.mark.parametrize("seed, classes, requested, flap", [(136, [2], 15.0, "craniectomy"), (134, [5], 8.0, "craniotomy")])
+def test_midline_shift_through_an_open_skull(seed, classes, requested, flap):
+    """A craniectomy (or a craniotomy's saw cuts) opens the skull on the slices of the third ventricle: the
+    cavity there is the skull's hull, the ideal midline comes from the closed slices."""
+    case = generate_case(seed, shape_yx=(256, 256), lesion_classes=classes, midline_shift_mm=requested)
+    assert case.params["surgery"]["flap"] == flap
+    frame = head_frame(case.volume)
+    assert frame.open_skull.any() and not (frame.open_skull & frame.used).any()
+    m = measure_midline_shift(case.volume, case.labels, frame)
+    assert m.found, m.reason
+    assert frame.open_skull[[s.slice_index for s in m.slices]].any()  # measured where the skull is open
+    assert m.signed_mm == pytest.approx(case.params["deep_midline_shift_mm"], abs=1.0)
 
 
 def test_ideal_midline_follows_the_rotated_skull():

@@ -117,3 +117,57 @@ def test_no_model_at_all_is_a_clear_error(tmp_path):
     store = ModelStore(tmp_path / "models", tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="no model"):
         store.active_path()
+
+
+def test_a_workspace_version_is_never_named_like_the_released_model(tmp_path, root_model):
+    """The bundled card says version "1"; a workspace's first retrain is "v1": their names must differ."""
+    from ctseg_core.checkpoint import read_card
+    from ctseg_core.model_identity import ModelIdentity
+
+    store = ModelStore(tmp_path / "models", root_model)
+    root = read_card(root_model)
+    assert root.version == "1" and root.summary().startswith("aa_unet v1 — ")
+    v1 = store.add(tiny(seed=1), ModelCard.for_model(tiny(), parent_version=ROOT_VERSION))
+    assert v1.card.summary().startswith("aa_unet v1 (retrained from default) — ")
+    a, b = ModelIdentity.of(root), ModelIdentity.of(v1.card)
+    assert a.label == "aa_unet v1" and b.label == "aa_unet v1 (retrained from default)"
+    assert not a.same_model(b) and a.same_model(ModelIdentity.of(read_card(root_model)))
+    assert ModelIdentity.from_json(b.to_json()) == b
+
+
+def _scored(parent, before, after, cases=("a", "b")):
+    card = ModelCard.for_model(tiny(), parent_version=parent)
+    card.metrics = {"validation": {"cases": list(cases), "mean_before": before, "mean_after": after}}
+    card.extra = {"promoted": after >= before}
+    return card
+
+
+def test_activation_warns_about_a_worse_version(tmp_path, root_model):
+    store = ModelStore(tmp_path / "models", root_model)
+    store.add(tiny(seed=1), _scored(ROOT_VERSION, 0.30, 0.50))  # v1 beat default
+    store.add(tiny(seed=2), _scored("v1", 0.50, 0.40))  # v2 lost to v1: kept, not promoted
+    store.add(tiny(seed=3), _scored("v1", 0.50, 0.55))  # v3 beat v1
+    store.use("v3")
+    assert "lower than its parent v1's 0.500" in store.activation_warning("v2")
+    assert store.activation_warning("v3") is None  # already active
+    store.use("v1")
+    assert store.activation_warning("v3") is None  # better than the active one
+    assert "beat it" in store.activation_warning(ROOT_VERSION)  # rolling back to what v1 beat
+    imported = _scored(ROOT_VERSION, 0.30, 0.45)  # no promotion record (e.g. copied in by hand)
+    imported.extra = {}
+    store.add(tiny(seed=4), imported)
+    assert "the active v1 0.500 on the same cases" in store.activation_warning("v4")
+    other = _scored(ROOT_VERSION, 0.30, 0.45, cases=("c",))
+    other.extra = {}
+    store.add(tiny(seed=5), other)
+    assert store.activation_warning("v5") is None  # other cases: the scores cannot be compared
+
+
+def test_the_same_weights_with_other_post_processing_are_not_the_same_model(root_model):
+    from ctseg_core.checkpoint import read_card
+    from ctseg_core.model_identity import ModelIdentity
+
+    card = read_card(root_model)
+    plain, guarded = ModelIdentity.of(card), ModelIdentity.of(card, postprocess="Guard(margin_mm=3.0)")
+    assert plain.same_model(ModelIdentity.of(card)) and not plain.same_model(guarded)
+    assert ModelIdentity.from_json(guarded.to_json()) == guarded

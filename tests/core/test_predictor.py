@@ -150,7 +150,7 @@ def test_flip_tta_maps_the_flipped_pass_back():
 def test_progress_and_callback_arrays(tiny_checkpoint):
     path = tiny_checkpoint()
     pred = Predictor.from_checkpoint(path, device="cpu", batch_size=2)
-    assert pred.device == torch.device("cpu") and pred.amp_dtype is None and not pred.channels_last
+    assert pred.device == torch.device("cpu") and pred.strategy.amp_dtype is None and not pred.strategy.channels_last
     vol = patterned_volume(depth=3, shape=(64, 64))
     got, progress = [], []
     out = pred.predict(vol, on_slice=lambda z, lab, p: got.append((z, lab.dtype, lab.shape, p.dtype, p.shape)),
@@ -180,7 +180,7 @@ def test_onnxruntime_engine_matches_torch(tmp_path, monkeypatch):
     vol = patterned_volume(depth=3, shape=(64, 96))
     reference = Predictor.from_checkpoint(path, device="cpu", engine="torch").predict(vol)
     ort = Predictor.from_checkpoint(path, device="cpu", engine="onnxruntime")
-    assert ort.engine.path.parent == tmp_path / "cache" / "onnx" and ort.engine.path.is_file()
+    assert ort.strategy.engine.path.parent == tmp_path / "cache" / "onnx" and ort.strategy.engine.path.is_file()
     out = ort.predict(vol)
     diff = np.abs(out.probabilities.astype(np.float32) - reference.probabilities.astype(np.float32))
     assert diff.max() < 2e-3

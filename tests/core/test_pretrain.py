@@ -9,7 +9,6 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage as ndi
 
 from ctseg_core.checkpoint import load_checkpoint
 from ctseg_core.models import create_model
@@ -17,7 +16,7 @@ from ctseg_core.preprocess import Plan
 from ctseg_core.sliding_window import sliding_window, window_starts
 from ctseg_core.synth import generate_case
 from ctseg_core.synth import tissues as T
-from ctseg_core.training.case_cache import NEGATIVE_CATEGORIES, CacheEntry, build_entries, list_entries
+from ctseg_core.training.case_cache import CacheEntry, build_entries, list_entries
 from ctseg_core.training.crops import CropAugment, CropRates, CropSampler
 from ctseg_core.training.synthetic import (CURVE_SUFFIX, STATE_SUFFIX, VAL_SEED0, PretrainConfig, side_path,
                                            train_synthetic)
@@ -65,20 +64,22 @@ def test_lesion_and_negative_centres_are_what_they_say(entries):
             if key.startswith("neg_") and len(centres):
                 assert np.all(e.y[tuple(centres.T)] == 0), key
     held = {k for e in entries for k, c in e.centres.items() if len(c)}
-    assert {"neg_inner_table", "neg_csf", "neg_dura_sinus", "neg_extracranial"} <= held
+    assert {"neg_inner_table_rim", "neg_ventricles_csf", "neg_falx_tentorium_sinus", "neg_scalp_soft_tissue"} <= held
+    assert entries[0].meta["negative_categories"][0] == "inner_table_rim"
 
 
-def test_inner_table_category_lies_inside_the_skull_next_to_bone():
-    from ctseg_core.training.case_cache import negative_categories
+def test_the_negative_map_holds_the_generators_categories_and_no_lesion():
+    from ctseg_core.synth import hard_negative_categories
+    from ctseg_core.training.case_cache import negative_map
 
     case = small_case(1)
-    neg = negative_categories(case.tissue, case.labels.array, case.volume.spacing)
-    rim = neg == 1 + NEGATIVE_CATEGORIES.index("inner_table")
-    assert rim.any()
-    assert np.isin(case.tissue[rim], T.INTRACRANIAL).all() and not case.labels.array[rim].any()
-    bone = np.isin(case.tissue, T.BONE)
-    dist_mm = ndi.distance_transform_edt(~bone, sampling=(100.0,) + case.volume.spacing[1:])
-    assert dist_mm[rim].max() <= 4.0 * np.sqrt(2) + 1e-6
+    neg, names = negative_map(case)
+    masks = hard_negative_categories(case)
+    assert names == list(masks) and not case.labels.array[neg > 0].any()
+    rim = neg == 1 + names.index("inner_table_rim")
+    assert rim.any() and np.isin(case.tissue[rim], T.INTRACRANIAL + (T.MIXED,)).mean() > 0.9
+    for i, name in enumerate(names):  # every voxel is in the category it is marked with
+        assert masks[name][neg == i + 1].all(), name
 
 
 def test_crop_sampler_draws_lesion_and_hard_negative_crops_at_the_rates_asked(entries):

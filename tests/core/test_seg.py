@@ -131,3 +131,24 @@ def test_dicom_seg_for_multiframe_source_references_frames(ge_tilt, tmp_path):
     assert refs == {seg_of["ivh"]: frames[1], seg_of["sah"]: frames[3]}
     back = read_dicom_seg(out, vol)
     np.testing.assert_array_equal(back.array, labels.array)
+
+
+def test_review_labels_export_as_their_own_segments_and_read_back(ge_volume, tmp_path):
+    """BLAST-CT's unassigned extra-axial blood and oedema: segments with their own label, tracking id and
+    code (Hemorrhage; Edema), marked as drawn by the model version, and read back to the same values."""
+    from ctseg_core.labels import EXTRA_AXIAL, OEDEMA
+
+    labels = LabelMap.empty_like(ge_volume)
+    labels.array[5, 200:260, 150:250] = EXTRA_AXIAL.id
+    labels.array[5, 270:290, 150:250] = OEDEMA.id
+    out = write_dicom_seg(labels, ge_volume, tmp_path / "seg.dcm", model_version="blast_ct v1")
+    ds = pydicom.dcmread(out)
+    segs = {s.TrackingID: s for s in ds.SegmentSequence}
+    assert set(segs) == {"extra_axial", "oedema"}
+    assert segs["extra_axial"].SegmentLabel == EXTRA_AXIAL.name
+    assert segs["extra_axial"].SegmentedPropertyTypeCodeSequence[0].CodeValue == "50960005"  # Hemorrhage
+    assert segs["oedema"].SegmentedPropertyTypeCodeSequence[0].CodeValue == "79654002"  # Edema
+    assert segs["oedema"].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "blast_ct v1"
+    back = read_dicom_seg(out, ge_volume)
+    assert np.array_equal(back.array[5] == EXTRA_AXIAL.id, labels.array[5] == EXTRA_AXIAL.id)
+    assert np.array_equal(back.array[5] == OEDEMA.id, labels.array[5] == OEDEMA.id)

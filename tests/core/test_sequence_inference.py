@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from ctseg_core.checkpoint import ModelCard, save_checkpoint
+from ctseg_core.errors import CheckpointError
 from ctseg_core.models import create_model
-from ctseg_core.predictor import Predictor, _softmax
+from ctseg_core.prediction import softmax_classes
+from ctseg_core.predictor import Predictor
 from ctseg_core.preprocess import Plan
 from ctseg_core.sequence_inference import slab_starts, slab_weights
 from ctseg_core.triage import Triage, positive_slices, scan_probability
@@ -49,7 +51,7 @@ def test_slab_predictor_blends_the_slabs_of_each_slice(tmp_path):
     # slice 3 lies in slabs 0-3 (4th of 4), 2-5 (2nd) and 3-6 (1st): weights 1, 2, 1
     x = torch.from_numpy(plan.map_intensity(vol.array))
     with torch.no_grad():
-        per_slab = {s: _softmax(model(x[None, s:s + 4])[0].transpose(0, 1)) for s in (0, 2, 3)}
+        per_slab = {s: softmax_classes(model(x[None, s:s + 4])[0].transpose(0, 1)) for s in (0, 2, 3)}
     expected = (1 * per_slab[0][3] + 2 * per_slab[2][1] + 1 * per_slab[3][0]) / 4
     assert np.allclose(pred.probabilities[3].astype(np.float32), expected.numpy(), atol=2e-3)
     assert np.array_equal(pred.labels.array[3], expected.argmax(0).numpy())
@@ -74,9 +76,9 @@ def test_scan_predictor_gives_slice_probabilities_and_no_labels():
         expected = torch.sigmoid(model(stacks)).numpy()
     assert np.allclose(pred.slice_probabilities, expected, atol=1e-5)
     assert isinstance(pred.triage, Triage) and pred.triage.probability == pytest.approx(scan_probability(expected))
-    with pytest.raises(ValueError, match="slice models"):
+    with pytest.raises(CheckpointError, match="radnet is a scan model: option.s. tta do not apply"):
         Predictor(model, card, device="cpu", tta=True)
-    with pytest.raises(ValueError, match="slice models"):
+    with pytest.raises(CheckpointError, match="option.s. engine do not apply"):
         Predictor(model, card, device="cpu", engine="onnxruntime")
 
 
@@ -149,4 +151,4 @@ def test_evaluate_scores_a_triage_model_on_detection_beside_segmentation_models(
     assert tri["timing"]["slices"] == 10 and tri["timing"]["wall_s_per_slice"] > 0
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "(no labels: slice triage)" in text and "spec" in text and "Inference time per slice" in text
+    assert "(no labels: slice triage)" in text and "spec" in text and "Inference time on this machine" in text

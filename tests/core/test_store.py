@@ -187,3 +187,23 @@ def test_save_from_copy_keeps_newer_journal_entries(ws, tmp_path, make_scan):
     case.save_final(LabelMap(snapshot, vol.geometry), journal_upto=upto)
     assert len(case.journal) == 1
     np.testing.assert_array_equal(Workspace(ws.root).case(case.id).recover(vol).array, labels.array)
+
+
+def test_prediction_keeps_its_model_identity_and_uncertainty(ws, tmp_path, make_scan):
+    from ctseg_core.model_identity import ModelIdentity
+
+    vol, path = make_scan(tmp_path)
+    case = ws.open_case(vol, path)
+    pred = LabelMap(np.zeros(vol.shape, np.uint8), vol.geometry)
+    pred.array[2:5, 20:40, 20:40] = 1
+    unc = np.random.default_rng(0).random(vol.shape).astype(np.float32)
+    model = ModelIdentity("aa_unet", "v2", parent="v1", sha256="ab" * 32, training="cases (3 cases)",
+                          summary="aa_unet v2 (retrained from v1) — trained on cases (3 cases)")
+    case.save_prediction(pred, model.label, model=model, uncertainty=unc)
+    again = Workspace(ws.root).case(case.id)
+    assert again.prediction_model() == model and again.record.model_version == "aa_unet v2 (retrained from v1)"
+    back = again.load_uncertainty()
+    assert back.dtype == np.float32 and back.shape == vol.shape
+    assert np.abs(back - unc).max() <= 0.5 / 255 + 1e-6  # stored in 1/255 steps
+    case.save_prediction(pred, "old-style")  # no identity, no uncertainty: none is claimed
+    assert again.prediction_model() is None and again.load_uncertainty() is None

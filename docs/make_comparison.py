@@ -1,10 +1,12 @@
-"""The comparison table of docs/models.md ("Other architectures") from the budget runs and their evaluations.
+"""The comparison table of docs/models.md ("Other architectures") from the budget runs and their evaluation.
 
-Reads, for each run NAME: RUNS/budget/NAME.json (the checkpoint's model card: configuration, steps, training
-CPU time) and RUNS/eval/NAME.json (``ctseg evaluate ... --json`` of that checkpoint), and prints the
-markdown tables: per-class Dice (sample and voxel average), scan-level detection and time per slice.
+RUNS holds, for each run NAME, its checkpoint's model card (configuration, steps, training CPU time) as
+RUNS/runs/NAME.json (or RUNS/budget/NAME.json), and the evaluation: either one ``ctseg evaluate ... --json``
+of all the checkpoints together, RUNS/eval.json (rows matched by the checkpoint's name), or one per run,
+RUNS/eval/NAME.json. Prints the markdown tables: per-class Dice (sample and voxel average), scan-level
+detection, budget and time per slice.
 
-    python docs/make_comparison.py /work/wt-issue16-runs > table.md
+    python docs/make_comparison.py /work/wt-issue16-runs/tiny > table.md
 """
 
 from __future__ import annotations
@@ -19,15 +21,24 @@ TITLES = ("ICH", "SDH", "SAH", "EDH", "CSDH", "PNEUMO", "IVH")
 
 
 def load(runs: Path) -> list[dict]:
+    combined = runs / "eval.json"
+    together = json.loads(combined.read_text()) if combined.is_file() else None
     rows = []
     for name in ORDER:
-        card_path, eval_path = runs / "budget" / f"{name}.json", runs / "eval" / f"{name}.json"
-        if not (card_path.is_file() and eval_path.is_file()):
+        card_path = next((p for p in (runs / "runs" / f"{name}.json", runs / "budget" / f"{name}.json")
+                          if p.is_file()), None)
+        if card_path is None:
             continue
-        card = json.loads(card_path.read_text())
-        result = json.loads(eval_path.read_text())["results"][0]
-        rows.append({"name": name, "card": card, "result": result,
-                     "n_cases": json.loads(eval_path.read_text())["n_cases"]})
+        if together is not None:
+            report = together
+            found = [r for r in together["results"] if r["model"].startswith(f"{name} (")]
+        else:
+            eval_path = runs / "eval" / f"{name}.json"
+            report = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+            found = report["results"][:1] if report else []
+        if found:
+            rows.append({"name": name, "card": json.loads(card_path.read_text()), "result": found[0],
+                         "n_cases": report["n_cases"]})
     return rows
 
 
@@ -89,7 +100,7 @@ def budget_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    runs = Path(argv[1] if len(argv) > 1 else "/work/wt-issue16-runs")
+    runs = Path(argv[1] if len(argv) > 1 else "/work/wt-issue16-runs/tiny")
     rows = load(runs)
     from ctseg_core.models import count_parameters, create_model
 

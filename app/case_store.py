@@ -63,6 +63,7 @@ class CaseStore(QObject):
         self.session.volume_changed.connect(self._on_volume)
         self.session.prediction_completed.connect(self._on_prediction_completed)
         self.window.about_to_close.connect(self._on_close)
+        self.window.inference.slice_scores.connect(self._on_slice_scores)
 
     def configured_root(self) -> Path:
         """QSettings ``workspace/root``, else ``$CTSEG_WORKSPACE``, else ``~/ctseg-workspace``."""
@@ -158,6 +159,7 @@ class CaseStore(QObject):
             self._show_stored_prediction(case, volume)
         elif origin == "prediction":  # the stored model output is the map to edit until a final exists
             session.replace_prediction(labels.array, self._stored_uncertainty(case), case.prediction_model())
+        self._show_stored_triage(case)
         self.editor.reset_history()
         what = ORIGIN_TEXT[origin] + (f" (made by {case.record.model_version or 'an unknown model'})"
                                       if origin == "prediction" else "")
@@ -169,6 +171,16 @@ class CaseStore(QObject):
             QTimer.singleShot(0, self._autosave)
         self.case_opened.emit(case)
         self.cases_changed.emit()
+
+    def _show_stored_triage(self, case) -> None:
+        """A triage model's stored slice probabilities, for the triage strip."""
+        try:
+            probabilities = case.load_triage()
+        except (CtsegError, OSError) as exc:
+            self.session.log(f"the stored triage could not be read: {exc}", "warning")
+            return
+        if probabilities is not None:
+            self.session.set_slice_probabilities(probabilities)
 
     def _show_stored_prediction(self, case, volume) -> None:
         """The stored model output, for comparing with the corrections (Labels: prediction)."""
@@ -296,6 +308,21 @@ class CaseStore(QObject):
         run_task(lambda: case.save_prediction(copy, version, model=model, uncertainty=uncertainty),
                  lambda _: self._log(f"prediction stored in case {case.id}"),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
+
+    def _on_slice_scores(self, scores) -> None:
+        """A triage model's per-slice probabilities: stored in the case (the case list sorts by them)."""
+        case, volume = self.case, self.session.volume
+        if case is None or volume is None or len(scores) != volume.shape[0] or self.read_only:
+            return
+        model = self.session.model
+        version = model.label if model is not None else "unknown model"
+        run_task(lambda: case.save_triage(scores, version), lambda _: self._on_triage_saved(case),
+                 lambda e: self._log(f"could not store the triage: {e.message()}", "error"))
+
+    def _on_triage_saved(self, case) -> None:
+        if self._alive():
+            self.session.log(f"triage stored in case {case.id}")
+            self.cases_changed.emit()
 
     def _on_close(self) -> None:
         """The window closes: save, then give the case's lock back."""

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox,
+                               QSplitter, QVBoxLayout, QWidget)
 
 from ctseg_core.windowing import PRESETS
 from app.exporting import Exporter
@@ -27,6 +27,7 @@ from app.panels.scan_panel import ScanPanel
 from app.panels.window_bar import WindowBar
 from app.session import Session
 from app.viewer.slice_view import SliceView, describe_voxel
+from app.viewer.triage_strip import TriageStrip
 from app.viewer.volume_view import VolumeView
 from app.model_menu import install_model_menu
 from app.model_runner import CANCEL_SHORTCUT, ModelRunner
@@ -72,8 +73,15 @@ class MainWindow(QMainWindow):
         side = QSplitter(Qt.Vertical)
         side.addWidget(self.views["coronal"])
         side.addWidget(self.views["sagittal"])
+        self.triage_strip = TriageStrip(self.session)  # shown when a triage model (RADnet) gave slice probabilities
+        axial = QWidget()
+        row = QHBoxLayout(axial)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.views["axial"], 1)
+        row.addWidget(self.triage_strip)
         main = QSplitter(Qt.Horizontal)
-        main.addWidget(self.views["axial"])
+        main.addWidget(axial)
         main.addWidget(side)
         main.setStretchFactor(0, 2)
         main.setStretchFactor(1, 1)

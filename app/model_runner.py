@@ -52,6 +52,7 @@ class ModelRunner(QObject):
         self._started_at = 0.0
         self._staged: _Staged | None = None  # a re-run in progress (None: streaming into the session)
         self._run_model = None  # identity of the model the running request uses
+        self._scores = None  # per-slice probabilities of the running request (triage models), else None
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(140)
         self.progress.setVisible(False)
@@ -67,6 +68,7 @@ class ModelRunner(QObject):
         c.slice_ready.connect(self._on_slice)
         c.progress.connect(self._on_progress)
         c.finished.connect(self._on_finished)
+        c.slice_scores.connect(self._on_slice_scores)
         c.failed.connect(self._on_failed)
         c.cancelled.connect(self._on_cancelled)
         c.running_changed.connect(session.set_inference_running)
@@ -157,6 +159,7 @@ class ModelRunner(QObject):
             return
         rerun = bool(s.predicted_slices.any())
         self._staged = _Staged(s.volume.shape) if rerun else None
+        self._scores = None  # a triage model's slice probabilities, when this run gives them
         self._run_model = s.model
         if not rerun:
             s.begin_streamed_prediction(s.model)
@@ -213,6 +216,7 @@ class ModelRunner(QObject):
 
     def _on_finished(self, labels: np.ndarray) -> None:
         s = self.session
+        s.set_slice_probabilities(self._scores)  # a run without them clears the strip of an earlier triage
         staged, self._staged = self._staged, None
         if staged is not None:
             s.replace_prediction(labels, staged.uncertainty, self._run_model)
@@ -223,6 +227,14 @@ class ModelRunner(QObject):
         self._end()
         s.log(f"inference finished in {time.perf_counter() - self._started_at:.1f} s")
         self.done.emit("inferred")
+
+    def _on_slice_scores(self, scores: np.ndarray) -> None:
+        """A triage model's per-slice probabilities (just before ``finished``): the triage strip shows them when
+        the run finishes; the log gives the call."""
+        from ctseg_core.triage import Triage
+
+        self._scores = scores
+        self.session.log(f"triage: {Triage(scores).describe()} (this model draws no outlines)")
 
     def _on_failed(self, error: TaskError) -> None:
         kept = self._staged is not None

@@ -41,6 +41,7 @@ class Session(QObject):
     active_class_changed = Signal(int)
     tool_changed = Signal(object)  # the active SliceTool (None = navigate)
     model_changed = Signal(str)  # one-line summary of the active model ("" = none); ``model`` holds its identity
+    triage_changed = Signal()  # the per-slice hemorrhage probabilities were set or cleared
     inference_state_changed = Signal(bool)  # running
     prediction_completed = Signal()  # a whole prediction is in place (``prediction_model`` made it)
     log_message = Signal(str, str)  # (level "info"/"warning"/"error", text)
@@ -54,6 +55,7 @@ class Session(QObject):
         self.uncertainty: np.ndarray | None = None  # float32 (z, y, x) in [0, 1]; NaN where not yet predicted
         self.predicted_slices: np.ndarray = np.zeros(0, bool)
         self.edited_slices: np.ndarray = np.zeros(0, bool)
+        self.slice_probabilities: np.ndarray | None = None  # float32 (z,) from a triage model (RADnet), else None
         self.position: tuple[int, int, int] = (0, 0, 0)
         self.window: Window = PRESETS["brain"]
         # per label value (classes and review labels); non-hemorrhage review labels (oedema) start hidden
@@ -79,6 +81,7 @@ class Session(QObject):
         self.uncertainty = np.full(volume.shape, np.nan, np.float32)
         self.predicted_slices = np.zeros(volume.shape[0], bool)
         self.edited_slices = np.zeros(volume.shape[0], bool)
+        self.slice_probabilities = None
         self.prediction_model = None
         self.position = tuple(s // 2 for s in volume.shape)
         self.volume_changed.emit()
@@ -141,6 +144,7 @@ class Session(QObject):
         self.uncertainty[:] = np.nan
         self.predicted_slices[:] = False
         self.final.array[~self.edited_slices] = 0
+        self.set_slice_probabilities(None)
         self.labels_changed.emit(PREDICTION, None)
         self.labels_changed.emit(FINAL, None)
         self.uncertainty_changed.emit(None)
@@ -163,6 +167,17 @@ class Session(QObject):
         z0, z1 = (0, self.final.array.shape[0]) if box is None else (box[0], box[1])
         self.edited_slices[z0:z1] = True
         self.labels_changed.emit(FINAL, box)
+
+    def set_slice_probabilities(self, probabilities) -> None:
+        """A triage model's per-slice hemorrhage probabilities (one per axial slice), or None to clear them."""
+        if probabilities is not None:
+            probabilities = np.asarray(probabilities, np.float32)
+            if self.volume is None or probabilities.shape != (self.volume.shape[0],):
+                raise ValueError(f"one probability per slice expected, got shape {probabilities.shape}")
+        elif self.slice_probabilities is None:
+            return
+        self.slice_probabilities = probabilities
+        self.triage_changed.emit()
 
     # ---- navigation and display ----
     def set_position(self, k: int, j: int, i: int) -> None:

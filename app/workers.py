@@ -159,6 +159,7 @@ class InferenceWorker(QObject):
     slice_ready = Signal(int, int, object, object)  # request id, z, labels (y, x) uint8, uncertainty (y, x) float32
     progress = Signal(int, int, int, str)  # request id, done, total, message (e.g. "member 2/4: tile 5/46")
     finished = Signal(int, object)  # request id, labels (z, y, x) uint8
+    slice_scores = Signal(int, object)  # request id, float32 (z,) per-slice probabilities (triage models only)
     failed = Signal(int, object)  # request id, TaskError
     cancelled = Signal(int)  # request id
 
@@ -214,6 +215,8 @@ class InferenceWorker(QObject):
         except BaseException as exc:  # noqa: BLE001
             self.failed.emit(request_id, TaskError(exc, traceback.format_exc()))
         else:
+            if getattr(pred, "slice_probabilities", None) is not None:
+                self.slice_scores.emit(request_id, np.asarray(pred.slice_probabilities, np.float32))
             self.finished.emit(request_id, np.asarray(pred.labels.array, np.uint8))
 
     def _set_threads(self) -> None:
@@ -234,6 +237,7 @@ class InferenceController(QObject):
     slice_ready = Signal(int, object, object)  # z, labels, uncertainty
     progress = Signal(int, int, float, str)  # done, total, eta seconds (nan if unknown), message
     finished = Signal(object)  # labels (z, y, x)
+    slice_scores = Signal(object)  # float32 (z,) per-slice probabilities, before ``finished`` (triage models)
     failed = Signal(object)  # TaskError
     cancelled = Signal()
     running_changed = Signal(bool)
@@ -254,6 +258,7 @@ class InferenceController(QObject):
         self.worker.slice_ready.connect(self._on_slice)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
+        self.worker.slice_scores.connect(self._on_scores)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
         self.thread.start()
@@ -309,6 +314,10 @@ class InferenceController(QObject):
         elapsed = time.perf_counter() - self._started_at
         eta = elapsed / done * (total - done) if done > 0 else float("nan")
         self.progress.emit(done, total, eta, message)
+
+    def _on_scores(self, rid, scores):
+        if rid == self.request_id:
+            self.slice_scores.emit(scores)
 
     def _on_finished(self, rid, labels):
         if rid == self.request_id:

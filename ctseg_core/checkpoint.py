@@ -49,8 +49,11 @@ class ModelCard:
         info = getattr(model, "ctseg_model", None)
         if info is None:
             raise CheckpointError("model was not built by ctseg_core.models.create_model")
-        return cls(architecture=info["architecture"], config=dict(info["config"]),
-                   **{**info.get("card", {}), **fields})
+        config = dict(info["config"])
+        fields = {**info.get("card", {}), **fields}
+        if "plan" not in fields and "in_chans" in config:  # the default plan, stacking as many slices as it takes
+            fields["plan"] = dataclasses.replace(default_plan(), adjacent_slices=int(config["in_chans"])).to_dict()
+        return cls(architecture=info["architecture"], config=config, **fields)
 
     @property
     def plan_obj(self) -> Plan:

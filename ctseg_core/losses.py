@@ -1,6 +1,9 @@
-"""Training losses: the paper's class-weighted focal loss, Dice, and their sum (MONAI implementations).
+"""Training losses: the paper's class-weighted focal loss, Dice, and their sum (MONAI implementations);
+FocusNet++'s hybrid loss; the exponentially weighted cross-entropy used with RSANet; RADnet's loss.
 
-Every loss here takes logits ``(N, C, H, W)`` and targets of class indices ``(N, H, W)`` or ``(N, 1, H, W)``.
+Every segmentation loss here takes logits ``(N, C, H, W)`` and targets of class indices ``(N, H, W)`` or
+``(N, 1, H, W)``; any of them trains any segmentation model of the registry (``--loss``). ``RadnetLoss``
+takes the slice-triage model's outputs (``ctseg_core.models.radnet``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from torch import nn
 
 from ctseg_core.labels import NUM_CLASSES
 
-LOSSES = ("focal", "dice", "focal_dice")
+LOSSES = ("focal", "dice", "focal_dice", "hybrid", "exp_ce")
 
 
 def class_weights_from_labels(label_arrays_or_counts, num_classes: int = NUM_CLASSES, power: float = 0.5,
@@ -109,12 +112,128 @@ class FocalDiceLoss(nn.Module):
         return self.focal(logits, target) + self.dice_weight * self.dice(logits, target)
 
 
+def _one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    target = target[:, 0] if target.ndim == 4 else target
+    return torch.nn.functional.one_hot(target.long(), num_classes).permute(0, 3, 1, 2).float()
+
+
+def _present_lesion_classes(onehot: torch.Tensor) -> torch.Tensor:
+    return onehot[:, 1:].sum(dim=(0, 2, 3)) > 0
+
+
+class BalancedCrossEntropy(nn.Module):
+    """Cross-entropy with each class weighted by 1 - its share of the batch's voxels (HED's balanced
+    cross-entropy, beta = |negatives| / |all| for the positives, for several classes)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        target = target[:, 0] if target.ndim == 4 else target
+        counts = torch.bincount(target.reshape(-1).long(), minlength=logits.shape[1]).float()
+        weight = 1.0 - counts / counts.sum()
+        per_voxel = torch.nn.functional.cross_entropy(logits, target.long(), reduction="none")
+        w = weight[target.long()]
+        return (w * per_voxel).sum() / w.sum().clamp_min(1e-6)
+
+
+class TverskyLoss(nn.Module):
+    """1 - Tversky index per lesion class present in the batch (softmax, voxels pooled over the batch),
+    averaged; ``alpha`` weighs false negatives, 1 - alpha false positives (FocusNet++'s code: 0.7)."""
+
+    def __init__(self, alpha: float = 0.7, smooth: float = 1.0):
+        super().__init__()
+        self.alpha, self.smooth = alpha, smooth
+
+    def per_class(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1 - Tversky index of each lesion class, which lesion classes the target holds)."""
+        p = torch.softmax(logits.float(), dim=1)[:, 1:]
+        onehot = _one_hot(target, logits.shape[1])
+        present = _present_lesion_classes(onehot)
+        t = onehot[:, 1:]
+        tp, fn, fp = (p * t).sum(dim=(0, 2, 3)), ((1 - p) * t).sum(dim=(0, 2, 3)), (p * (1 - t)).sum(dim=(0, 2, 3))
+        index = (tp + self.smooth) / (tp + self.alpha * fn + (1 - self.alpha) * fp + self.smooth)
+        return 1 - index, present
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss, present = self.per_class(logits, target)
+        return loss[present].mean() if bool(present.any()) else logits.sum() * 0.0
+
+
+def adaptive_log(x: torch.Tensor, omega: float = 0.5, epsilon: float = 0.1) -> torch.Tensor:
+    """The adaptive logarithmic loss of a loss value ``x`` >= 0: omega * ln(1 + x / epsilon) below omega
+    (steep near 0: small remaining errors keep a large gradient), linear above it (x - C, continuous)."""
+    c = omega - omega * torch.log1p(torch.tensor(omega / epsilon))
+    return torch.where(x < omega, omega * torch.log1p(x / epsilon), x - c)
+
+
+class HybridLoss(nn.Module):
+    """FocusNet++'s hybrid loss: balanced cross-entropy + Tversky loss + the adaptive logarithmic loss of
+    the Tversky loss of each class."""
+
+    def __init__(self, alpha: float = 0.7, omega: float = 0.5, epsilon: float = 0.1):
+        super().__init__()
+        self.bce, self.tversky = BalancedCrossEntropy(), TverskyLoss(alpha)
+        self.omega, self.epsilon = omega, epsilon
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        tl, present = self.tversky.per_class(logits, target)
+        bce = self.bce(logits, target)
+        if not bool(present.any()):
+            return bce
+        tl = tl[present]
+        return bce + tl.mean() + adaptive_log(tl, self.omega, self.epsilon).mean()
+
+
+class ExpCrossEntropy(nn.Module):
+    """Exponentially weighted cross-entropy: mean of w_c * (-ln p_c) ** gamma over voxels of class c, with
+    class weights w_c (``class_weights_from_labels``: (1 / frequency) ** 0.5, the weighting of Wong et
+    al.'s exponential logarithmic loss) and gamma < 1, which lifts the loss of well classified voxels
+    less than plain cross-entropy does and so keeps hard voxels in focus."""
+
+    def __init__(self, class_weights=None, gamma: float = 0.3):
+        super().__init__()
+        weight = None if class_weights is None else torch.as_tensor(np.asarray(class_weights), dtype=torch.float32)
+        self.register_buffer("weight", weight if weight is not None else torch.ones(0))
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = (target[:, 0] if target.ndim == 4 else target).long()
+        ce = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none").clamp_min(1e-4)
+        loss = ce ** self.gamma
+        if self.weight.numel():
+            loss = loss * self.weight.to(loss.device)[target]
+        return loss.mean()
+
+
+class RadnetLoss(nn.Module):
+    """RADnet's loss: cross-entropy of each slice's "hemorrhage" call plus ``aux_weight`` times the
+    pixel cross-entropy of each of the three auxiliary maps against the hemorrhage mask.
+
+    Outputs: the model's training dict ({"slice_logits": (B, S), "aux": [(B, S, H, W)] * 3});
+    targets: {"slice": (B, S) 0/1, "mask": (B, S, H, W) 0/1}."""
+
+    def __init__(self, aux_weight: float = 0.5):
+        super().__init__()
+        self.aux_weight = aux_weight
+
+    def forward(self, outputs: dict, target: dict) -> torch.Tensor:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        loss = bce(outputs["slice_logits"].float(), target["slice"].float())
+        for aux in outputs.get("aux", []):
+            loss = loss + self.aux_weight * bce(aux.float(), target["mask"].float())
+        return loss
+
+
 def create_loss(name: str = "focal_dice", class_weights=None, gamma: float = 2.0) -> nn.Module:
-    """A loss by name: ``focal``, ``dice`` or ``focal_dice``."""
+    """A segmentation loss by name (``LOSSES``): ``focal``, ``dice``, ``focal_dice``, ``hybrid``
+    (FocusNet++) or ``exp_ce`` (exponentially weighted cross-entropy)."""
     if name == "focal":
         return FocalLoss(class_weights, gamma)
     if name == "dice":
         return DiceLoss()
     if name == "focal_dice":
         return FocalDiceLoss(class_weights, gamma)
+    if name == "hybrid":
+        return HybridLoss()
+    if name == "exp_ce":
+        return ExpCrossEntropy(class_weights)
     raise ValueError(f"unknown loss {name!r} (known: {', '.join(LOSSES)})")

@@ -159,12 +159,16 @@ class DetectionScores:
         return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
 
     @property
+    def specificity(self) -> float | None:
+        return self.tn / (self.tn + self.fp) if self.tn + self.fp else None
+
+    @property
     def f1(self) -> float | None:
         return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else None
 
     def as_dict(self) -> dict:
         return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn, "accuracy": self.accuracy,
-                "recall": self.recall, "precision": self.precision, "f1": self.f1}
+                "recall": self.recall, "specificity": self.specificity, "precision": self.precision, "f1": self.f1}
 
 
 ANY = "any"  # key of the "any hemorrhage" row in detection_scores
@@ -201,9 +205,10 @@ class EvaluationResult:
     """Everything ``ctseg evaluate`` reports for one model over a data set."""
 
     model: str
-    overlap: OverlapScores
-    detection: dict = field(default_factory=dict)  # class id / "any" -> DetectionScores
+    overlap: OverlapScores | None  # None for a model that draws no labels (slice triage)
+    detection: dict = field(default_factory=dict)  # class id / "any" -> DetectionScores (only "any" for triage)
+    timing: dict = field(default_factory=dict)  # {"wall_s_per_slice": ..., "cpu_s_per_slice": ..., "slices": ...}
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "overlap": self.overlap.as_dict(),
-                "detection": {str(k): v.as_dict() for k, v in self.detection.items()}}
+        return {"model": self.model, "overlap": None if self.overlap is None else self.overlap.as_dict(),
+                "detection": {str(k): v.as_dict() for k, v in self.detection.items()}, "timing": self.timing}

@@ -89,6 +89,28 @@ def labels_from_probabilities(p: torch.Tensor, lookup: torch.Tensor | None) -> t
     return labels.to(torch.uint8) if lookup is None else lookup.to(labels.device)[labels]
 
 
+def slice_order(depth: int, start: int | None = None) -> list[int]:
+    """Every slice once: start (default the middle), then start+1, start-1, start+2, start-2, ..."""
+    if depth <= 0:
+        return []
+    start = depth // 2 if start is None else int(start)
+    if not 0 <= start < depth:
+        raise IndexError(f"start slice {start} outside 0..{depth - 1}")
+    order = [start]
+    for step in range(1, depth):
+        for z in (start + step, start - step):
+            if 0 <= z < depth:
+                order.append(z)
+    return order
+
+
+def softmax_classes(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes (dim 1) with logits floored at 80 below the largest: probabilities stay above
+    1e-35 and never become float32 denormals, which slow every later operation on x86 by 10-100x."""
+    logits = logits - logits.amax(dim=1, keepdim=True)
+    return torch.softmax(logits.clamp_(min=-80.0), dim=1)
+
+
 def slice_uncertainty(probs_cyx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """float32 (y, x) of one slice's probabilities (C, y, x): 1 - the largest class probability (0 = certain)."""
     return np.subtract(1.0, probs_cyx.max(axis=0), out=out, dtype=np.float32)
@@ -97,12 +119,25 @@ def slice_uncertainty(probs_cyx: np.ndarray, out: np.ndarray | None = None) -> n
 @dataclass
 class Prediction:
     labels: LabelMap  # what the overlay shows: the model's labels, after the anatomical guard when it is on
-    probabilities: np.ndarray  # float16 (z, C, y, x) on the volume's grid, C = the model's outputs (never guarded)
+    probabilities: np.ndarray | None  # float16 (z, C, y, x) on the volume's grid, C = the model's outputs (never
+    # guarded); None for a scan model (RADnet), which gives per-slice probabilities only
     channel_labels: tuple[int, ...] | None = None  # label value of each probability channel (None: 0..C-1)
     model_labels: np.ndarray | None = None  # uint8 (z, y, x) labels before the guard; None when no guard ran
+    slice_probabilities: np.ndarray | None = None  # float32 (z,): P(hemorrhage on slice z), scan models only
 
-    def uncertainty(self) -> np.ndarray:
-        """float32 (z, y, x): ``slice_uncertainty`` of every slice."""
+    @property
+    def triage(self):
+        """The scan's triage (``ctseg_core.triage.Triage``) when the model gives slice probabilities, else None."""
+        if self.slice_probabilities is None:
+            return None
+        from ctseg_core.triage import Triage
+
+        return Triage(np.asarray(self.slice_probabilities, np.float32))
+
+    def uncertainty(self) -> np.ndarray | None:
+        """float32 (z, y, x): ``slice_uncertainty`` of every slice (None without voxel probabilities)."""
+        if self.probabilities is None:
+            return None
         out = np.empty(self.labels.array.shape, dtype=np.float32)
         for z in range(out.shape[0]):  # per slice: keeps the float32 temporaries small
             slice_uncertainty(self.probabilities[z], out=out[z])

@@ -10,6 +10,9 @@ the viewed slice's region first; ``progress(done, total, message)``; cancelling 
   slice so the viewed slice's overlay arrives first; later batches are larger (nnU-Net style batching).
 - ``VolumeStrategy`` (plan kind "volume", ``ctseg_core.volume_strategy``): a 3-D model or ensemble on
   tiles of the head, the slab of tiles around the viewed slice first, member after member.
+- ``SlabStrategy`` and ``ScanStrategy`` (plan kind "slices", ``ctseg_core.sequence_inference``): models the
+  registry calls "slab" (RSANet: K consecutive slices in, K out) and "scan" (RADnet: per-slice probabilities
+  of the whole scan, no label map: ``Prediction.slice_probabilities`` and ``Prediction.triage``).
 Preprocessing comes from the model card's plan, the same code training uses. A model whose classes are
 not ctseg's maps each output channel to a ctseg label (``ctseg_core.labels.output_label_values``).
 """
@@ -28,7 +31,7 @@ from ctseg_core.errors import CheckpointError, DeviceError
 from ctseg_core.guard import Guard
 from ctseg_core.jobs import CancelToken
 from ctseg_core.labels import output_label_values
-from ctseg_core.prediction import (  # noqa: F401 (Prediction, SliceCallback, slice_uncertainty: re-exported)
+from ctseg_core.prediction import (  # noqa: F401 (Prediction, SliceCallback, slice_order, slice_uncertainty: re-exported)
     Prediction,
     SliceCallback,
     amp_dtype,
@@ -36,13 +39,14 @@ from ctseg_core.prediction import (  # noqa: F401 (Prediction, SliceCallback, sl
     labels_from_probabilities,
     onnx_cache_dir,
     onnxruntime_available,
+    slice_order,
     slice_uncertainty,
+    softmax_classes,
     state_digest,
 )
 from ctseg_core.preprocess import Plan
 from ctseg_core.sliding_window import sliding_window
 from ctseg_core.volume import LabelMap, Volume
-
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -76,21 +80,6 @@ def _check_available(dev: torch.device) -> None:
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
             raise DeviceError("mps was asked for but Apple's Metal (MPS) is not available here")
-
-
-def slice_order(depth: int, start: int | None = None) -> list[int]:
-    """Every slice once: start (default the middle), then start+1, start-1, start+2, start-2, ..."""
-    if depth <= 0:
-        return []
-    start = depth // 2 if start is None else int(start)
-    if not 0 <= start < depth:
-        raise IndexError(f"start slice {start} outside 0..{depth - 1}")
-    order = [start]
-    for step in range(1, depth):
-        for z in (start + step, start - step):
-            if 0 <= z < depth:
-                order.append(z)
-    return order
 
 
 class OnnxRuntimeEngine:
@@ -131,13 +120,6 @@ def export_onnx(model: nn.Module, path: Path, in_chans: int = 3, size: int = 256
     return path
 
 
-def _softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over classes with logits floored at 80 below the largest: probabilities stay above
-    1e-35 and never become float32 denormals, which slow every later operation on x86 by 10-100x."""
-    logits = logits - logits.amax(dim=1, keepdim=True)
-    return torch.softmax(logits.clamp_(min=-80.0), dim=1)
-
-
 class Predictor:
     """Runs a model on a scan through the strategy its card's plan names (see the module docstring).
 
@@ -148,11 +130,13 @@ class Predictor:
         self.card = card
         self.device = resolve_device(device)
         self.plan = check_plan_fits(card)
-        strategy = strategy_class(self.plan.kind)
+        self.kind = card_model_kind(card)
+        strategy = strategy_class(self.plan.kind, self.kind)
         accepted = strategy_options(strategy)
         unknown = sorted(set(options) - set(accepted))
         if unknown:
-            raise CheckpointError(f"{card.architecture} is a {self.plan.kind} model: option(s) "
+            what = self.plan.kind if self.kind == "slice" else self.kind
+            raise CheckpointError(f"{card.architecture} is a {what} model: option(s) "
                                   f"{', '.join(unknown)} do not apply to it (it takes {', '.join(accepted)})")
         self.strategy = strategy(model, card, self.plan, self.device, **options)
 
@@ -182,9 +166,18 @@ class Predictor:
 
 
 def applicable_options(card: ModelCard, options: dict) -> dict:
-    """The subset of ``options`` that the card's model kind takes (e.g. ``members`` only for volume models)."""
-    accepted = strategy_options(strategy_class(check_plan_fits(card).kind))
+    """The subset of ``options`` that the card's model kind takes (e.g. ``members`` only for volume models,
+    ``tta`` only for slice models)."""
+    accepted = strategy_options(strategy_class(check_plan_fits(card).kind, card_model_kind(card)))
     return {k: v for k, v in options.items() if k in accepted}
+
+
+def card_model_kind(card: ModelCard) -> str:
+    """The registry's kind of the card's model ("slice", "slab" or "scan"; ``ctseg_core.models.KIND_DOCS``);
+    a network built outside the registry runs as a slice model."""
+    from ctseg_core.models import is_model, model_kind
+
+    return model_kind(card.architecture) if is_model(card.architecture) else "slice"
 
 
 def strategy_options(strategy) -> list[str]:
@@ -195,8 +188,13 @@ def strategy_options(strategy) -> list[str]:
     return [n for n in params if n not in ("self", "model", "card", "plan", "device")]
 
 
-def strategy_class(kind: str):
-    """The strategy class for a plan kind ("slices" or "volume")."""
+def strategy_class(kind: str, model_kind: str = "slice"):
+    """The strategy class for a plan kind ("slices" or "volume") and, on slices, the registry's model kind:
+    "slice" (``SliceStrategy``), "slab" or "scan" (``ctseg_core.sequence_inference``)."""
+    if kind == "slices" and model_kind in ("slab", "scan"):
+        from ctseg_core.sequence_inference import ScanStrategy, SlabStrategy
+
+        return SlabStrategy if model_kind == "slab" else ScanStrategy
     if kind == "slices":
         return SliceStrategy
     if kind == "volume":
@@ -307,9 +305,9 @@ class SliceStrategy:
 
     def _scan_probabilities(self, x: torch.Tensor, grid) -> torch.Tensor:
         """Softmax on the scan's grid: logits are mapped back (cropped, resampled), then normalised."""
-        p = _softmax(grid.to_scan(self._logits(x)))
+        p = softmax_classes(grid.to_scan(self._logits(x)))
         if self.tta:  # left-right flip, flipped back on the model's grid
-            p = (p + _softmax(grid.to_scan(self._logits(x.flip(-1)).flip(-1)))) / 2
+            p = (p + softmax_classes(grid.to_scan(self._logits(x.flip(-1)).flip(-1)))) / 2
         return p
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,11 @@
 """The tiny real models of the test suite (core and app): a small All-Attention U-Net with seeded random
 weights, as a model, a checkpoint on disk, or a Predictor on the CPU; and small configurations of every
-registered model with inputs they take, so tests over ``list_models()`` stay fast (slice models: a small
-encoder and decoder; volume models: 4 feature maps, 2 members)."""
+registered model with inputs they take, so tests over ``list_models()`` stay fast."""
 
 from __future__ import annotations
 
 TINY_ENCODER = "resnest14d"
 TINY_DECODER = (8, 8, 16, 16, 32, 32)
-SMALL_DECODER = TINY_DECODER
-VOLUME_INPUT = 95  # the smallest DeepMedic input (15^3 output)
 
 
 def tiny_model(arch: str = "aa_unet", seed: int = 0, encoder: str = TINY_ENCODER):
@@ -46,23 +43,40 @@ def tiny_predictor(seed: int = 0, batch_size: int = 2, guard=None):
     return Predictor(model, tiny_card(model), device="cpu", batch_size=batch_size, guard=guard)
 
 
+# ---------------------------------------------------------------- every registered model, small
+SMALL_DECODER = TINY_DECODER
+VOLUME_INPUT = 95  # the smallest DeepMedic input (15^3 output)
+TINY_CONFIGS = {  # configurations of the other families, small enough for fast tests
+    "focusnetpp": {"widths": (8, 8, 16, 16, 32, 32), "blocks": (1, 1, 1, 1, 1), "head_channels": (8, 8, 8),
+                   "final_channels": (8, 4, 3)},
+    "rsanet": {"filters": (8, 8, 16, 16, 32), "slab_slices": 4},
+    "radnet": {"growth": 4, "layers_per_block": 2, "stem_channels": 8, "lstm_hidden": 8},
+}
+
+
 def tiny_config(name: str) -> dict:
+    """A small configuration of the model's own family (the U-Nets: a small encoder of the same kind;
+    volume models: 4 feature maps, 2 members)."""
     from ctseg_core.models import default_config, model_kind
 
+    if name in TINY_CONFIGS:
+        return dict(TINY_CONFIGS[name])
     if model_kind(name) == "volume":
         config = {"feature_maps": (4,) * 8, "fully_connected": (8, 8)}
         if "members" in default_config(name):
             config["members"] = 2
         return config
     encoder = "resnet18d" if default_config(name)["encoder"].startswith("resnet") else TINY_ENCODER
-    return {"encoder": encoder, "decoder_channels": TINY_DECODER}
+    return {"encoder": encoder, "decoder_channels": SMALL_DECODER}
 
 
-def tiny_input(name: str, batch: int = 1):
+def tiny_input(name: str, batch: int = 1, size: int = 64):
+    """A random input of the model's kind: (batch, 3, size, size) slices, (batch, 4, size, size) slabs,
+    (batch, 5, 3, size, size) runs of scan slices, or (batch, 1, 95, 95, 95) volume blocks."""
     import torch
 
     from ctseg_core.models import model_kind
 
-    if model_kind(name) == "volume":
-        return torch.randn(batch, 1, VOLUME_INPUT, VOLUME_INPUT, VOLUME_INPUT)
-    return torch.randn(batch, 3, 64, 64)
+    shape = {"slice": (batch, 3, size, size), "slab": (batch, 4, size, size), "scan": (batch, 5, 3, size, size),
+             "volume": (batch, 1, VOLUME_INPUT, VOLUME_INPUT, VOLUME_INPUT)}[model_kind(name)]
+    return torch.randn(shape)

@@ -1,21 +1,45 @@
-"""The Cases dock: every case of the workspace with its review status, annotator and findings summary.
+"""The Cases dock: every case of the workspace with its review status, annotator, findings summary and,
+where a triage model (RADnet) ran, the scan's probability of hemorrhage.
 
-Filter by status, double-click (or Open) to open a case, "Next unreviewed" opens the oldest new case;
-the status of the open case and the annotator name are set here too (also in the Review menu).
+Filter by status, click a column title to sort (the probability column puts the likeliest scans first
+when sorted descending), double-click (or Open) to open a case, "Next unreviewed" opens the oldest new
+case; the status of the open case and the annotator name are set here too (also in the Review menu).
 """
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ctseg_core.store import STATUSES
 
-COLUMNS = ("Case", "Status", "Findings")
+COLUMNS = ("Case", "Status", "Findings", "Triage p")
+TRIAGE_COLUMN = 3
 STATUS_TITLES = {"new": "new", "in_review": "in review", "corrected": "corrected", "approved": "approved"}
 STATUS_COLOURS = {"new": (110, 110, 110), "in_review": (200, 120, 0), "corrected": (30, 100, 200),
                   "approved": (30, 140, 50)}
+
+
+def triage_text(triage: dict) -> str:
+    """'0.93 POS' / '0.12 neg' from a case record's triage summary, '' when no triage model ran."""
+    if not triage or triage.get("probability") is None:
+        return ""
+    return f"{triage['probability']:.2f} {'POS' if triage.get('positive') else 'neg'}"
+
+
+class SortItem(QTableWidgetItem):
+    """A cell that sorts by its sort key (a number for the probability column) instead of its text."""
+
+    def __init__(self, text: str, key):
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other):
+        if isinstance(other, SortItem) and type(self.key) is type(other.key):
+            return self.key < other.key
+        return super().__lt__(other)
 
 
 def findings_text(findings: dict) -> str:
@@ -51,6 +75,12 @@ class CasesPanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(TRIAGE_COLUMN, QHeaderView.ResizeToContents)
+        self.table.horizontalHeaderItem(TRIAGE_COLUMN).setToolTip(
+            "probability of hemorrhage from a triage model (RADnet): the largest, over 3 consecutive slices, of "
+            "their smallest slice probability; POS = 3+ consecutive slices at 0.5 or more")
+        header.setSortIndicator(-1, Qt.AscendingOrder)  # the workspace's order until a column title is clicked
+        self.table.setSortingEnabled(True)
         self.table.setWordWrap(False)
         self.table.cellDoubleClicked.connect(lambda row, _: self.open_row(row))
         self.status = QComboBox()
@@ -99,18 +129,20 @@ class CasesPanel(QWidget):
             records = []
         self.records = [r for r in records if wanted is None or r.status == wanted]
         open_id = self.store.case.id if self.store.case is not None else None
+        self.table.setSortingEnabled(False)  # fill the rows in place, then sort them once
         self.table.setRowCount(len(self.records))
         for row, rec in enumerate(self.records):
             status = STATUS_TITLES.get(rec.status, rec.status)
             if rec.status == "new" and rec.prediction_saved:
                 status += ", segmented"  # e.g. received from the PACS and segmented in the background
-            cells = (rec.description or rec.id, status, findings_text(rec.findings))
+            cells = (rec.description or rec.id, status, findings_text(rec.findings), triage_text(rec.triage))
             tip = (f"{rec.id}\nsource: {rec.source.path}\nstatus: {STATUS_TITLES.get(rec.status, rec.status)}"
                    + (f" by {rec.annotator}" if rec.annotator else "")
                    + f"\nmodified: {(rec.modified or '')[:19].replace('T', ' ')}\nfindings: {cells[2]}"
                    + ("\n* = on fewer than 3 consecutive slices" if "*" in cells[2] else ""))
             for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
+                item = SortItem(text, _sort_key(rec, col, text))
+                item.setData(Qt.UserRole, rec.id)
                 item.setToolTip(tip)
                 if col == 1:
                     item.setForeground(QColor(*STATUS_COLOURS.get(rec.status, (200, 200, 200))))
@@ -119,6 +151,7 @@ class CasesPanel(QWidget):
                     font.setBold(True)
                     item.setFont(font)
                 self.table.setItem(row, col, item)
+        self.table.setSortingEnabled(True)
         case = self.store.case
         if case is None:
             self.current.setText("Open case: none")
@@ -130,6 +163,21 @@ class CasesPanel(QWidget):
                 self.status.setCurrentIndex(index)
         self.set_status_button.setEnabled(case is not None)
 
+    def record_at(self, row: int):
+        """The case record shown in table row ``row`` (rows follow the chosen sort order)."""
+        item = self.table.item(row, 0)
+        case_id = item.data(Qt.UserRole) if item is not None else None
+        return next((r for r in self.records if r.id == case_id), None)
+
     def open_row(self, row: int) -> None:
-        if 0 <= row < len(self.records):
-            self.store.open_record(self.records[row])
+        record = self.record_at(row)
+        if record is not None:
+            self.store.open_record(record)
+
+
+def _sort_key(rec, col: int, text: str):
+    """Numbers for the probability column (scans without triage sort below every probability), text elsewhere."""
+    if col == TRIAGE_COLUMN:
+        p = (rec.triage or {}).get("probability")
+        return -1.0 if p is None else float(p)
+    return text.lower()

@@ -12,21 +12,30 @@ import json
 
 
 def list_action(args) -> int:
-    """Print every registered model with its kind, parameter count and FLOPs at its example input
-    (slice models: 3x512x512; volume models: one 110^3 block, all members of an ensemble)."""
-    from ctseg_core.models import list_models, model_info, model_kind
+    """Print every registered model with its kind, parameter count and FLOPs at its example input (slice
+    models: 3x512x512; slab models: 8 slices, scan models: 4 slices, also given per 512x512 slice; volume
+    models: one 110^3 block, all members of an ensemble), and what its paper reports beside them."""
+    from ctseg_core.models import list_models, model_info
 
     infos = [model_info(name, with_flops=not args.no_flops) for name in list_models()]
     if args.json:
-        print(json.dumps([{"name": i.name, "kind": model_kind(i.name), "description": i.description,
-                           "parameters": i.parameters,
-                           "flops": i.flops, "flops_input_shape": list(i.input_shape)} for i in infos], indent=2))
+        print(json.dumps([{"name": i.name, "kind": i.kind, "description": i.description, "parameters": i.parameters,
+                           "flops": i.flops, "flops_input_shape": list(i.input_shape),
+                           "flops_per_slice": None if i.kind == "volume" else i.flops_per_slice,
+                           "paper": i.paper} for i in infos], indent=2))
         return 0
-    print(f"{'model':<16}{'kind':<8}{'params (M)':>11}{'GFLOPs':>9}  {'at input':<16}description")
+    print(f"{'model':<16}{'kind':<8}{'params (M)':>11}{'GFLOPs':>9}  {'at input':<16}{'GFLOPs/slice':>12}  description")
     for i in infos:
         flops = "-" if i.flops is None else f"{i.flops / 1e9:.1f}"
+        per_slice = "-" if i.flops is None or i.kind == "volume" else f"{i.flops_per_slice / 1e9:.1f}"
         shape = "x".join(str(v) for v in i.input_shape[1:])
-        print(f"{i.name:<16}{model_kind(i.name):<8}{i.parameters / 1e6:>11.2f}{flops:>9}  {shape:<16}{i.description}")
+        print(f"{i.name:<16}{i.kind:<8}{i.parameters / 1e6:>11.2f}{flops:>9}  {shape:<16}{per_slice:>12}  "
+              f"{i.description}")
+    papers = [i for i in infos if i.paper]
+    if papers:
+        print("\nWhat the papers report:")
+        for i in papers:
+            print(f"  {i.name}: {i.paper}")
     return 0
 
 

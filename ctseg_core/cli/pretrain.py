@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 
+# ctseg_core.losses.LOSSES and RADnet's own loss (written out: building the parser imports no torch)
+LOSS_CHOICES = ("focal", "dice", "focal_dice", "hybrid", "exp_ce", "radnet")
+
+
 def register(sub) -> None:
     c = sub.add_parser("pretrain-cache", help="generate head CTs into a training cache on the model grid")
     c.add_argument("--cache", required=True, type=Path, help="cache folder (created; existing cases are kept)")
@@ -22,8 +26,10 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps to reach (a resumed run continues)")
     p.add_argument("--resume-from", type=Path, help="X.state.safetensors (exact) or a checkpoint (weights + step)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--arch", default="aa_unet")
-    p.add_argument("--encoder", default="resnest50d", help="timm encoder (resnest50d is the paper's)")
+    p.add_argument("--arch", default="aa_unet", help="any registered model (ctseg models)")
+    p.add_argument("--model-config", type=json.loads, default=None,
+                   help='create_model options as JSON, e.g. \'{"widths": [16, 24, 48, 80, 128, 256]}\'')
+    p.add_argument("--encoder", default=None, help="timm encoder of the U-Net family (default resnest50d, the paper's)")
     p.add_argument("--encoder-args", type=json.loads, default=None,
                    help='timm options as JSON, e.g. \'{"channels": [32, 64, 128, 256], "stem_width": 16}\'')
     p.add_argument("--decoder-channels", type=lambda s: [int(v) for v in s.split(",")], default=None,
@@ -31,6 +37,15 @@ def register(sub) -> None:
     p.add_argument("--spacing", type=float, default=1.0, help="in-plane mm the model works at")
     p.add_argument("--patch", type=int, default=160, help="square crop side on the model grid (multiple of 32)")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--loss", choices=LOSS_CHOICES, default=None,
+                   help="training loss (default focal_dice; scan models: radnet, their own)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                   help="adamw with the cyclic rate, or sgd (momentum 0.9, rate /10 at 1/3 and 2/3: RADnet's)")
+    p.add_argument("--slices", type=int, default=None,
+                   help="slab models: slices per sample (default the model's); scan models: run length (12)")
+    p.add_argument("--scan-size", type=int, default=224, help="scan models: whole slices padded/cropped to this")
+    p.add_argument("--max-train-cpu-min", type=float, default=None,
+                   help="stop when the training CPU time reaches this many minutes (a fixed budget)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--base-lr", type=float, default=1e-4)
     p.add_argument("--cycle-steps", type=int, default=1000, help="half-cycle of the cyclic learning rate")
@@ -44,6 +59,25 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout even on a terminal (always so when stdout is not a terminal)")
     p.set_defaults(func=run)
+
+
+def model_options(args, defaults: dict) -> dict:
+    """create_model options: ``--model-config``, plus the U-Net family's ``--encoder``, ``--encoder-args`` and
+    ``--decoder-channels`` where the architecture takes them (an error where it does not)."""
+    from ctseg_core.errors import CtsegError
+
+    config = dict(args.model_config or {})
+    family = {"encoder": args.encoder, "encoder_args": args.encoder_args, "decoder_channels": args.decoder_channels}
+    for key, value in family.items():
+        if value is None:
+            continue
+        if key not in defaults:
+            raise CtsegError(f"--{key.replace('_', '-')} does not apply to {args.arch} (its options: "
+                             f"{', '.join(sorted(defaults))}; pass them with --model-config)")
+        config[key] = value
+    if "encoder" in defaults and "encoder" not in config:
+        config["encoder"] = defaults["encoder"]
+    return config
 
 
 def run_cache(args) -> int:
@@ -67,13 +101,16 @@ def run(args) -> int:
     from ctseg_core.training.crops import CropRates
     from ctseg_core.training.synthetic import PretrainConfig, train_synthetic
 
-    model_config = {"encoder": args.encoder}
-    if args.encoder_args:
-        model_config["encoder_args"] = args.encoder_args
-    if args.decoder_channels:
-        model_config["decoder_channels"] = args.decoder_channels
+    from ctseg_core.errors import CtsegError
+    from ctseg_core.models import default_config, is_model
+
+    if not is_model(args.arch):
+        raise CtsegError(f"unknown architecture {args.arch!r} (see ctseg models)")
+    model_config = model_options(args, default_config(args.arch))
     cfg = PretrainConfig(out=args.out, cache=args.cache, steps=args.steps, seed=args.seed, architecture=args.arch,
                          model_config=model_config, spacing_mm=args.spacing, patch=args.patch, batch_size=args.batch,
+                         loss=args.loss, optimizer=args.optimizer, slices=args.slices, scan_size=args.scan_size,
+                         max_train_cpu_s=None if args.max_train_cpu_min is None else 60.0 * args.max_train_cpu_min,
                          lr=args.lr, base_lr=args.base_lr, cycle_steps=args.cycle_steps,
                          rates=CropRates(args.lesion_rate, args.hard_negative_rate), eval_data=args.eval_data,
                          eval_real=args.eval_real, eval_every=args.eval_every, resume_from=args.resume_from,

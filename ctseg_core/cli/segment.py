@@ -1,7 +1,10 @@
 """``ctseg segment INPUT -o LABELS.nii.gz [--model NAME|CKPT] [--members N]``: segment a scan (DICOM
 folder or image file) with a bundled model (``aa_unet``, the default; ``blast_ct``, BLAST-CT's ensemble)
 or a checkpoint, and print per-class volumes (mL) and scan-level detection (3+ consecutive slices).
-Review labels a model drew (unassigned extra-axial blood, oedema) are listed when present."""
+Review labels a model drew (unassigned extra-axial blood, oedema) are listed when present.
+A model that gives per-slice probabilities (RADnet) adds its triage: each slice's probability (``--json``:
+``triage.slice_probabilities``, slice 1 first) and the scan's call; it draws no labels (the written
+label map is empty)."""
 
 from __future__ import annotations
 
@@ -67,16 +70,23 @@ def _run(args) -> int:
     write_labels(prediction.labels, args.output)
     findings = compute_findings(prediction.labels, source="prediction", scan=str(args.input),
                                 model=predictor.describe())
+    triage = prediction.triage
     if args.json:
-        print(json.dumps({
+        out = {
             "input": str(args.input), "output": str(args.output), "model": predictor.describe(),
             "device": str(predictor.device),
             "classes": [{"id": c.class_id, "key": c.key, "name": c.name, "volume_ml": round(c.volume_ml, 3),
                          "detected": c.positive, "hemorrhage": c.hemorrhage} for c in findings.classes],
-        }, indent=2))
+        }
+        if triage is not None:
+            out["triage"] = triage.to_json()
+        print(json.dumps(out, indent=2))
         return 0
     print(f"model: {predictor.describe()} on {predictor.device}")
     print(f"labels written to {args.output}")
+    if triage is not None:
+        print(f"triage (per-slice hemorrhage probability; this model draws no labels): {triage.describe()}")
+        print("slice probabilities: " + " ".join(f"{z + 1}:{p:.2f}" for z, p in enumerate(triage.slice_probabilities)))
     print(f"{'class':<44}{'volume (mL)':>12}  detected (3+ consecutive slices)")
     for c in findings.classes:
         note = "" if c.hemorrhage else "  (not hemorrhage)"

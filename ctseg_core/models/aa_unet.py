@@ -11,7 +11,10 @@ Structure (levels 0..5 at 1/1, 1/2, ..., 1/32 of the input):
 - head: the full-resolution output and level 0 -> 3x3 conv -> 1x1 conv to ``num_classes`` logits.
 
 Ablations (same blocks, flags): ``rsu`` neither attention, ``rsu_s`` space only, ``rsu_c`` channel only;
-``resnet50_unet`` the baseline U-Net on a ResNet50 encoder without attention.
+``resnet50_unet`` the baseline U-Net on a ResNet50 encoder without attention. ``aa_unet`` with
+``bottleneck_attention="rsa"`` adds RSANet's recurrent slice-wise attention block on the bottleneck
+(``ctseg_core.models.slice_attention``; one slice, so along the in-plane directions), for measuring it
+as an ablation.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ctseg_core.errors import CheckpointError
 from ctseg_core.labels import NUM_CLASSES
 from ctseg_core.models.blocks import AttentionGate, ConvGNReLU, DecoderBlock, FullResStem, SkipReduce
 from ctseg_core.models.registry import register_model
+from ctseg_core.models.slice_attention import RecurrentSliceAttention
 
 DEFAULT_DECODER_CHANNELS = (16, 32, 64, 128, 256, 256)  # levels 1/1 .. 1/32: few channels at full resolution
 
@@ -77,7 +81,8 @@ class AttentionUNet(nn.Module):
 
     def __init__(self, encoder: str = "resnest50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
                  num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
-                 space_attention: bool = True, channel_attention: bool = True, encoder_args: dict | None = None):
+                 space_attention: bool = True, channel_attention: bool = True, encoder_args: dict | None = None,
+                 bottleneck_attention: str | None = None):
         super().__init__()
         ch = tuple(int(c) for c in decoder_channels)
         if len(ch) != 6:
@@ -86,6 +91,9 @@ class AttentionUNet(nn.Module):
         enc_ch = self.encoder.feature_info.channels()
         self.stem = FullResStem(in_chans, ch[0])
         self.skips = nn.ModuleList([SkipReduce(c_in, c_out) for c_in, c_out in zip(enc_ch, ch[1:])])
+        if bottleneck_attention not in (None, "rsa"):
+            raise ValueError(f"bottleneck_attention must be None or 'rsa', got {bottleneck_attention!r}")
+        self.bottleneck = RecurrentSliceAttention(ch[5]) if bottleneck_attention == "rsa" else None
         self.space_attention = space_attention
         self.gates = nn.ModuleList([AttentionGate(ch[k], ch[k + 1]) for k in range(5)]) if space_attention else None
         # block k works at level k and outputs level k-1: block 5 takes the bottleneck alone
@@ -99,6 +107,8 @@ class AttentionUNet(nn.Module):
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ValueError(f"input height and width must be multiples of 32, got {tuple(x.shape[-2:])}")
         levels = [self.stem(x)] + [skip(f) for skip, f in zip(self.skips, self.encoder(x))]
+        if self.bottleneck is not None:
+            levels[5] = self.bottleneck(levels[5])
         if self.gates is not None:
             merged = [gate(levels[k], levels[k + 1]) for k, gate in enumerate(self.gates)] + [levels[5]]
         else:
@@ -112,9 +122,10 @@ class AttentionUNet(nn.Module):
 @register_model
 def aa_unet(encoder: str = "resnest50d", decoder_channels=DEFAULT_DECODER_CHANNELS, in_chans: int = 3,
             num_classes: int = NUM_CLASSES, encoder_weights: str | None = None,
-        encoder_args: dict | None = None) -> AttentionUNet:
+            encoder_args: dict | None = None, bottleneck_attention: str | None = None) -> AttentionUNet:
     """All Attention U-Net (RSU+SC): ResNeSt50 encoder, space and channel attention."""
-    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, True, True, encoder_args)
+    return AttentionUNet(encoder, decoder_channels, in_chans, num_classes, encoder_weights, True, True, encoder_args,
+                         bottleneck_attention)
 
 
 @register_model

@@ -3,11 +3,11 @@
 A factory takes keyword configuration only and returns an ``nn.Module``; its defaults are the model's
 default configuration. The registry also reports parameter counts and FLOPs for ``ctseg models``.
 
-Each model has a *kind*: ``"slice"`` (the default: a 2-D network on stacks of adjacent slices, input
-(N, 3, H, W)) or ``"volume"`` (a 3-D network on blocks of voxels, input (N, C, D, H, W)), and an
-example input shape (for FLOPs and tests): ``@register_model(kind="volume", example_input=(1, 1, 64, 64, 64))``.
-A model whose classes or preprocessing are not ctseg's defaults names them with ``card_defaults`` (a
-function returning model-card fields such as ``classes`` and ``plan``; ``ModelCard.for_model`` uses them).
+Each model has a *kind*, which says what it maps and so how it is trained and run (``KIND_DOCS``):
+``@register_model`` registers a slice model; ``@register_model(kind="volume", example_input=(1, 1, 64, 64, 64),
+paper="...")`` another kind, with the input its FLOPs are counted at (and tests start from) and the paper's
+own figures. A model whose classes or preprocessing are not ctseg's defaults names them with ``card_defaults``
+(a function returning model-card fields such as ``classes`` and ``plan``; ``ModelCard.for_model`` uses them).
 """
 
 from __future__ import annotations
@@ -24,15 +24,25 @@ from ctseg_core.errors import CheckpointError
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _KINDS: dict[str, str] = {}
 _EXAMPLE_INPUTS: dict[str, tuple[int, ...]] = {}
+_PAPERS: dict[str, str] = {}
 _CARD_DEFAULTS: dict[str, Callable[[], dict]] = {}
-MODEL_KINDS = ("slice", "volume")
 SLICE_EXAMPLE_INPUT = (1, 3, 512, 512)
+KIND_DOCS = {
+    "slice": "(N, C adjacent slices, H, W) -> (N, classes, H, W) logits of the centre slice",
+    "slab": "(N, K consecutive slices, H, W) -> (N, classes, K, H, W) logits of every slice",
+    "scan": "(B, S slices of a scan, C, H, W) -> (B, S) logits of 'this slice shows hemorrhage'",
+    "volume": "(N, C, D, H, W) block of voxels -> (N, classes, d, h, w) logits of its centre block",
+}
+MODEL_KINDS = tuple(KIND_DOCS)
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "slice",
-                   example_input: tuple[int, ...] = SLICE_EXAMPLE_INPUT,
+                   example_input: tuple[int, ...] = SLICE_EXAMPLE_INPUT, paper: str = "",
                    card_defaults: Callable[[], dict] | None = None):
-    """Register a model factory under its function name (``@register_model`` or ``@register_model(kind=...)``)."""
+    """Register a model factory under its function name (``@register_model`` or ``@register_model(kind=...)``).
+
+    ``example_input``: the input shape FLOPs are counted at; ``paper``: the figures the model's paper
+    reports (parameters, FLOPs), shown beside ours by ``ctseg models``; ``card_defaults``: see above."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
 
@@ -43,6 +53,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "s
         _REGISTRY[name] = fn
         _KINDS[name] = kind
         _EXAMPLE_INPUTS[name] = tuple(example_input)
+        _PAPERS[name] = paper
         _CARD_DEFAULTS[name] = card_defaults or dict
         return fn
 
@@ -50,21 +61,31 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "s
 
 
 def list_models(kind: str | None = None) -> list[str]:
-    """Registered model names, sorted; only those of ``kind`` ("slice" or "volume") when given."""
+    """Registered model names, sorted; only those of ``kind`` when given."""
     return sorted(n for n in _REGISTRY if kind is None or _KINDS[n] == kind)
 
 
 def model_kind(name: str) -> str:
-    if name not in _REGISTRY:
-        raise CheckpointError(f"unknown model architecture {name!r}")
+    """"slice", "slab" or "scan" (see ``KIND_DOCS``)."""
+    _check_known(name)
     return _KINDS[name]
 
 
 def example_input_shape(name: str) -> tuple[int, ...]:
     """The input shape FLOPs are counted at (and tests start from) for this model."""
-    if name not in _REGISTRY:
-        raise CheckpointError(f"unknown model architecture {name!r}")
+    _check_known(name)
     return _EXAMPLE_INPUTS[name]
+
+
+def paper_figures(name: str) -> str:
+    """What the model's paper reports about its size and cost ("" when it reports nothing we could use)."""
+    _check_known(name)
+    return _PAPERS[name]
+
+
+def _check_known(name: str) -> None:
+    if name not in _REGISTRY:
+        raise CheckpointError(f"unknown model architecture {name!r} (known: {', '.join(list_models())})")
 
 
 def is_model(name: str) -> bool:
@@ -134,11 +155,25 @@ class ModelInfo:
     parameters: int
     flops: int | None  # per forward pass at ``input_shape``
     input_shape: tuple[int, ...]
+    kind: str = "slice"
+    paper: str = ""
+
+    @property
+    def slices(self) -> int:
+        """Slices in one example input: 1 for slice models, K for a slab, S for a scan, D for a volume block."""
+        if self.kind == "volume":
+            return int(self.input_shape[2])
+        return 1 if self.kind == "slice" else int(self.input_shape[1])
+
+    @property
+    def flops_per_slice(self) -> float | None:
+        return None if self.flops is None else self.flops / self.slices
 
 
 def model_info(name: str, input_shape=None, with_flops: bool = True, **config) -> ModelInfo:
     """Description, parameters and FLOPs at ``input_shape`` (default: the model's example input)."""
-    input_shape = example_input_shape(name) if input_shape is None else input_shape
+    input_shape = example_input_shape(name) if input_shape is None else tuple(input_shape)
     model = create_model(name, **config)
     flops = count_flops(model, input_shape) if with_flops else None
-    return ModelInfo(name, model_description(name), count_parameters(model), flops, tuple(input_shape))
+    return ModelInfo(name, model_description(name), count_parameters(model), flops, tuple(input_shape),
+                     model_kind(name), paper_figures(name))

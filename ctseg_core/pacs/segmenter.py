@@ -5,7 +5,8 @@ and training) can take the second over:
 
 - ``SeriesSegmenter``: a callable that segments one inbox series: load the scan from its inbox folder,
   create (or find) its case in the workspace, run the workspace's active model (or the given checkpoint)
-  and store the prediction in the case. The case then reads "new, segmented" (status "new", a stored
+  and store the prediction in the case (a triage model's per-slice probabilities too: the case list
+  sorts the worklist by them). The case then reads "new, segmented" (status "new", a stored
   prediction). Returns the case id. Nothing else happens to the case.
 - ``SeriesConsumer``: one thread that runs such a callable on the queued series one at a time, marking
   each series ``segmenting``, then ``segmented`` or ``failed`` in the inbox. ``submit`` adds a series;
@@ -85,6 +86,8 @@ class SeriesSegmenter:
             model = ModelIdentity.of_predictor(predictor)  # the app then shows it without running it again
             uncertainty = prediction.uncertainty() if callable(getattr(prediction, "uncertainty", None)) else None
             case.save_prediction(prediction.labels, model.label, model=model, uncertainty=uncertainty)
+            if getattr(prediction, "slice_probabilities", None) is not None:  # a triage model (RADnet)
+                case.save_triage(prediction.slice_probabilities, model.label)  # the worklist sorts by it
         finally:
             case.release_lock()
         self.timings = {"load_s": t1 - t0, "predict_s": t2 - t1, "store_s": time.perf_counter() - t2}

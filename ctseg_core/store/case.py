@@ -4,6 +4,7 @@ Folder ``<workspace>/cases/<case id>/``:
   case.json         the record (source reference, geometry, status, annotator, times, findings summary)
   prediction.nii.gz the model's label map, prediction.json its model (version, weights hash)
   uncertainty.npz   the model's uncertainty (1 - top class probability) in 1/255 steps, when known
+  triage.json       a triage model's (RADnet's) per-slice probabilities and the scan's call, when one ran
   final.nii.gz      the corrected label map (written atomically)
   journal.jsonl     edits committed since the last save of final (see ``journal``)
   edit.lock         who is editing the case now (see ``lock``): ``lock_for_editing`` takes it, and every
@@ -35,6 +36,7 @@ TRAINING_STATUSES = ("corrected", "approved")
 CASE_JSON = "case.json"
 PREDICTION = "prediction.nii.gz"
 PREDICTION_JSON = "prediction.json"
+TRIAGE_JSON = "triage.json"
 UNCERTAINTY = "uncertainty.npz"
 UNCERTAINTY_STEPS = 255  # uint8 quantisation of the [0, 1] uncertainty
 FINAL = "final.nii.gz"
@@ -56,6 +58,7 @@ class CaseRecord:
     prediction_saved: str = ""
     final_saved: str = ""
     findings: dict = field(default_factory=dict)  # summary of the last saved final: key -> volume_ml, positive
+    triage: dict = field(default_factory=dict)  # the last triage: probability, positive, model_version, saved
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -264,6 +267,37 @@ class Case:
             raise StoreError(f"stored uncertainty has shape {q.shape} {q.dtype}, the case {self.geometry.shape}",
                              path)
         return q.astype(np.float32) / UNCERTAINTY_STEPS
+
+    def save_triage(self, slice_probabilities, model_version: str) -> None:
+        """Store a triage model's per-slice probabilities (``triage.json``) and the scan's probability and
+        call in the record (the case list sorts by it)."""
+        from ctseg_core.triage import Triage
+
+        triage = Triage(np.asarray(slice_probabilities, np.float32))
+        if triage.slice_probabilities.shape != (self.geometry.shape[0],):
+            raise StoreError(f"{triage.slice_probabilities.shape[0]} slice probabilities for a scan of "
+                             f"{self.geometry.shape[0]} slices")
+        self._check_writable()
+        t = now_iso()
+        atomic_write_text(self.folder / TRIAGE_JSON, json.dumps(
+            {"model_version": model_version, "saved": t, **triage.to_json()}, indent=1))
+        self.record.triage = {"probability": round(triage.probability, 4), "positive": triage.positive,
+                              "model_version": model_version, "saved": t}
+        self._save_record()
+
+    def load_triage(self) -> np.ndarray | None:
+        """The stored per-slice probabilities (float32 (z,)), or None when no triage model ran."""
+        path = self.folder / TRIAGE_JSON
+        if not path.is_file():
+            return None
+        try:
+            p = np.asarray(json.loads(path.read_text(encoding="utf-8"))["slice_probabilities"], np.float32)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"stored triage is unreadable ({exc})", path) from exc
+        if p.shape != (self.geometry.shape[0],):
+            raise StoreError(f"stored triage has {p.size} slice probabilities, the case {self.geometry.shape[0]} "
+                             "slices", path)
+        return p
 
     def save_final(self, labels: LabelMap, journal_upto: int | None = None) -> None:
         """Write the corrected map atomically, then drop the journal entries it holds.

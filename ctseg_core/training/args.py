@@ -8,6 +8,9 @@ from pathlib import Path
 
 from ctseg_core.training.recipe import STRATEGIES, Recipe
 
+# ctseg_core.losses.LOSSES (written out: building the parser imports no torch)
+SEGMENTATION_LOSSES = ("focal", "dice", "focal_dice", "hybrid", "exp_ce")
+
 
 def positive_int(text: str) -> int:
     value = _number(text, int)
@@ -58,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accumulate", type=positive_int, default=Recipe.accumulate,
                    help="micro-batches per optimizer step")
     p.add_argument("--lr", type=positive_float, default=Recipe.lr, help="peak of the cyclic learning rate")
+    p.add_argument("--loss", choices=SEGMENTATION_LOSSES, default=Recipe.loss,
+                   help="training loss (default %(default)s, the paper's; hybrid: FocusNet++'s; exp_ce: "
+                        "exponentially weighted cross-entropy)")
     p.add_argument("--checkpoint-every", type=positive_int, default=Recipe.checkpoint_every,
                    help="steps between saved training states")
     p.add_argument("--num-workers", type=non_negative_int, default=Recipe.num_workers, help="data loader processes")
@@ -70,7 +76,8 @@ def request_from_args(args):
     from ctseg_core.training.run import TrainRequest
 
     recipe = dataclasses.replace(Recipe(), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
-                                 accumulate=args.accumulate, lr=args.lr, checkpoint_every=args.checkpoint_every,
+                                 accumulate=args.accumulate, lr=args.lr, loss=args.loss,
+                                 checkpoint_every=args.checkpoint_every,
                                  num_workers=args.num_workers, compile=args.compile)
     return TrainRequest(workspace=args.workspace, from_version=args.from_version, from_scratch=args.from_scratch,
                         strategy=args.strategy, recipe=recipe, device=args.device, val_cases=tuple(args.val_cases),

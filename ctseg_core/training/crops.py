@@ -133,7 +133,9 @@ def _window(arr: np.ndarray, zs, centre_yx, size: int, fill) -> np.ndarray:
 
 
 def _rotate_zoom(x: torch.Tensor, y: torch.Tensor, patch: int, rng: np.random.Generator, aug: CropAugment):
-    """Rotate and zoom the centre of a larger window into a ``patch`` x ``patch`` crop (one resampling)."""
+    """Rotate and zoom the centre of a larger window into a ``patch`` x ``patch`` crop (one resampling).
+    ``x`` (C, S, S) is interpolated, ``y`` (S, S) or (L, S, S) labels are taken nearest; every channel and
+    label layer moves the same way."""
     size = x.shape[-1]
     angle = math.radians(rng.uniform(-aug.rotate_deg, aug.rotate_deg))
     scale = rng.uniform(1 - aug.zoom, 1 + aug.zoom) * patch / size  # output pixel -> fraction of the window
@@ -141,8 +143,9 @@ def _rotate_zoom(x: torch.Tensor, y: torch.Tensor, patch: int, rng: np.random.Ge
     theta = torch.tensor([[[c, -s, 0.0], [s, c, 0.0]]], dtype=torch.float32)
     grid = F.affine_grid(theta, [1, 1, patch, patch], align_corners=False)
     xo = F.grid_sample(x[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-    yo = F.grid_sample(y[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
-    return xo, yo.to(torch.int64)
+    layers = y.float().reshape(1, -1, *y.shape[-2:])
+    yo = F.grid_sample(layers, grid, mode="nearest", padding_mode="zeros", align_corners=False)[0]
+    return xo, yo.reshape(*y.shape[:-2], patch, patch).to(torch.int64)
 
 
 def _intensity(x: torch.Tensor, rng: np.random.Generator, aug: CropAugment) -> torch.Tensor:

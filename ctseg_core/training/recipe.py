@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 STRATEGIES = ("full", "decoder")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Recipe:
     cycle_steps: int = 100  # steps of one half-cycle (CyclicLR step_size_up)
     weight_decay: float = 1e-4
     loss: str = "focal"  # ctseg_core.losses.create_loss name; the paper's class-weighted focal loss
+    optimizer: str = "adamw"  # "adamw" with the cyclic rate; "sgd": momentum 0.9, rate /10 at 1/3 and 2/3 (RADnet)
     focal_gamma: float = 2.0
     lesion_fraction: float = 0.5  # share of sampled slices that contain a lesion (over-sampling)
     val_fraction: float = 0.25  # share of cases held out for validation when none are named
@@ -53,6 +55,8 @@ class Recipe:
             raise ValueError("batch_size and accumulate must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise ValueError("steps must be at least 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
     def total_steps(self, num_train_slices: int, world_size: int = 1) -> int:
         """Optimizer steps of the run: ``steps``, or ``epochs`` passes over the training slices."""

@@ -150,6 +150,7 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
 
     parent = store.get(run["parent"])
     model, card = load_checkpoint(parent.path, expected_architecture=store.architecture())
+    _check_slice_model(card, parent.path)
     plan = card.plan_obj
     by_id = {c.case_id: c for c in all_cases}
     missing = [i for i in run["train_cases"] + run["val_cases"] if i not in by_id]
@@ -199,6 +200,17 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device)
               "mean_dice": mean_dice(run["after"])})
         emit(result)
     return result
+
+
+def _check_slice_model(card, path) -> None:
+    """Fine-tuning on corrected cases trains slice models (their samples are single slices)."""
+    from ctseg_core.errors import CheckpointError
+    from ctseg_core.models import model_kind
+
+    kind = model_kind(card.architecture)
+    if kind != "slice":
+        raise CheckpointError(f"fine-tuning on corrected cases trains slice models; {card.architecture} is a {kind} "
+                              f"model (train it with 'ctseg pretrain --arch {card.architecture}')", path)
 
 
 def _optimization(model, recipe: Recipe, run: dict, saved):

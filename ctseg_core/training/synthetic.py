@@ -5,7 +5,9 @@ Cases come from a disk cache of generated head CTs on the model's grid (``case_c
 the generator. Each step trains on square patches (``crops``): centred on lesions, on hard negatives
 (normal anatomy that looks like blood) and anywhere in the head, at rates the configuration sets. The
 model stays fully convolutional; its plan records the patch size and the predictor then runs it on
-sliding windows of that size.
+sliding windows of that size. Slab models (RSANet) train on crops of K consecutive slices and scan
+models (RADnet) on runs of whole slices (``sequences``); ``kind_loss`` and ``make_sampler`` pick what
+the model's kind needs, and the same trainer runs them all.
 
 A run keeps, beside its checkpoint ``X``: ``X.state.safetensors`` (model, optimizer, scheduler, step and
 RNG: ``resume_from`` it continues exactly), ``X.curve.jsonl`` (the learning curve: Dice on held-out
@@ -29,11 +31,15 @@ import torch
 from ctseg_core.checkpoint import ModelCard, checkpoint_paths, load_checkpoint, save_checkpoint
 from ctseg_core.errors import CheckpointError
 from ctseg_core.jobs import CancelToken
-from ctseg_core.losses import class_weights_from_labels, create_loss
-from ctseg_core.models import create_model
+from torch import nn
+
+from ctseg_core.labels import NUM_CLASSES
+from ctseg_core.losses import RadnetLoss, class_weights_from_labels, create_loss
+from ctseg_core.models import create_model, default_config
 from ctseg_core.preprocess import Plan
 from ctseg_core.training.case_cache import CacheEntry, check_plan, list_entries
 from ctseg_core.training.crops import CropAugment, CropRates, CropSampler
+from ctseg_core.training.sequences import ScanSampler, SlabSampler
 from ctseg_core.training.recipe import Recipe
 from ctseg_core.training.run import seed_everything
 from ctseg_core.training.state import read_training_state, restore_training_state, save_training_state
@@ -60,7 +66,11 @@ class PretrainConfig:
     cycle_steps: int = 1000  # half-cycle of the cyclic learning rate
     rates: CropRates = field(default_factory=CropRates)
     augment: CropAugment = field(default_factory=CropAugment)
-    loss: str = "focal_dice"
+    loss: str | None = None  # ctseg_core.losses name; None: focal_dice (radnet for scan models)
+    optimizer: str = "adamw"  # "adamw" (cyclic learning rate) or "sgd" (momentum 0.9, /10 at 1/3 and 2/3)
+    slices: int | None = None  # slab models: K slices per sample (None: the model's slab_slices); scan: run length
+    scan_size: int = 224  # scan models: whole slices padded or cropped to this (1 mm grid: the whole head)
+    max_train_cpu_s: float | None = None  # stop when the training CPU time reaches this (a budget)
     snapshot_every: int = 100  # steps between saves of the checkpoint and the training state
     eval_every: int = 0  # steps between evaluations (0: only at the end when eval data is given)
     eval_data: Path | None = None  # folder of *_ct.nii.gz + *_labels.nii.gz (ctseg synth), held-out seeds
@@ -71,15 +81,27 @@ class PretrainConfig:
     device: str = "cpu"
     command: str = ""
 
+    @property
+    def kind(self) -> str:
+        from ctseg_core.models import model_kind
+
+        return model_kind(self.architecture)
+
     def plan(self) -> Plan:
-        return Plan(spacing_mm=self.spacing_mm, patch_size=self.patch,
+        if self.kind == "scan":  # whole slices: the pooled features see the whole head
+            return Plan(spacing_mm=self.spacing_mm, extra={"trained_at_spacing_mm": self.spacing_mm,
+                                                           "trained_on_slices": self.scan_size})
+        return Plan(spacing_mm=self.spacing_mm, patch_size=self.patch, adjacent_slices=1 if self.kind == "slab" else 3,
                     extra={"trained_at_spacing_mm": self.spacing_mm, "trained_on_patches": self.patch})
+
+    def loss_name(self) -> str:
+        return self.loss or ("radnet" if self.kind == "scan" else "focal_dice")
 
     def recipe(self) -> Recipe:
         gpu = self.device.startswith("cuda")
         return Recipe(strategy="full", steps=self.steps, batch_size=self.batch_size, lr=self.lr, base_lr=self.base_lr,
-                      cycle_steps=self.cycle_steps, loss=self.loss, checkpoint_every=self.snapshot_every,
-                      mixed_precision=gpu, channels_last=gpu)
+                      cycle_steps=self.cycle_steps, loss=self.loss_name(), checkpoint_every=self.snapshot_every,
+                      mixed_precision=gpu, channels_last=gpu and self.kind == "slice", optimizer=self.optimizer)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -121,10 +143,9 @@ class CachedCrops:
             wait(f"waiting for {self.cfg.min_cases} cached cases in {self.cfg.cache}")
             time.sleep(20)
 
-    def _sampler(self) -> CropSampler:
+    def _sampler(self):
         entries = [CacheEntry.open(p) for p in list_entries(self.cfg.cache)]
-        return CropSampler(entries, self.cfg.patch, self.cfg.rates, self.cfg.augment, self.plan.adjacent_slices,
-                           self.plan.pad_value)
+        return make_sampler(self.cfg, self.plan, entries)
 
     @property
     def n_cases(self) -> int:
@@ -144,8 +165,45 @@ class CachedCrops:
 
     def class_weights(self, n: int = 32) -> np.ndarray:
         """Focal-loss class weights from the labels of ``n`` sampled batches (fixed for the run)."""
+        if self.cfg.kind == "scan":  # RADnet's loss has no class weights
+            return np.ones(NUM_CLASSES, np.float32)
         labels = [self.sampler.batch(self.cfg.seed, k, self.cfg.batch_size, stream=1)["label"].numpy() for k in range(n)]
         return class_weights_from_labels([lab.astype(np.uint8) for lab in labels])
+
+
+def make_sampler(cfg: PretrainConfig, plan: Plan, entries: list[CacheEntry]):
+    """The sampler the model's kind trains on: crops (slice), slabs of K slices (slab), runs of whole
+    slices (scan)."""
+    if cfg.kind == "slab":
+        k = cfg.slices or int(cfg.model_config.get("slab_slices", default_config(cfg.architecture)["slab_slices"]))
+        return SlabSampler(entries, cfg.patch, k, cfg.rates, cfg.augment, plan.pad_value)
+    if cfg.kind == "scan":
+        return ScanSampler(entries, cfg.slices or 12, cfg.scan_size, plan.adjacent_slices, plan.pad_value)
+    return CropSampler(entries, cfg.patch, cfg.rates, cfg.augment, plan.adjacent_slices, plan.pad_value)
+
+
+class SlabLoss(nn.Module):
+    """A segmentation loss on slabs: logits (N, C, K, H, W) and labels (N, K, H, W) as N*K slices."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        n, c, k = logits.shape[:3]
+        return self.loss(logits.transpose(1, 2).reshape(n * k, c, *logits.shape[3:]),
+                         target.reshape(n * k, *target.shape[2:]))
+
+
+def kind_loss(kind: str, name: str, class_weights, gamma: float = 2.0) -> nn.Module:
+    """The training loss for a model of ``kind``: RADnet's for scan models, else ``create_loss(name)``
+    (on each slice of a slab for slab models)."""
+    if kind == "scan":
+        if name != "radnet":
+            raise ValueError(f"scan models (RADnet) train with their own loss 'radnet', not {name!r}")
+        return RadnetLoss()
+    loss = create_loss(name, class_weights, gamma)
+    return SlabLoss(loss) if kind == "slab" else loss
 
 
 # ---------------------------------------------------------------- the run
@@ -154,12 +212,18 @@ class PretrainTuner(FineTuner):
     """The fine-tuner with the pretraining run's extension points: snapshots and evaluations."""
 
     def __init__(self, *args, on_snapshot: Callable[[int], None], on_evaluate: Callable[[int], None],
-                 snapshot_every: int, eval_every: int, **kw):
+                 snapshot_every: int, eval_every: int, budget_spent: Callable[[], bool] = lambda: False, **kw):
         super().__init__(*args, **kw)
         self.on_snapshot, self.on_evaluate = on_snapshot, on_evaluate
         self.snapshot_every, self.eval_every = snapshot_every, eval_every
+        self.budget_spent = budget_spent
+        self.stopped_at_budget = False
 
     def after_step(self) -> None:
+        if self.step < self.total_steps and self.budget_spent():
+            self.total_steps = self.step  # the run ends here, with its final evaluation and snapshot
+            self.stopped_at_budget = True
+            self.emit({"event": "budget", "step": self.step, "message": "training CPU budget reached"})
         self.report_step()
         if self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps:
             self.on_evaluate(self.step)
@@ -198,7 +262,7 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable[[dict], None] = print,
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe, max(cfg.steps, 2 * cfg.cycle_steps))
     start, history = _resume(cfg, model, optimizer, scheduler, emit)
     weights = np.asarray(history.get("class_weights") or data.class_weights(), np.float32)
-    loss_fn = create_loss(recipe.loss, weights, recipe.focal_gamma).to(device)
+    loss_fn = kind_loss(cfg.kind, recipe.loss, weights, recipe.focal_gamma).to(device)
     clock = RunClock(before_s=float(history.get("train_cpu_s", 0.0)))
     evaluator = Evaluator(cfg, device) if (cfg.eval_data or cfg.eval_real) else None
 
@@ -230,7 +294,9 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable[[dict], None] = print,
                           total_steps=cfg.steps, start_step=start, emit=emit, cancel=cancel,
                           report_interval_s=30.0, save_state=snapshot, on_snapshot=snapshot,
                           on_evaluate=evaluate if evaluator else (lambda s: None),
-                          snapshot_every=cfg.snapshot_every, eval_every=cfg.eval_every)
+                          snapshot_every=cfg.snapshot_every, eval_every=cfg.eval_every,
+                          budget_spent=lambda: cfg.max_train_cpu_s is not None
+                          and clock.train_cpu_s >= cfg.max_train_cpu_s)
     if start >= cfg.steps:
         emit({"event": "trained", "step": start, "seconds": 0.0})
     elif tuner.run() == "cancelled":
@@ -251,7 +317,8 @@ def _resume(cfg: PretrainConfig, model, optimizer, scheduler, emit) -> tuple[int
         emit({"event": "resume", "from": str(path), "step": step, "exact": True})
         return step, meta.get("run", {})
     old, card = load_checkpoint(path, device="cpu")
-    if card.architecture != cfg.architecture or _config_key(card.config) != _config_key(model.ctseg_model["config"]):
+    if card.architecture != cfg.architecture or (_config_key(card.config, cfg.architecture)
+                                                 != _config_key(model.ctseg_model["config"], cfg.architecture)):
         raise CheckpointError(f"checkpoint is a {card.architecture} {card.config}, not the configured "
                               f"{cfg.architecture} {model.ctseg_model['config']}", path)
     model.load_state_dict(old.state_dict())
@@ -262,8 +329,13 @@ def _resume(cfg: PretrainConfig, model, optimizer, scheduler, emit) -> tuple[int
     return step, run
 
 
-def _config_key(config: dict) -> str:
-    return json.dumps({k: v for k, v in config.items() if k != "encoder_weights"}, sort_keys=True)
+def _config_key(config: dict, architecture: str) -> str:
+    """The configuration with the factory's defaults filled in (a card written before a configuration key
+    existed matches a model with that key at its default)."""
+    from ctseg_core.models.registry import _jsonable
+
+    full = {**_jsonable(default_config(architecture)), **config}
+    return json.dumps({k: v for k, v in full.items() if k != "encoder_weights"}, sort_keys=True)
 
 
 def _seed_range(seeds: list[int]) -> list[int]:
@@ -328,9 +400,11 @@ def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
     from ctseg_core.io.images import read_labels, read_volume
     from ctseg_core.io.labelled_cases import find_cases
     from ctseg_core.metrics import overlap_counts, overlap_scores
-    from ctseg_core.predictor import Predictor
+    from ctseg_core.predictor import Predictor, applicable_options
 
-    predictor = Predictor(model, card, device=device, engine="torch")
+    predictor = Predictor(model, card, device=device, **applicable_options(card, {"engine": "torch"}))
+    if predictor.kind == "scan":
+        return evaluate_triage(predictor, folder)
     alone, guarded = [], []
     for _, ct, lab in find_cases(Path(folder)):
         volume = read_volume(ct)
@@ -347,6 +421,27 @@ def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
     return row
 
 
+def evaluate_triage(predictor, folder: Path) -> dict:
+    """A triage model (RADnet) on the cases of ``folder``: slice accuracy (a slice is positive where the
+    truth has any hemorrhage on it) and how many scans it calls right (3+ consecutive positive slices)."""
+    from ctseg_core.io.images import read_labels, read_volume
+    from ctseg_core.io.labelled_cases import find_cases
+    from ctseg_core.metrics import scan_detection
+
+    right_slices = slices = right_scans = scans = 0
+    for _, ct, lab in find_cases(Path(folder)):
+        volume = read_volume(ct)
+        truth = read_labels(lab, like=volume).array
+        triage = predictor.predict(volume).triage
+        on_slice = truth.reshape(truth.shape[0], -1).any(axis=1)
+        right_slices += int(((triage.slice_probabilities >= triage.threshold) == on_slice).sum())
+        slices += len(on_slice)
+        right_scans += int(triage.positive == any(scan_detection(truth).values()))
+        scans += 1
+    return {"n_eval_cases": scans, "slice_accuracy": round(right_slices / max(slices, 1), 4),
+            "scan_accuracy": round(right_scans / max(scans, 1), 4)}
+
+
 def evaluate_real(model, card: ModelCard, volume, device) -> dict:
     """mL painted per class on a real scan without hemorrhage (every voxel a false positive), the model
     alone and with the anatomical guard."""
@@ -355,6 +450,8 @@ def evaluate_real(model, card: ModelCard, volume, device) -> dict:
     from ctseg_core.volume import LabelMap
 
     pred = Predictor(model, card, device=device, engine="torch").predict(volume)
+    if pred.triage is not None:  # a triage model paints nothing: its false call is the scan's
+        return {"real_triage_positive": pred.triage.positive, "real_triage_probability": round(pred.triage.probability, 4)}
     row = {}
     for suffix, labels in (("", LabelMap(pred.model_labels, volume.geometry)), ("_guard", pred.labels)):
         ml = _by_key({c: v for c, v in class_volumes_ml(labels).items() if c})

@@ -187,4 +187,4 @@ def test_evaluate_compares_a_volume_model_on_shared_classes_and_normal_scans(tmp
     assert "tiny_blast (blast_ct v1, 1 of 2 members)" in shared and "slice_model (aa_unet v1)" in shared
     normal_rows = text.split("Volume painted (mL) on scans without hemorrhage")[1].split("\n\n")[0]
     assert "normal.nii.gz" in normal_rows and "EXTRA_" in normal_rows
-    assert "Time per scan" in text
+    assert "Inference time on this machine" in text and "s/scan" in text

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from ctseg_core.losses import FocalLoss, class_weights_from_labels, create_loss
+from ctseg_core.losses import (LOSSES, BalancedCrossEntropy, ExpCrossEntropy, FocalLoss, HybridLoss, RadnetLoss,
+                               TverskyLoss, adaptive_log, class_weights_from_labels, create_loss)
 
 
 def test_class_weights_from_counts_by_hand():
@@ -42,7 +43,7 @@ def test_focal_weight_scales_the_loss_of_its_class():
     assert float(other) == pytest.approx(float(plain), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["focal", "dice", "focal_dice"])
+@pytest.mark.parametrize("name", LOSSES)
 def test_loss_decreases_on_a_toy_problem(name):
     """Segment bright squares (class 3) from a dark background with a two-layer net."""
     torch.manual_seed(0)
@@ -87,3 +88,76 @@ def test_dice_ignores_classes_absent_from_the_target():
 def test_unknown_loss_name():
     with pytest.raises(ValueError, match="unknown loss"):
         create_loss("hinge")
+
+
+def _exact(target: torch.Tensor, classes: int = 8, scale: float = 30.0) -> torch.Tensor:
+    """Logits that put all probability on the target class."""
+    return nn.functional.one_hot(target, classes).permute(0, 3, 1, 2).float() * scale
+
+
+def test_balanced_cross_entropy_weighs_each_class_by_the_share_of_the_others():
+    torch.manual_seed(0)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, 0, :3] = 2  # 3 of 16 voxels
+    logits = torch.randn(1, 8, 4, 4)
+    ce = nn.functional.cross_entropy(logits, target, reduction="none")
+    w = torch.where(target == 2, 1 - 3 / 16, 1 - 13 / 16)
+    assert float(BalancedCrossEntropy()(logits, target)) == pytest.approx(float((w * ce).sum() / w.sum()), rel=1e-5)
+
+
+def test_tversky_and_hybrid_losses_vanish_on_a_perfect_map_and_weigh_misses_more():
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    target[0, 2:6, 2:6] = 4
+    assert float(TverskyLoss()(_exact(target), target)) == pytest.approx(0.0, abs=1e-4)
+    assert float(HybridLoss()(_exact(target), target)) == pytest.approx(0.0, abs=1e-3)
+    missed, extra = target.clone(), target.clone()
+    missed[0, 2:4, 2:6] = 0  # half the lesion missed (false negatives)
+    extra[0, 6:8, 2:6] = 4  # half as much again painted (false positives)
+    tl = TverskyLoss(alpha=0.7)
+    assert float(tl(_exact(missed), target)) > float(tl(_exact(extra), target))  # alpha 0.7 on false negatives
+
+
+def test_adaptive_log_loss_is_logarithmic_below_omega_linear_above_and_continuous():
+    x = torch.tensor([0.0, 0.1, 0.5 - 1e-4, 0.5, 0.9])
+    y = adaptive_log(x, omega=0.5, epsilon=0.1)
+    assert float(y[0]) == 0.0 and float(y[1]) == pytest.approx(0.5 * np.log(2.0), rel=1e-5)
+    assert float(y[3]) == pytest.approx(float(y[2]), abs=1e-3)
+    assert float(y[4] - y[3]) == pytest.approx(0.4, rel=1e-5)  # slope 1 above omega
+
+
+def test_exponential_cross_entropy_by_hand():
+    torch.manual_seed(1)
+    logits, target = torch.randn(2, 8, 3, 3), torch.randint(0, 8, (2, 3, 3))
+    w = torch.linspace(0.5, 2.0, 8)
+    ce = nn.functional.cross_entropy(logits, target, reduction="none")
+    expected = (w[target] * ce ** 0.3).mean()
+    assert float(ExpCrossEntropy(w.numpy(), gamma=0.3)(logits, target)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_radnet_loss_adds_the_auxiliary_masks_to_the_slice_calls():
+    torch.manual_seed(2)
+    out = {"slice_logits": torch.randn(1, 4), "aux": [torch.randn(1, 4, 5, 5) for _ in range(3)]}
+    target = {"slice": torch.tensor([[0.0, 1.0, 1.0, 0.0]]), "mask": (torch.rand(1, 4, 5, 5) > 0.8).float()}
+    bce = nn.functional.binary_cross_entropy_with_logits
+    expected = bce(out["slice_logits"], target["slice"]) + 0.5 * sum(bce(a, target["mask"]) for a in out["aux"])
+    assert float(RadnetLoss(aux_weight=0.5)(out, target)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_pretrain_offers_every_loss():
+    from ctseg_core.cli.pretrain import LOSS_CHOICES
+
+    assert set(LOSS_CHOICES) == set(LOSSES) | {"radnet"}
+
+
+def test_fine_tuning_offers_every_segmentation_loss():
+    from ctseg_core.training.args import SEGMENTATION_LOSSES
+
+    assert SEGMENTATION_LOSSES == LOSSES
+    import argparse
+
+    from ctseg_core.training.args import add_arguments, request_from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert request_from_args(p.parse_args(["--workspace", "W", "--loss", "hybrid"])).recipe.loss == "hybrid"
+    assert request_from_args(p.parse_args(["--workspace", "W"])).recipe.loss == "focal"

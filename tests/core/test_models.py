@@ -8,40 +8,73 @@ from torch import nn
 
 from ctseg_core.errors import CheckpointError
 from ctseg_core.labels import NUM_CLASSES
-from ctseg_core.models import count_flops, create_model, default_config, list_models, model_info
+from ctseg_core.losses import RadnetLoss
+from ctseg_core.models import count_flops, create_model, default_config, list_models, model_info, model_kind
 from ctseg_core.models.blocks import AttentionGate, SqueezeExcite
-from tiny_models import SMALL_DECODER, tiny_config
+from ctseg_core.models.slice_attention import RecurrentSliceAttention
+from tiny_models import SMALL_DECODER, tiny_config, tiny_input
+
+PAPER_MODELS = {"aa_unet", "rsu", "rsu_s", "rsu_c", "resnet50_unet", "focusnetpp", "rsanet", "radnet"}  # issue 16
+BLAST_CT_MODELS = {"deepmedic", "blast_ct"}  # issue 12
 
 
 def test_registry_holds_the_paper_models():
-    assert {"aa_unet", "rsu", "rsu_s", "rsu_c", "resnet50_unet"} <= set(list_models())
+    assert set(list_models()) == PAPER_MODELS | BLAST_CT_MODELS
     assert default_config("aa_unet")["encoder"] == "resnest50d"
     assert default_config("aa_unet")["num_classes"] == NUM_CLASSES == 8
+    assert list_models("slab") == ["rsanet"] and list_models("scan") == ["radnet"]
+    assert set(list_models("slice")) == PAPER_MODELS - {"rsanet", "radnet"}
 
 
-def test_every_model_is_a_slice_or_a_volume_model():
-    assert set(list_models()) == set(list_models("slice")) | set(list_models("volume"))
-    assert {"deepmedic", "blast_ct"} <= set(list_models("volume"))
+def test_every_model_is_a_slice_slab_scan_or_volume_model():
+    assert set(list_models()) == {n for kind in ("slice", "slab", "scan", "volume") for n in list_models(kind)}
+    assert set(list_models("volume")) == BLAST_CT_MODELS
 
 
 @pytest.mark.parametrize("name", list_models("slice"))
-def test_forward_shape_any_multiple_of_32(name):
+def test_slice_models_map_each_stack_to_its_logits(name):
     torch.manual_seed(0)
     model = create_model(name, **tiny_config(name)).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, NUM_CLASSES, 64, 64)
         assert model(torch.randn(1, 3, 32, 96)).shape == (1, NUM_CLASSES, 32, 96)
-    with pytest.raises(ValueError, match="multiples of 32"):
-        model(torch.randn(1, 3, 48, 64))
+    with pytest.raises(ValueError, match="multiples of"):
+        model(torch.randn(1, 3, 40, 64))
 
 
-@pytest.mark.parametrize("name", list_models("slice"))
+def test_slab_and_scan_models_take_runs_of_slices():
+    torch.manual_seed(0)
+    rsanet = create_model("rsanet", **tiny_config("rsanet")).eval()
+    radnet = create_model("radnet", **tiny_config("radnet")).eval()
+    with torch.no_grad():
+        assert rsanet(torch.randn(2, 4, 64, 32)).shape == (2, NUM_CLASSES, 4, 64, 32)
+        assert rsanet(torch.randn(1, 1, 32, 32)).shape == (1, NUM_CLASSES, 1, 32, 32)  # any number of slices
+        assert radnet(torch.randn(2, 5, 3, 64, 32)).shape == (2, 5)
+        assert radnet(torch.randn(7, 3, 32, 32)).shape == (7,)  # one scan
+    for model, bad in ((rsanet, torch.randn(1, 4, 40, 32)), (radnet, torch.randn(5, 3, 40, 32)),
+                       (rsanet, torch.randn(1, 1, 4, 32, 32))):
+        with pytest.raises(ValueError):
+            model(bad)
+
+
+def _training_loss(name: str, model, x: torch.Tensor) -> torch.Tensor:
+    """A loss of the model's kind on random targets (slab logits (N, C, K, H, W) take (N, K, H, W) targets)."""
+    out = model(x)
+    if model_kind(name) == "scan":
+        target = {"slice": torch.randint(0, 2, out["slice_logits"].shape).float(),
+                  "mask": torch.randint(0, 2, out["aux"][0].shape).float()}
+        return RadnetLoss()(out, target)
+    return nn.functional.cross_entropy(out, torch.randint(0, NUM_CLASSES, (out.shape[0],) + tuple(out.shape[2:])))
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if model_kind(n) != "volume"])  # volume: test_deepmedic
 def test_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
     model = create_model(name, **tiny_config(name)).train()
-    x = torch.randn(2, 3, 64, 64)
-    target = torch.randint(0, NUM_CLASSES, (2, 64, 64))
-    nn.functional.cross_entropy(model(x), target).backward()
+    for m in model.modules():  # RSA starts as the identity (factors 0); open it so its projections learn too
+        if isinstance(m, RecurrentSliceAttention):
+            nn.init.constant_(m.betas, 0.5)
+    _training_loss(name, model, tiny_input(name, batch=2)).backward()
     params = dict(model.named_parameters())
     assert all(p.grad is not None for p in params.values())
     # timm zero-initialises each residual branch's last BatchNorm (bn3), so at initialisation gradients
@@ -49,7 +82,8 @@ def test_backward_reaches_every_parameter(name):
     zero = [n for n, p in params.items() if not p.grad.abs().sum()
             and not (n.startswith("encoder.layer") and not n.endswith(("bn3.weight", "bn2.weight")))]
     assert zero == []
-    assert any(n.startswith("encoder.layer4") and params[n].grad.abs().sum() for n in params)
+    if "encoder" in default_config(name):
+        assert any(n.startswith("encoder.layer4") and params[n].grad.abs().sum() for n in params)
 
 
 @pytest.mark.parametrize("name, gates, se", [("aa_unet", True, True), ("rsu", False, False),
@@ -137,10 +171,32 @@ def test_models_cli_lists_every_model_as_json(capsys):
     assert "list" in ACTIONS
     assert main(["models", "--json", "--no-flops"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [m["name"] for m in listed] == list_models()
+    assert [m["name"] for m in listed] == list_models() and len(listed) == 10
     by_name = {m["name"]: m for m in listed}
-    assert all(by_name[n]["parameters"] > 1e7 for n in list_models("slice"))
+    assert all(by_name[n]["parameters"] > 1e7 for n in ("aa_unet", "rsu", "rsu_s", "rsu_c", "resnet50_unet"))
+    assert {by_name[n]["kind"] for n in ("rsanet", "radnet", "focusnetpp")} == {"slab", "scan", "slice"}
+    assert "1.0M" in by_name["radnet"]["paper"] and by_name["rsanet"]["paper"]
+    # RADnet's DenseNet-40 (growth 12): the 1.0M parameters of Huang et al. plus the stem, LSTM and heads
+    dense = create_model("radnet")
+    densenet = sum(p.numel() for n, p in dense.named_parameters() if n.startswith(("blocks", "transitions")))
+    assert 0.9e6 < densenet < 1.1e6
     assert by_name["deepmedic"]["parameters"] == 1030033  # + 2953 BatchNorm statistics = the README's 1,032,986
     assert by_name["blast_ct"]["parameters"] == 12 * 1030033
     assert by_name["blast_ct"]["flops_input_shape"] == [1, 1, 110, 110, 110]
+    assert by_name["blast_ct"]["flops_per_slice"] is None
     assert main(["models", "frobnicate"]) == 2
+
+
+def test_models_cli_table_shows_flops_per_slice_and_the_papers(capsys):
+    from ctseg_core.cli import main
+
+    assert main(["models", "--no-flops"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["model", "kind", "params", "(M)", "GFLOPs", "at", "input",
+                                           "GFLOPs/slice", "description"]
+    assert "What the papers report:" in out and "radnet: its DenseNet-40" in out
+
+
+def test_flops_per_slice_divides_a_slab_by_its_slices():
+    info = model_info("rsanet", input_shape=(1, 4, 32, 32), **tiny_config("rsanet"))
+    assert info.kind == "slab" and info.slices == 4 and info.flops_per_slice == info.flops / 4

@@ -188,3 +188,37 @@ def test_a_series_segmented_in_the_background_records_the_model_the_app_compares
     assert case.prediction_model().same_model(ModelIdentity.of_predictor(predictor))
     unc = case.load_uncertainty()
     assert unc is not None and unc.shape == (4, 64, 64) and 0.0 <= unc.min() <= unc.max() <= 1.0
+
+
+def test_a_triage_model_in_the_background_stores_the_scan_probability_for_the_worklist(tmp_path):
+    """A received series segmented by a triage model (a tiny RADnet): its per-slice probabilities and the
+    scan's call are stored with the case, as the app stores them, so the case list can sort by them."""
+    import numpy as np
+    import torch
+
+    from ctseg_core.checkpoint import ModelCard
+    from ctseg_core.io.images import read_volume, write_volume
+    from ctseg_core.models import create_model
+    from ctseg_core.pacs.segmenter import SeriesSegmenter
+    from ctseg_core.predictor import Predictor
+    from ctseg_core.preprocess import Plan
+    from ctseg_core.store import Workspace
+    from ctseg_core.triage import Triage
+    from ctseg_core.volume import Volume
+    from tiny_models import save_tiny_checkpoint, tiny_config
+
+    rng = np.random.default_rng(0)
+    write_volume(Volume.from_array(rng.normal(30, 20, (5, 64, 64)).astype(np.float32), spacing=(5.0, 1.0, 1.0)),
+                 tmp_path / "scan.nii.gz")
+    torch.manual_seed(0)
+    radnet = create_model("radnet", **tiny_config("radnet"))
+    predictor = Predictor(radnet, ModelCard.for_model(radnet, plan=Plan(spacing_mm=None).to_dict()), device="cpu")
+    segmenter = SeriesSegmenter(tmp_path / "ws", model=save_tiny_checkpoint(tmp_path),
+                                predictor_factory=lambda path: predictor)
+    case = Workspace(tmp_path / "ws").case(segmenter(tmp_path / "scan.nii.gz"))
+    expected = predictor.predict(read_volume(tmp_path / "scan.nii.gz")).slice_probabilities
+    stored = case.load_triage()
+    assert stored is not None and np.allclose(stored, expected, atol=1e-4)
+    assert case.record.triage["probability"] == round(Triage(expected).probability, 4)
+    assert case.record.triage["model_version"].startswith("radnet v")
+    assert not case.load_prediction().array.any()  # no outlines

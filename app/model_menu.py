@@ -26,9 +26,13 @@ CHOICES = (  # (bundled name, members or None, menu text)
 
 
 def current_choice(settings) -> tuple[str, int | None]:
-    name = str(settings.value("model/path", "") or "") or "aa_unet"
-    members = int(settings.value("model/members", 0) or 0) or None
-    return name, members
+    """(bundled name or checkpoint path, members) as chosen; the app's default when nothing was."""
+    from ctseg_core.resources import APP_DEFAULT_MEMBERS, APP_DEFAULT_MODEL
+
+    name = str(settings.value("model/path", "") or "")
+    if not name:
+        return APP_DEFAULT_MODEL, APP_DEFAULT_MEMBERS
+    return name, int(settings.value("model/members", 0) or 0) or None
 
 
 def choose_model(window, name: str, members: int | None) -> None:

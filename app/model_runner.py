@@ -76,16 +76,21 @@ class ModelRunner(QObject):
 
     # ---- model ----
     def configured_path(self, path: str | None = None) -> str:
-        """The checkpoint to load: ``path``, else the one chosen in the settings, else the bundled default;
-        a bundled model's name ("aa_unet", "blast_ct") stands for its checkpoint."""
-        from ctseg_core.resources import DEFAULT_MODEL, model_path
+        """The checkpoint to load: ``path``, else the one chosen in the settings, else the app's default
+        (``ctseg_core.resources.APP_DEFAULT_MODEL``); a bundled model's name ("aa_unet", "blast_ct") stands
+        for its checkpoint."""
+        from ctseg_core.resources import APP_DEFAULT_MODEL, model_path
 
-        return str(model_path(path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)))
+        return str(model_path(path or str(self.settings.value("model/path", "") or "") or APP_DEFAULT_MODEL))
 
     def configured_options(self) -> dict:
-        """Predictor options chosen in the settings (Model menu): the ensemble members to run, and the
-        anatomical guard switched off (it is on by default; slice models only)."""
-        members = int(self.settings.value("model/members", 0) or 0)
+        """Predictor options chosen in the settings (Model menu): the ensemble members to run (the app's
+        default number when nothing was chosen; only ensembles take it), and the anatomical guard switched
+        off (it is on by default; slice models only)."""
+        from ctseg_core.resources import APP_DEFAULT_MEMBERS
+
+        chosen = str(self.settings.value("model/path", "") or "")
+        members = int(self.settings.value("model/members", 0) or 0) or (0 if chosen else APP_DEFAULT_MEMBERS)
         options = {"members": members} if members > 0 else {}
         if not guard_enabled(self.settings):
             options["guard"] = None

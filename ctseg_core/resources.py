@@ -15,6 +15,12 @@ MODELS_DIR = RESOURCES / "models"
 DEFAULT_MODEL = MODELS_DIR / "aa_unet_default.safetensors"  # with its card beside it: .json
 BLAST_CT_MODEL = MODELS_DIR / "blast_ct_v1.safetensors"  # BLAST-CT's 12-member ensemble (Apache-2.0, NOTICE beside it)
 
+# The model the app opens with until the user chooses another (Model > Bundled model), by the rule in the
+# README's "Default model" section: under 5 mL painted on the normal GE series first, then Dice, then time.
+# Measured 30 Nov 2026: BLAST-CT passes with 4 members; ctseg's aa_unet v2 still paints about 20 mL there.
+APP_DEFAULT_MODEL = "blast_ct"
+APP_DEFAULT_MEMBERS = 4
+
 
 def bundled_models() -> dict[str, Path]:
     """The models shipped in resources/models, by the name the command line and the app use."""

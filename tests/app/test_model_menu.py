@@ -71,6 +71,24 @@ def test_the_chosen_model_is_loaded_at_the_next_start(qtbot, tmp_path):
         win.inference.shutdown()
 
 
+def test_a_fresh_install_opens_with_the_default_of_the_readme_rule(qtbot, tmp_path):
+    """No choice in the settings: the app loads ``resources.APP_DEFAULT_MODEL`` (BLAST-CT, 4 members: the
+    only bundled model under 5 mL on the normal GE series) and the menu shows it chosen."""
+    from app.main_window import MainWindow
+    from ctseg_core.resources import APP_DEFAULT_MEMBERS, APP_DEFAULT_MODEL
+
+    settings = QSettings(str(tmp_path / "fresh.ini"), QSettings.IniFormat)
+    win = MainWindow(enable_3d=False, settings=settings, interactive=False)
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: win.model.state == "ready", timeout=60000)
+        assert (APP_DEFAULT_MODEL, APP_DEFAULT_MEMBERS) == ("blast_ct", 4)
+        assert win.session.model_summary.startswith("blast_ct v1") and "4 of 12 members" in win.session.model_summary
+        assert win.bundled_model_actions[("blast_ct", 4)].isChecked()
+    finally:
+        win.inference.shutdown()
+
+
 def test_review_labels_in_legend_overlay_findings_and_export(qtbot, window, tmp_path):
     path = tmp_path / "phantom.nii.gz"
     write_volume(phantom_volume(), path)

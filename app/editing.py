@@ -312,7 +312,7 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     for status, title in REVIEW_STATUSES.items():
         _add(window, review, f"Mark as {title.lower()}", lambda s=status: c.request_status(s))
     review.addSeparator()
-    _add(window, review, "Annotator name...", lambda: _ask_annotator(window, c))
+    _add(window, review, "Reader name...", lambda: _ask_annotator(window, c))
     _add(window, review, "Open next unreviewed case", c.store.open_next_unreviewed, ("Ctrl+N",))
     review.addSeparator()
     c.take_over_action = _add(window, review, "Take over the case (it is open read-only)",
@@ -383,7 +383,7 @@ def _ask_take_over(window, c: EditingController) -> None:
 
 
 def _ask_annotator(window, c: EditingController) -> None:
-    name, ok = QInputDialog.getText(window, "Annotator", "Your name (stored with the review status):",
-                                    text=c.store.annotator)
+    name, ok = QInputDialog.getText(window, "Reader", "Your name (recorded with every edit, save and status "
+                                    "change; empty: the system account):", text=c.store.stored_reader)
     if ok:
         c.store.set_annotator(name)

@@ -1,4 +1,4 @@
-"""``ctseg-app [PATH] [--screenshot OUT.png] [--no-infer] [--model CKPT] [--no-3d]``
+"""``ctseg-app [PATH] [--screenshot OUT.png] [--no-infer] [--model CKPT] [--no-3d] [--reader NAME]``
 
 With no PATH the bundled demo case opens. ``--screenshot`` loads the scan, waits for inference, the
 findings and the 3-D surfaces, moves to the largest finding, saves a picture of the main window and

@@ -3,8 +3,8 @@
 ``compare(a, b, geometry)`` gives the per-class Dice and volumes of the two maps and ``agreement_map``
 the voxel categories an adjudication view colours: ``AGREE`` (same class), ``A_ONLY`` / ``B_ONLY`` (one
 reader drew blood where the other drew none), ``CONFLICT`` (both drew, different classes).
-``Adjudication`` steps through the disagreeing components (connected regions where the maps differ,
-largest first); each is taken from reader A or B, and the result (agreed voxels, then each decision) is
+``Adjudication`` steps through the disagreeing components (connected regions where the maps differ in
+the same way, e.g. "SDH by A, nothing by B"; largest first); each is taken from reader A or B, and the result (agreed voxels, then each decision) is
 the case's final map (``ctseg_core.store.readers.save_adjudicated``). A component not decided keeps
 background where the readers disagree; the adjudicator may redraw anything afterwards.
 """
@@ -84,6 +84,20 @@ class Component:
         return self.bbox[0] + 1, self.bbox[1]
 
 
+def _difference_components(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Numbered connected regions (26-neighbourhood) of voxels where the maps differ in the same way (the
+    same class drawn by A and by B), so that one decision settles one lesion of one class."""
+    out = np.zeros(a.shape, np.int32)
+    differ = a != b
+    code = a.astype(np.int32) * 256 + b.astype(np.int32)
+    n = 0
+    for value in np.unique(code[differ]):
+        labels, k = ndimage.label(differ & (code == value), structure=ndimage.generate_binary_structure(3, 3))
+        out[labels > 0] = labels[labels > 0] + n
+        n += k
+    return out
+
+
 class Adjudication:
     """Two readers' maps and the adjudicator's decisions; ``result`` is the map they make."""
 
@@ -91,7 +105,7 @@ class Adjudication:
         self.a, self.b = np.asarray(a, np.uint8), np.asarray(b, np.uint8)
         self.reader_a, self.reader_b = reader_a, reader_b
         self.categories = agreement_map(self.a, self.b)
-        self._labels, n = ndimage.label(self.a != self.b, structure=ndimage.generate_binary_structure(3, 3))
+        self._labels = _difference_components(self.a, self.b)
         objects = ndimage.find_objects(self._labels)
         found = []
         for i, sl in enumerate(objects, start=1):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QTransform
 from PySide6.QtWidgets import (QComboBox, QDialog, QGridLayout, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
                                QPushButton, QSlider, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -26,6 +26,7 @@ from ctseg_core.windowing import PRESETS
 from app.viewer.plane import view_plane
 
 COLOURS = {AGREE: (40, 200, 60), A_ONLY: (255, 140, 0), B_ONLY: (30, 140, 255), CONFLICT: (230, 40, 230)}
+MIN_FRAME_MM = 80.0  # the smallest field of view when framing a component
 DECISION_TEXT = {"a": "from A", "b": "from B", "": "undecided"}
 
 
@@ -101,6 +102,7 @@ class AdjudicationView(QDialog):
                                      (0, 3, "Save as final", lambda: self.save(redraw=False)),
                                      (1, 3, "Save and redraw", lambda: self.save(redraw=True))):
             button = QPushButton(text)
+            button.setAutoDefault(False)
             button.clicked.connect(lambda *_, s=slot: s())
             buttons.addWidget(button, row, col)
             setattr(self, "button_" + text.lower().replace(" ", "_").strip("◀▶_"), button)
@@ -228,6 +230,15 @@ class AdjudicationView(QDialog):
         self.slider.setValue(comp.centre[0])
         self.session.set_position(*comp.centre)  # the main views follow
         self._place_box()
+        self._zoom_to(comp)
+
+    def _zoom_to(self, comp) -> None:
+        """Frame the component, at least ``MIN_FRAME_MM`` wide, so that a thin rim is visible."""
+        sr, sc = self.plane.spacing(self.volume.geometry)
+        z0, z1, y0, y1, x0, x1 = comp.bbox
+        cx, cy = (x0 + x1) / 2 * sc, (y0 + y1) / 2 * sr
+        half = max((x1 - x0) * sc, (y1 - y0) * sr, MIN_FRAME_MM) / 2 + 5
+        self.viewbox.setRange(QRectF(cx - half, cy - half, 2 * half, 2 * half), padding=0)
 
     def step(self, direction: int) -> None:
         """Next / previous undecided component (any component when all are decided)."""

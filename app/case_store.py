@@ -32,7 +32,7 @@ from shiboken6 import isValid
 
 from ctseg_core.errors import CaseLockedError, CtsegError, StoreError, WriteError
 from ctseg_core.store import Workspace, default_root
-from ctseg_core.store.identity import default_reader
+from ctseg_core.store.identity import check_reader, default_reader
 from ctseg_core.store.lock import REFRESH_EVERY_S
 from ctseg_core.store.readers import READER_STATUSES, ReaderCase
 from ctseg_core.volume import LabelMap
@@ -376,6 +376,11 @@ class CaseStore(QObject):
     def set_annotator(self, name: str, remember: bool = True) -> None:
         """Change the reader; in a double-reading workspace their own map of the open case opens."""
         name, before = name.strip(), self.annotator
+        try:
+            check_reader(name or default_reader())
+        except CtsegError as exc:
+            self.session.log(f"reader name not changed: {exc}", "error")
+            return
         if remember:
             self.settings.setValue("review/annotator", name)
         self.reader_override = name if not remember else ""

@@ -370,7 +370,7 @@ def _ask_take_over(window, c: EditingController) -> None:
         return
     from ctseg_core.store.lock import is_stale, lock_path
 
-    owner, path = case.lock_owner(), lock_path(case.folder)
+    owner, path = case.lock_owner(), lock_path(case.folder, case.reader)
     if owner is not None and not is_stale(path, owner) and getattr(window, "interactive", False):
         from PySide6.QtWidgets import QMessageBox
 

@@ -31,7 +31,7 @@ from ctseg_core.edit.delta import Delta
 from ctseg_core.store.audit import FINAL_MAP, PREDICTION_MAP, array_hash, audit_for
 from ctseg_core.store.identity import default_reader
 from ctseg_core.store.journal import Journal, now_iso
-from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path, update_mutex
+from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path, others_editing, update_mutex
 from ctseg_core.store.source import SourceRef, content_hash, source_files
 from ctseg_core.volume import Geometry, LabelMap, Volume
 
@@ -411,8 +411,13 @@ class Case:
         return LabelMap(np.zeros(self.geometry.shape, np.uint8), self.geometry), "empty"
 
     def _remove_stale_temp_files(self) -> None:
+        """Leftovers of a write cut short by a crash; while another program edits the case (another reader)
+        those of the shared files (case.json, the prediction) may be its writes in progress: kept then."""
+        shared = others_editing(self.folder, self.edit_lock)
+        mine = (f".{FINAL}.", f".{JOURNAL}.") if not self.reader else ()
         for p in self.folder.glob(".*.tmp*"):
-            p.unlink(missing_ok=True)
+            if not shared or p.name.startswith(mine):
+                p.unlink(missing_ok=True)
 
     # --- status --------------------------------------------------------------------------------
     def set_status(self, status: str, annotator: str | None = None, **details) -> None:

@@ -192,6 +192,15 @@ class CaseLock:
         self.held = False
 
 
+def others_editing(folder: Path, mine: CaseLock | None = None) -> bool:
+    """Whether a live process other than ``mine`` holds a lock of the case (any reader's, or the case's)."""
+    for path in Path(folder).glob("edit*.lock"):
+        owner = LockOwner.from_file(path)
+        if owner is not None and not is_stale(path, owner) and (mine is None or owner.token != mine.me.token):
+            return True
+    return False
+
+
 MUTEX_STALE_S = 30.0  # a short-lived update lock older than this was left by a crash: broken
 
 

@@ -102,6 +102,11 @@ class ReaderCase(Case):
         self.map_path = self.dir / READER_MAP
         self.journal = Journal(self.dir / JOURNAL)
 
+    def _remove_stale_temp_files(self) -> None:
+        super()._remove_stale_temp_files()
+        for p in self.dir.glob(".*.tmp*"):
+            p.unlink(missing_ok=True)
+
     def reader_record(self) -> ReaderRecord | None:
         return ReaderRecord.read(self.dir)
 

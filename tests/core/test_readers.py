@@ -283,3 +283,18 @@ def test_audit_export_csv_and_jsonl(ws, predicted_case, tmp_path):
     assert json.loads(rows[2]["details"])["status"] == "corrected"
     assert ws.audit.export(tmp_path / "audit.jsonl", case=case.id) == 3
     assert "deltas" in json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[1])
+
+
+def test_opening_a_case_keeps_another_readers_write_in_progress(ws, predicted_case):
+    case, vol, _ = predicted_case
+    bob = ws.reader_case(case.id, "bob")
+    bob.lock_for_editing()
+    in_progress = case.folder / ".case.json.x1.tmp"  # bob's atomic write of case.json, not yet renamed
+    in_progress.write_text("{}")
+    alice = ws.reader_case(case.id, "alice")
+    alice.lock_for_editing()
+    alice.load_for_editing(vol)
+    assert in_progress.exists()
+    bob.release_lock()  # nobody else edits: it is a crash's leftover now
+    alice.load_for_editing(vol)
+    assert not in_progress.exists()

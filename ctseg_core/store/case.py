@@ -10,8 +10,8 @@ Folder ``<workspace>/cases/<case id>/``:
                     write is refused while another live process holds it (that opener is read-only)
   case.json.lock    held for a moment while a process updates case.json (several may: readers, adjudicator)
   readers/<name>/   one reader's own label map, journal and state (see ``readers``; lock edit-<name>.lock)
-Every edit, save, prediction and status change is also appended to the workspace's audit log (``audit``).
   journal.rejected.jsonl, case.json.damaged-*: records that were damaged, kept aside (see ``notes``)
+Every edit, save, prediction and status change is also appended to the workspace's audit log (``audit``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_core.atomic import atomic_write_bytes, atomic_write_text
-from ctseg_core.errors import CaseLockedError, LabelMismatchError, StoreError
+from ctseg_core.errors import CaseLockedError, CtsegError, LabelMismatchError, StoreError
 from ctseg_core.io.images import read_labels, write_labels
 from ctseg_core.labels import label_table_json
 from ctseg_core.edit.delta import Delta
@@ -258,10 +258,10 @@ class Case:
         self._check_writable()
         if uncertainty is not None and uncertainty.shape != labels.array.shape:
             raise StoreError(f"uncertainty shape {uncertainty.shape} != label map shape {labels.array.shape}")
-        previous = self._read(PREDICTION, None)
+        previous = _readable(self.folder / PREDICTION)
         write_labels(labels, self.folder / PREDICTION)
         self._audit("prediction", PREDICTION_MAP, model=model_version, hash=array_hash(labels.array),
-                    deltas=[_change(previous.array if previous is not None else None, labels.array)])
+                    deltas=[_change(previous, labels.array)])
         if uncertainty is not None:
             q = np.round(np.nan_to_num(np.clip(uncertainty, 0, 1), nan=1.0) * UNCERTAINTY_STEPS).astype(np.uint8)
             atomic_write_bytes(self.folder / UNCERTAINTY, _npz_bytes(q))
@@ -341,8 +341,7 @@ class Case:
             return None
         if self._saved is not None and self._saved[0] == stat:
             return self._saved[1]
-        previous = read_labels(self.map_path)
-        return previous.array
+        return _readable(self.map_path)
 
     def _remember_saved(self, array: np.ndarray) -> None:
         stat = _stat(self.map_path)
@@ -436,8 +435,17 @@ def _set_status(rec: CaseRecord, status: str, annotator: str) -> None:
 
 
 def _change(old: np.ndarray | None, new: np.ndarray) -> Delta:
-    """The voxels that differ from the previous state (None: an empty map)."""
-    return Delta.between(np.zeros_like(new) if old is None else old, new)
+    """The voxels that differ from the previous state (None, or a map of another shape: an empty map)."""
+    return Delta.between(np.zeros_like(new) if old is None or old.shape != new.shape else old, new)
+
+
+def _readable(path: Path) -> np.ndarray | None:
+    """The label array in ``path`` as it is before being replaced (None: none, or unreadable; the audit
+    log's replay then reports that it cannot reproduce that save)."""
+    try:
+        return read_labels(path).array if path.is_file() else None
+    except (CtsegError, OSError):
+        return None
 
 
 def _stat(path: Path) -> tuple | None:

@@ -24,7 +24,7 @@ from app.tools import create_tools
 from app.tools.options import BRUSH_STEP, OptionsBar, ToolOptions
 
 REVIEW_STATUSES = {"in_review": "In review", "corrected": "Corrected", "approved": "Approved"}
-REVIEWED_STATUSES = ("corrected", "approved")  # a person has looked at every finding
+REVIEWED_STATUSES = ("corrected", "adjudicated", "approved")  # a person has looked at every finding
 
 
 def slices_around(labels, class_id: int, z: int) -> tuple[int, int] | None:

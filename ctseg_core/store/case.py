@@ -209,6 +209,11 @@ class Case:
             self.record.modified = now_iso()
             atomic_write_text(self.folder / CASE_JSON, json.dumps(self.record.to_json(), indent=1))
 
+    def set_description(self, text: str) -> None:
+        """What the case list shows for the case (the record is re-read and written under its update lock:
+        change it through methods like this one, never by assigning to ``record``)."""
+        self._update_record(lambda rec: setattr(rec, "description", text))
+
     def reload_record(self) -> CaseRecord:
         """Read the record again (other processes change the status)."""
         self.record = read_record(self.folder)

@@ -1,4 +1,4 @@
-"""``ctseg-app [PATH] [--screenshot OUT.png] [--no-infer] [--model CKPT] [--no-3d]``
+"""``ctseg-app [PATH] [--screenshot OUT.png] [--no-infer] [--model CKPT] [--no-3d] [--reader NAME]``
 
 With no PATH the bundled demo case opens. ``--screenshot`` loads the scan, waits for inference, the
 findings and the 3-D surfaces, moves to the largest finding, saves a picture of the main window and
@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-3d", action="store_true", help="turn the 3-D view off")
     p.add_argument("--labels", metavar="FILE", help="label map to show as the corrected labels (same grid)")
     p.add_argument("--series", metavar="UID", help="series instance UID to open from a multi-series folder")
+    p.add_argument("--reader", metavar="NAME", help="your name as a reader for this session (default: the name set "
+                                                    "in the app, else the system account)")
     return p
 
 
@@ -87,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     from app.editing import install_editing
 
     editing = install_editing(window)  # tools, undo, autosave, Cases dock ($CTSEG_WORKSPACE or File > Set workspace)
+    if args.reader:
+        editing.store.set_annotator(args.reader, remember=False)
+    from app.reading import install_reading
+
+    install_reading(window, editing)  # reader in the title, double reading, adjudication, agreement, audit log
     from app.panels.training_panel import install_training
 
     install_training(window, editing)  # Training dock, Model > Retrain on corrected cases..., model versions

@@ -11,7 +11,12 @@
 - holds the case's lock (``ctseg_core.store.lock``) while the case is open, refreshing it on a timer: when
   another program edits the case, it opens read-only (``read_only`` says why; the editor allows no edits,
   the window shows it) until the user takes the lock over (``take_over``);
-- reports failed saves (a full disk) once, with the edits kept in memory and in the journal.
+- reports failed saves (a full disk) once, with the edits kept in memory and in the journal;
+- knows the reader (``annotator``: ``--reader``, else QSettings ``review/annotator``, else the operating
+  system account), recorded with every edit, save and status change; in a double-reading workspace
+  (``Workspace.double_reading``) the reader edits their own map of the case (``ctseg_core.store.readers``)
+  under their own lock, and the adjudicator the final map (``edit_final``);
+- polls the workspace for changes made by other people (``WATCH_MS``) and re-lists the cases.
 The workspace is ``QSettings workspace/root``, else ``$CTSEG_WORKSPACE``, else ``~/ctseg-workspace``.
 """
 
@@ -27,11 +32,14 @@ from shiboken6 import isValid
 
 from ctseg_core.errors import CaseLockedError, CtsegError, StoreError, WriteError
 from ctseg_core.store import Workspace, default_root
+from ctseg_core.store.identity import check_reader, default_reader
 from ctseg_core.store.lock import REFRESH_EVERY_S
+from ctseg_core.store.readers import READER_STATUSES, ReaderCase
 from ctseg_core.volume import LabelMap
 from app.workers import run_task
 
 AUTOSAVE_MS = 3000
+WATCH_MS = 5000  # how often the workspace is checked for other people's changes
 ORIGIN_TEXT = {"recovered": "the final map with unsaved edits recovered", "final": "the saved final map",
                "prediction": "the stored prediction", "empty": "an empty map"}
 
@@ -60,6 +68,12 @@ class CaseStore(QObject):
         self.autosave_timer.timeout.connect(self._autosave)
         self.lock_timer = QTimer(self, interval=REFRESH_EVERY_S * 1000)
         self.lock_timer.timeout.connect(self.refresh_lock)
+        self.reader_override = ""  # ``ctseg-app --reader``: this session's reader, not stored
+        self.editing_final = False  # double reading: edit the case's final map (adjudication) rather than one's own
+        self._signature = None
+        self.watch_timer = QTimer(self, interval=WATCH_MS)
+        self.watch_timer.timeout.connect(self.check_for_changes)
+        self.watch_timer.start()
         self.session.volume_changed.connect(self._on_volume)
         self.session.prediction_completed.connect(self._on_prediction_completed)
         self.window.about_to_close.connect(self._on_close)
@@ -136,7 +150,7 @@ class CaseStore(QObject):
         session = self.session
         locked = ""
         try:
-            case = ws.open_case(volume, volume.meta.source_path or None)
+            case = self._case_object(ws, ws.open_case(volume, volume.meta.source_path or None))
             try:
                 case.lock_for_editing(take_over=take_over)
             except CaseLockedError as exc:
@@ -181,6 +195,53 @@ class CaseStore(QObject):
             return
         if probabilities is not None:
             self.session.set_slice_probabilities(probabilities)
+
+    def _case_object(self, ws: Workspace, case):
+        """The case as this app edits it: in a double-reading workspace the reader's own map (or the final map
+        while adjudicating), else the case's final map; the reader is recorded with everything written."""
+        if ws.double_reading and not self.editing_final:
+            own = ws.reader_case(case.id, self.annotator)
+            own.notes = case.notes
+            return own
+        case.who = self.annotator
+        return case
+
+    @property
+    def double_reading(self) -> bool:
+        ws = self.workspace
+        try:
+            return ws is not None and ws.double_reading
+        except CtsegError:
+            return False
+
+    def reopen(self, editing_final: bool | None = None) -> None:
+        """Open the shown scan's case again (after the reader, the reading mode or the edited map changed);
+        the edits so far are saved first."""
+        self.flush()
+        self._release()
+        self.editor.forget_history()
+        if editing_final is not None:
+            self.editing_final = editing_final
+        self._open_case()
+
+    def check_for_changes(self) -> bool:
+        """Re-list the cases when another program (another reader) changed the workspace; True when it did."""
+        ws = self.workspace
+        if ws is None:
+            return False
+        try:
+            signature = ws.changed_signature()
+        except OSError:
+            return False
+        changed, self._signature = signature != self._signature and self._signature is not None, signature
+        if changed:
+            if self.case is not None:
+                try:
+                    self.case.reload_record()
+                except CtsegError:
+                    pass
+            self.cases_changed.emit()
+        return changed
 
     def _show_stored_prediction(self, case, volume) -> None:
         """The stored model output, for comparing with the corrections (Labels: prediction)."""
@@ -332,11 +393,30 @@ class CaseStore(QObject):
     # ---- review ----
     @property
     def annotator(self) -> str:
+        """The reader: ``--reader``, else the name set in the app, else the operating system account."""
+        return self.reader_override or self.stored_reader or default_reader()
+
+    @property
+    def stored_reader(self) -> str:
         return str(self.settings.value("review/annotator", "") or "")
 
-    def set_annotator(self, name: str) -> None:
-        self.settings.setValue("review/annotator", name.strip())
-        self.annotator_changed.emit(name.strip())
+    def set_annotator(self, name: str, remember: bool = True) -> None:
+        """Change the reader; in a double-reading workspace their own map of the open case opens."""
+        name, before = name.strip(), self.annotator
+        try:
+            check_reader(name or default_reader())
+        except CtsegError as exc:
+            self.session.log(f"reader name not changed: {exc}", "error")
+            return
+        if remember:
+            self.settings.setValue("review/annotator", name)
+        self.reader_override = name if not remember else ""
+        self.annotator_changed.emit(self.annotator)
+        if self.annotator != before and self.case is not None:
+            if isinstance(self.case, ReaderCase):
+                self.reopen()
+            else:
+                self.case.who = self.annotator
 
     def set_status(self, status: str) -> None:
         """Review status of the open case ("in_review", "corrected", "approved"), saved first."""
@@ -348,7 +428,12 @@ class CaseStore(QObject):
             return
         self.flush()
         try:
-            self.case.set_status(status, self.annotator)
+            target = self.case
+            if isinstance(target, ReaderCase) and status not in READER_STATUSES:
+                target = self.workspace.case(self.case.id)  # a case status (approved ...), not the reader's own
+                target.who = self.annotator
+            target.set_status(status, self.annotator)
+            self.case.reload_record()
         except CtsegError as exc:
             self.session.log(str(exc), "error")
             return

@@ -24,7 +24,7 @@ from app.tools import create_tools
 from app.tools.options import BRUSH_STEP, OptionsBar, ToolOptions
 
 REVIEW_STATUSES = {"in_review": "In review", "corrected": "Corrected", "approved": "Approved"}
-REVIEWED_STATUSES = ("corrected", "approved")  # a person has looked at every finding
+REVIEWED_STATUSES = ("corrected", "adjudicated", "approved")  # a person has looked at every finding
 
 
 def slices_around(labels, class_id: int, z: int) -> tuple[int, int] | None:
@@ -312,7 +312,7 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
     for status, title in REVIEW_STATUSES.items():
         _add(window, review, f"Mark as {title.lower()}", lambda s=status: c.request_status(s))
     review.addSeparator()
-    _add(window, review, "Annotator name...", lambda: _ask_annotator(window, c))
+    _add(window, review, "Reader name...", lambda: _ask_annotator(window, c))
     _add(window, review, "Open next unreviewed case", c.store.open_next_unreviewed, ("Ctrl+N",))
     review.addSeparator()
     c.take_over_action = _add(window, review, "Take over the case (it is open read-only)",
@@ -370,7 +370,7 @@ def _ask_take_over(window, c: EditingController) -> None:
         return
     from ctseg_core.store.lock import is_stale, lock_path
 
-    owner, path = case.lock_owner(), lock_path(case.folder)
+    owner, path = case.lock_owner(), lock_path(case.folder, case.reader)
     if owner is not None and not is_stale(path, owner) and getattr(window, "interactive", False):
         from PySide6.QtWidgets import QMessageBox
 
@@ -383,7 +383,7 @@ def _ask_take_over(window, c: EditingController) -> None:
 
 
 def _ask_annotator(window, c: EditingController) -> None:
-    name, ok = QInputDialog.getText(window, "Annotator", "Your name (stored with the review status):",
-                                    text=c.store.annotator)
+    name, ok = QInputDialog.getText(window, "Reader", "Your name (recorded with every edit, save and status "
+                                    "change; empty: the system account):", text=c.store.stored_reader)
     if ok:
         c.store.set_annotator(name)

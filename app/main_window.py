@@ -412,7 +412,8 @@ class MainWindow(QMainWindow):
         scan = self.session.volume.meta.description or Path(self.session.volume.meta.source_path).name \
             if self.session.has_volume() else "no scan"
         model = self.session.model_summary or "no model"
-        self.setWindowTitle(f"ctseg - {scan} - model: {model}")
+        reader = getattr(self, "reader_title", "")  # set by app.editing: the reader's name and map
+        self.setWindowTitle(f"ctseg - {scan} - model: {model}" + (f" - reader: {reader}" if reader else ""))
 
     # ---- export ----
     def export_findings(self, path: str) -> None:

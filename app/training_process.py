@@ -37,6 +37,7 @@ class TrainingProcess(QObject):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.proc: QProcess | None = None
+        self.reader = ""  # who starts the run (``CTSEG_READER`` of the process)
         self._stdout = b""
         self.stderr = ""
         self.events: list[dict] = []
@@ -54,6 +55,8 @@ class TrainingProcess(QObject):
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
+        if self.reader:
+            env.insert("CTSEG_READER", self.reader)  # recorded with the run in the workspace's audit log
         proc.setProcessEnvironment(env)
         proc.readyReadStandardOutput.connect(self._read_stdout)
         proc.readyReadStandardError.connect(self._read_stderr)

@@ -49,11 +49,25 @@ def run_with_signals(request, emit=print_event) -> int:
         print(f"ctseg train: rank {rank} of {world} finished ({result['event']})", file=sys.stderr, flush=True)
     if rank != 0:
         return 0
+    _audit_training(request, result)
     if result["event"] == "done":
         print(f"ctseg train: {result['reason']}", file=sys.stderr)
     else:
         print(f"ctseg train: cancelled at step {result['step']}; continue with --resume", file=sys.stderr)
     return 0
+
+
+def _audit_training(request, result: dict) -> None:
+    """Log the run in the workspace's audit trail (who trained, which version came out, on which cases)."""
+    from ctseg_core.store.audit import AuditLog
+    from ctseg_core.store.identity import default_reader
+
+    try:
+        AuditLog(request.workspace).append("train", who=default_reader(), model=str(result.get("version", "")),
+                                           result=result.get("event", ""), promoted=result.get("promoted"),
+                                           reason=result.get("reason", ""))
+    except CtsegError as exc:
+        print(f"ctseg train: the audit log could not be written: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@ where a triage model (RADnet) ran, the scan's probability of hemorrhage.
 
 Filter by status, click a column title to sort (the probability column puts the likeliest scans first
 when sorted descending), double-click (or Open) to open a case, "Next unreviewed" opens the oldest new
-case; the status of the open case and the annotator name are set here too (also in the Review menu).
+case; the status of the open case and the reader's name are set here too (also in the Review menu). A case
+read by several readers shows how many have finished ("read (2 readers)") and who; the list follows changes
+other people make to the workspace (``CaseStore.check_for_changes``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLin
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ctseg_core.store import STATUSES
+from ctseg_core.store.readers import readers_of
 
 COLUMNS = ("Case", "Status", "Findings", "Triage p")
 TRIAGE_COLUMN = 3
-STATUS_TITLES = {"new": "new", "in_review": "in review", "corrected": "corrected", "approved": "approved"}
-STATUS_COLOURS = {"new": (110, 110, 110), "in_review": (200, 120, 0), "corrected": (30, 100, 200),
-                  "approved": (30, 140, 50)}
+STATUS_TITLES = {"new": "new", "in_review": "in review", "read": "read", "adjudicated": "adjudicated",
+                 "corrected": "corrected", "approved": "approved"}
+STATUS_COLOURS = {"new": (110, 110, 110), "in_review": (200, 120, 0), "read": (150, 80, 200),
+                  "adjudicated": (20, 130, 150), "corrected": (30, 100, 200), "approved": (30, 140, 50)}
+SETTABLE = ("in_review", "corrected", "approved")  # read and adjudicated follow from the readers / adjudication
+
+
+def readers_text(records) -> str:
+    """'alice ✓, bob' (✓: finished their reading)."""
+    return ", ".join(r.reader + (" ✓" if r.status == "done" else "") for r in records)
 
 
 def triage_text(triage: dict) -> str:
@@ -84,13 +94,14 @@ class CasesPanel(QWidget):
         self.table.setWordWrap(False)
         self.table.cellDoubleClicked.connect(lambda row, _: self.open_row(row))
         self.status = QComboBox()
-        for status in STATUSES[1:]:
+        for status in SETTABLE:
             self.status.addItem(STATUS_TITLES[status].capitalize(), status)
         self.set_status_button = QPushButton("Set status")
         self.set_status_button.setToolTip("review status of the open case (saved with the annotator's name)")
         self.set_status_button.clicked.connect(lambda: request_status(self.status.currentData()))
-        self.annotator = QLineEdit(store.annotator)
-        self.annotator.setPlaceholderText("annotator name")
+        self.annotator = QLineEdit(store.stored_reader)
+        self.annotator.setPlaceholderText(f"reader name (now {store.annotator})")
+        self.annotator.setToolTip("your name as a reader: recorded with every edit, save and status change")
         self.annotator.editingFinished.connect(lambda: store.set_annotator(self.annotator.text()))
         self.current = QLabel()
         self.current.setWordWrap(True)
@@ -113,10 +124,14 @@ class CasesPanel(QWidget):
         layout.addWidget(self.annotator)
         layout.addWidget(self.workspace_label)
         store.cases_changed.connect(self.refresh)
-        store.annotator_changed.connect(lambda name: self.annotator.setText(name) if name != self.annotator.text()
-                                         else None)
+        store.annotator_changed.connect(self._on_reader)
         store.case_opened.connect(lambda _: self.refresh())
         self.refresh()
+
+    def _on_reader(self, name: str) -> None:
+        if self.store.stored_reader != self.annotator.text():
+            self.annotator.setText(self.store.stored_reader)
+        self.annotator.setPlaceholderText(f"reader name (now {name})")
 
     def refresh(self) -> None:
         ws = self.store.workspace
@@ -133,11 +148,16 @@ class CasesPanel(QWidget):
         self.table.setRowCount(len(self.records))
         for row, rec in enumerate(self.records):
             status = STATUS_TITLES.get(rec.status, rec.status)
+            readers = readers_of(ws.cases_dir / rec.id)
+            if rec.status == "read":
+                done = sum(r.status == "done" for r in readers)
+                status += f" ({done} reader{'s' if done != 1 else ''})"
             if rec.status == "new" and rec.prediction_saved:
                 status += ", segmented"  # e.g. received from the PACS and segmented in the background
             cells = (rec.description or rec.id, status, findings_text(rec.findings), triage_text(rec.triage))
             tip = (f"{rec.id}\nsource: {rec.source.path}\nstatus: {STATUS_TITLES.get(rec.status, rec.status)}"
                    + (f" by {rec.annotator}" if rec.annotator else "")
+                   + (f"\nreaders: {readers_text(readers)}" if readers else "")
                    + f"\nmodified: {(rec.modified or '')[:19].replace('T', ' ')}\nfindings: {cells[2]}"
                    + ("\n* = on fewer than 3 consecutive slices" if "*" in cells[2] else ""))
             for col, text in enumerate(cells):

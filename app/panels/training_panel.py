@@ -211,6 +211,7 @@ class TrainingPanel(QWidget):
         self.status_label.setText(f"Starting the training process on {n} cases...")
         self._set_running(True)
         self.session.log(f"retraining on {n} corrected/approved cases of {self.workspace.root}")
+        self.process.reader = self.editing.store.annotator  # the run is audited with who started it
         self.process.start(self.arguments(resume))
         return True
 

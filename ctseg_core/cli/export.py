@@ -101,11 +101,12 @@ def _case_findings(case, labels, source: str):
     """The findings of a case's map with the model's confidence (its stored prediction and uncertainty),
     each class's origin, the model's name and the review state."""
     from ctseg_core.findings import reviewed_findings
+    from ctseg_core.store import TRAINING_STATUSES
 
     prediction = case.load_prediction()
     model = case.prediction_model()
     rec = case.record
-    reviewed = rec.status in ("corrected", "approved")
+    reviewed = rec.status in TRAINING_STATUSES  # a person settled the final map (corrected, adjudicated, approved)
     review = f"{rec.status.replace('_', ' ')}" + (f" by {rec.annotator}" if rec.annotator else "") if reviewed \
         else "not reviewed"
     return reviewed_findings(labels, None if prediction is None else prediction.array,

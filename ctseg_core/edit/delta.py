@@ -48,6 +48,15 @@ class Delta:
         old = region[sub]
         return cls.from_mask(bbox, sub, old, np.full(old.shape, value, np.uint8))
 
+    @classmethod
+    def between(cls, old: np.ndarray, new: np.ndarray) -> "Delta":
+        """The delta that turns the array ``old`` into ``new`` (same shape): their differing voxels."""
+        if old.shape != new.shape:
+            raise ValueError(f"shapes differ: {old.shape} != {new.shape}")
+        change = old != new
+        delta = cls.write(old, (0, 0, 0), change, 0)
+        return cls(delta.bbox, delta.packed_mask, delta.old, new[delta.slices][delta.mask]) if delta else delta
+
     @property
     def shape(self) -> tuple[int, int, int]:
         z0, z1, y0, y1, x0, x1 = self.bbox

@@ -82,7 +82,7 @@ class SeriesSegmenter:
         try:
             entry = Inbox(self.workspace_root).entry_of_folder(series_folder)
             if entry is not None and case.record.description == Path(series_folder).name:
-                case.record.description = entry.title()  # the patient and study, not the series UID
+                case.set_description(entry.title())  # the patient and study, not the series UID
             model = ModelIdentity.of_predictor(predictor)  # the app then shows it without running it again
             uncertainty = prediction.uncertainty() if callable(getattr(prediction, "uncertainty", None)) else None
             case.save_prediction(prediction.labels, model.label, model=model, uncertainty=uncertainty)

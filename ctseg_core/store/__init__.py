@@ -20,6 +20,11 @@ Training (cases reviewed by an annotator)::
         labels = tc.load_labels(volume)    # final.nii.gz checked against the scan's grid
         tc.case_id, tc.final_path          # identifiers / the label file itself
 
+Several readers (``readers``): ``ws.reader_case(case_id, "alice")`` is the case with alice's own map,
+journal, lock and status; ``readers.save_adjudicated`` makes an adjudicated map the case's final labels.
+Who does what: ``identity`` (the reader's name), ``audit`` (``ws.audit``: the workspace's append-only log of
+every edit, save, status change and training run, and its replay).
+
 A case's source may be a NIfTI file (``ctseg_core.io.images.write_volume`` then ``open_case(volume, path)``),
 which is how tests create cases from generated volumes.
 """

@@ -9,7 +9,10 @@ Folder ``<workspace>/cases/<case id>/``:
   journal.jsonl     edits committed since the last save of final (see ``journal``)
   edit.lock         who is editing the case now (see ``lock``): ``lock_for_editing`` takes it, and every
                     write is refused while another live process holds it (that opener is read-only)
+  case.json.lock    held for a moment while a process updates case.json (several may: readers, adjudicator)
+  readers/<name>/   one reader's own label map, journal and state (see ``readers``; lock edit-<name>.lock)
   journal.rejected.jsonl, case.json.damaged-*: records that were damaged, kept aside (see ``notes``)
+Every edit, save, prediction and status change is also appended to the workspace's audit log (``audit``).
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_core.atomic import atomic_write_bytes, atomic_write_text
-from ctseg_core.errors import CaseLockedError, LabelMismatchError, StoreError
+from ctseg_core.errors import CaseLockedError, CtsegError, LabelMismatchError, StoreError
 from ctseg_core.io.images import read_labels, write_labels
 from ctseg_core.labels import label_table_json
+from ctseg_core.edit.delta import Delta
+from ctseg_core.store.audit import FINAL_MAP, PREDICTION_MAP, array_hash, audit_for
+from ctseg_core.store.identity import default_reader
 from ctseg_core.store.journal import Journal, now_iso
-from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path
+from ctseg_core.store.lock import CaseLock, LockOwner, is_stale, lock_path, others_editing, update_mutex
 from ctseg_core.store.source import SourceRef, content_hash, source_files
 from ctseg_core.volume import Geometry, LabelMap, Volume
 
-STATUSES = ("new", "in_review", "corrected", "approved")
-TRAINING_STATUSES = ("corrected", "approved")
+# new (unread) -> in_review (in progress) -> corrected (one reader) | read (by N readers) -> adjudicated -> approved
+STATUSES = ("new", "in_review", "read", "adjudicated", "corrected", "approved")
+TRAINING_STATUSES = ("corrected", "adjudicated", "approved")
 
 CASE_JSON = "case.json"
 PREDICTION = "prediction.nii.gz"
@@ -110,26 +117,35 @@ def geometry_json(g: Geometry) -> dict:
 class Case:
     """Use from one thread; ``journal_append`` and ``save_final`` are safe against each other."""
 
+    reader = ""  # whose map this object edits: "" the case's final map, a name that reader's (``readers``)
+    map_name = FINAL_MAP  # the edited map's name in the audit log
+
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.record = read_record(self.folder)
+        self.map_path = self.folder / FINAL  # the map this object edits and saves
         self.journal = Journal(self.folder / JOURNAL)
+        self.who = default_reader()  # recorded with every edit, save and status change (the app sets it)
+        self.audit = audit_for(self.folder)
+        self._saved: tuple[tuple, np.ndarray] | None = None  # (file stat, array) of the map as last saved
         self._lock = threading.Lock()
         self.edit_lock: CaseLock | None = None  # held while this object edits the case
         self.notes: list[str] = []  # what opening found and did (damaged records set aside, a lock taken over)
 
     # --- who may write ---------------------------------------------------------------------------
-    def lock_for_editing(self, reader: str = "", take_over: bool = False) -> None:
-        """Become the case's only writer; ``CaseLockedError`` (naming the owner) when another process is.
-
-        A lock whose owner is gone (dead process on this host) is taken over; ``take_over`` takes any."""
-        lock = CaseLock(self.folder, reader)
+    def lock_for_editing(self, reader: str | None = None, take_over: bool = False) -> None:
+        """Become the only writer of this object's map; ``CaseLockedError`` (naming the owner) when another
+        process is. A lock whose owner is gone (dead process on this host) is taken over; ``take_over``
+        takes any (logged in the audit trail)."""
+        lock = CaseLock(self.folder, self.reader if reader is None else reader)
         if take_over:
             lock.take_over()
         else:
             lock.acquire()
         self.edit_lock = lock
         self.notes.extend(lock.notes)
+        if lock.notes:
+            self._audit("take_over", notes=list(lock.notes))
         self.journal.reload()  # continue after whatever the previous owner journaled
 
     def release_lock(self) -> None:
@@ -137,9 +153,9 @@ class Case:
             self.edit_lock.release()
             self.edit_lock = None
 
-    def lock_owner(self, reader: str = "") -> LockOwner | None:
-        """Who holds the case's lock (None: nobody)."""
-        return LockOwner.from_file(lock_path(self.folder, reader))
+    def lock_owner(self, reader: str | None = None) -> LockOwner | None:
+        """Who holds the lock of this object's map (or ``reader``'s) (None: nobody)."""
+        return LockOwner.from_file(lock_path(self.folder, self.reader if reader is None else reader))
 
     @property
     def read_only(self) -> bool:
@@ -159,7 +175,7 @@ class Case:
                 raise CaseLockedError(f"the case lock was taken over by {who}; this copy is read-only now",
                                       self.folder, owner=owner)
             return
-        path = lock_path(self.folder)
+        path = lock_path(self.folder, self.reader)
         owner = LockOwner.from_file(path)
         if owner is not None and not is_stale(path, owner):
             raise CaseLockedError(f"the case is being edited by {owner.describe()}; it is open read-only",
@@ -183,10 +199,33 @@ class Case:
     def geometry(self) -> Geometry:
         return self.record.geometry_obj()
 
-    def _save_record(self) -> None:
+    def _update_record(self, change) -> None:
+        """Apply ``change(record)`` to the record on disk and save it: read, change and write under the
+        record's update lock, so that what other processes (other readers) wrote meanwhile is kept."""
         self._check_writable()
-        self.record.modified = now_iso()
-        atomic_write_text(self.folder / CASE_JSON, json.dumps(self.record.to_json(), indent=1))
+        with update_mutex(self.folder / (CASE_JSON + ".lock")):
+            try:
+                self.record = read_record(self.folder)
+            except StoreError:
+                pass  # damaged or gone: this object's copy is written
+            change(self.record)
+            self.record.modified = now_iso()
+            atomic_write_text(self.folder / CASE_JSON, json.dumps(self.record.to_json(), indent=1))
+
+    def set_description(self, text: str) -> None:
+        """What the case list shows for the case (the record is re-read and written under its update lock:
+        change it through methods like this one, never by assigning to ``record``)."""
+        self._update_record(lambda rec: setattr(rec, "description", text))
+
+    def reload_record(self) -> CaseRecord:
+        """Read the record again (other processes change the status)."""
+        self.record = read_record(self.folder)
+        return self.record
+
+    def _audit(self, op: str, map: str = "", deltas=(), model: str = "", who: str | None = None, **details) -> None:
+        if self.audit is not None:
+            self.audit.append(op, case=self.id, who=self.who if who is None else who, map=map, deltas=deltas,
+                              model=model, **details)
 
     # --- the scan ------------------------------------------------------------------------------
     def load_volume(self, verify: bool = True, progress=None) -> Volume:
@@ -211,7 +250,7 @@ class Case:
             raise LabelMismatchError("label map does not belong to this case's scan: "
                                      + self.geometry.describe_mismatch(labels.geometry), path)
 
-    def _read(self, name: str, volume: Volume | None) -> LabelMap | None:
+    def _read(self, name: str | Path, volume: Volume | None) -> LabelMap | None:
         path = self.folder / name
         if not path.exists():
             return None
@@ -227,7 +266,10 @@ class Case:
         self._check_writable()
         if uncertainty is not None and uncertainty.shape != labels.array.shape:
             raise StoreError(f"uncertainty shape {uncertainty.shape} != label map shape {labels.array.shape}")
+        previous = _readable(self.folder / PREDICTION)
         write_labels(labels, self.folder / PREDICTION)
+        self._audit("prediction", PREDICTION_MAP, model=model_version, hash=array_hash(labels.array),
+                    deltas=[_change(previous, labels.array)])
         if uncertainty is not None:
             q = np.round(np.nan_to_num(np.clip(uncertainty, 0, 1), nan=1.0) * UNCERTAINTY_STEPS).astype(np.uint8)
             atomic_write_bytes(self.folder / UNCERTAINTY, _npz_bytes(q))
@@ -237,8 +279,11 @@ class Case:
         atomic_write_text(self.folder / PREDICTION_JSON, json.dumps(
             {"model_version": model_version, "model": model.to_json() if model is not None else None,
              "saved": t, "classes": label_table_json()}, indent=1))
-        self.record.model_version, self.record.prediction_saved = model_version, t
-        self._save_record()
+
+        def change(rec: CaseRecord) -> None:
+            rec.model_version, rec.prediction_saved = model_version, t
+
+        self._update_record(change)
 
     def load_prediction(self, volume: Volume | None = None) -> LabelMap | None:
         return self._read(PREDICTION, volume)
@@ -309,17 +354,41 @@ class Case:
         self._check_writable()
         with self._lock:
             upto = self.journal.last_seq if journal_upto is None else journal_upto
-        write_labels(labels, self.folder / FINAL)
+        previous = self._previous_saved()
+        write_labels(labels, self.map_path)
+        self._remember_saved(labels.array)
         with self._lock:
             self.journal.trim(upto)
-        self.record.final_saved = now_iso()
-        self.record.findings = _findings_summary(labels)
-        if self.record.status == "new":
-            self._set_status("in_review", self.record.annotator)
-        self._save_record()
+        self._audit("save", self.map_name, deltas=[_change(previous, labels.array)], hash=array_hash(labels.array))
+        self._after_save(labels)
+
+    def _after_save(self, labels: LabelMap) -> None:
+        """The case record follows a save of the final map (a reader's map keeps its own record)."""
+        t, findings, who = now_iso(), _findings_summary(labels), self.who
+
+        def change(rec: CaseRecord) -> None:
+            rec.final_saved, rec.findings = t, findings
+            if rec.status == "new":
+                _set_status(rec, "in_review", rec.annotator or who)
+
+        self._update_record(change)
+
+    def _previous_saved(self) -> np.ndarray | None:
+        """The map as last saved (kept from the last save when the file is unchanged since, else read)."""
+        stat = _stat(self.map_path)
+        if stat is None:
+            return None
+        if self._saved is not None and self._saved[0] == stat:
+            return self._saved[1]
+        return _readable(self.map_path)
+
+    def _remember_saved(self, array: np.ndarray) -> None:
+        stat = _stat(self.map_path)
+        self._saved = (stat, array.copy()) if stat is not None else None
 
     def load_final(self, volume: Volume | None = None) -> LabelMap | None:
-        return self._read(FINAL, volume)
+        """The map this object edits as last saved (the case's final map; a reader's own, see ``readers``)."""
+        return self._read(self.map_path, volume)
 
     def import_labels(self, path: str | Path, volume: Volume) -> LabelMap:
         """Make an existing label map file (NIfTI/NRRD/MHA) the case's final map; it must lie on the scan's grid."""
@@ -329,16 +398,18 @@ class Case:
 
     @property
     def final_path(self) -> Path:
-        return self.folder / FINAL
+        return self.map_path
 
     # --- journal and recovery ------------------------------------------------------------------
     def journal_append(self, deltas) -> int:
         """Log one committed step (a Delta or a list of them), fsync'd; History(journal=...) calls it."""
-        from ctseg_core.edit.delta import Delta
-
         self._check_writable()
+        deltas = [deltas] if isinstance(deltas, Delta) else list(deltas)
         with self._lock:
-            return self.journal.append([deltas] if isinstance(deltas, Delta) else deltas)
+            seq = self.journal.append(deltas)
+        if seq:
+            self._audit("edit", self.map_name, deltas=deltas, model=self.record.model_version, seq=seq)
+        return seq
 
     def _base(self, volume: Volume | None) -> LabelMap:
         base = self.load_final(volume)
@@ -378,20 +449,50 @@ class Case:
         return LabelMap(np.zeros(self.geometry.shape, np.uint8), self.geometry), "empty"
 
     def _remove_stale_temp_files(self) -> None:
+        """Leftovers of a write cut short by a crash; while another program edits the case (another reader)
+        those of the shared files (case.json, the prediction) may be its writes in progress: kept then."""
+        shared = others_editing(self.folder, self.edit_lock)
+        mine = (f".{FINAL}.", f".{JOURNAL}.") if not self.reader else ()
         for p in self.folder.glob(".*.tmp*"):
-            p.unlink(missing_ok=True)
+            if not shared or p.name.startswith(mine):
+                p.unlink(missing_ok=True)
 
     # --- status --------------------------------------------------------------------------------
-    def set_status(self, status: str, annotator: str | None = None) -> None:
-        self._check_writable()
-        self._set_status(status, annotator if annotator is not None else self.record.annotator)
-        self._save_record()
-
-    def _set_status(self, status: str, annotator: str) -> None:
+    def set_status(self, status: str, annotator: str | None = None, **details) -> None:
+        """The case's review status, with who set it (``annotator``, default this object's reader); logged."""
         if status not in STATUSES:
             raise StoreError(f"unknown review status {status!r} (one of {', '.join(STATUSES)})")
-        self.record.status, self.record.annotator = status, annotator or ""
-        self.record.status_history.append({"status": status, "annotator": annotator or "", "time": now_iso()})
+        who = annotator if annotator is not None else self.who
+        previous = self.record.status
+        self._update_record(lambda rec: _set_status(rec, status, who))
+        self._audit("status", who=who, status=status, previous=previous, **details)
+
+
+def _set_status(rec: CaseRecord, status: str, annotator: str) -> None:
+    rec.status, rec.annotator = status, annotator or ""
+    rec.status_history.append({"status": status, "annotator": annotator or "", "time": now_iso()})
+
+
+def _change(old: np.ndarray | None, new: np.ndarray) -> Delta:
+    """The voxels that differ from the previous state (None, or a map of another shape: an empty map)."""
+    return Delta.between(np.zeros_like(new) if old is None or old.shape != new.shape else old, new)
+
+
+def _readable(path: Path) -> np.ndarray | None:
+    """The label array in ``path`` as it is before being replaced (None: none, or unreadable; the audit
+    log's replay then reports that it cannot reproduce that save)."""
+    try:
+        return read_labels(path).array if path.is_file() else None
+    except (CtsegError, OSError):
+        return None
+
+
+def _stat(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _npz_bytes(q: np.ndarray) -> bytes:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import getpass
 import json
 import os
-import re
 import socket
 import time
 import uuid
@@ -28,6 +26,7 @@ from pathlib import Path
 
 from ctseg_core.atomic import atomic_write_text
 from ctseg_core.errors import CaseLockedError, StoreError
+from ctseg_core.store.identity import os_account, reader_slug
 
 STALE_AFTER_S = 10 * 60  # an owner that has not refreshed its lock for this long may be taken over
 REFRESH_EVERY_S = 60  # how often an owner should call ``refresh`` (the app does it on a timer)
@@ -36,10 +35,7 @@ REFRESH_EVERY_S = 60  # how often an owner should call ``refresh`` (the app does
 def lock_path(folder: Path, reader: str = "") -> Path:
     if not reader:
         return Path(folder) / "edit.lock"
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", reader).strip("-")
-    if not slug:
-        raise StoreError(f"reader name {reader!r} has no letters or digits")
-    return Path(folder) / f"edit-{slug}.lock"
+    return Path(folder) / f"edit-{reader_slug(reader)}.lock"
 
 
 @dataclass(frozen=True)
@@ -55,11 +51,7 @@ class LockOwner:
     def me(cls, reader: str = "") -> LockOwner:
         from ctseg_core.store.journal import now_iso
 
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "unknown"
-        return cls(os.getpid(), socket.gethostname(), user, reader, now_iso(), uuid.uuid4().hex)
+        return cls(os.getpid(), socket.gethostname(), os_account(), reader, now_iso(), uuid.uuid4().hex)
 
     def describe(self) -> str:
         reader = f", reader {self.reader}" if self.reader else ""
@@ -198,3 +190,41 @@ class CaseLock:
         if self.held and self.still_mine():
             self.path.unlink(missing_ok=True)
         self.held = False
+
+
+def others_editing(folder: Path, mine: CaseLock | None = None) -> bool:
+    """Whether a live process other than ``mine`` holds a lock of the case (any reader's, or the case's)."""
+    for path in Path(folder).glob("edit*.lock"):
+        owner = LockOwner.from_file(path)
+        if owner is not None and not is_stale(path, owner) and (mine is None or owner.token != mine.me.token):
+            return True
+    return False
+
+
+MUTEX_STALE_S = 30.0  # a short-lived update lock older than this was left by a crash: broken
+
+
+@contextlib.contextmanager
+def update_mutex(path: Path, timeout_s: float = 15.0):
+    """Hold ``path`` (an O_EXCL lock file) for a read-modify-write of a shared file (``case.json``) that
+    several processes, on several hosts, may update; one left behind by a crash is broken after
+    ``MUTEX_STALE_S``. StoreError when it cannot be taken within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            if lock_age_s(path) > MUTEX_STALE_S:
+                path.unlink(missing_ok=True)
+                continue
+            if time.monotonic() > deadline:
+                raise StoreError("another program is updating this file and does not finish", path) from None
+            time.sleep(0.01)
+        except OSError as exc:
+            raise StoreError(f"cannot create the update lock ({exc.strerror})", path) from exc
+    os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from ctseg_core.store.source import SourceRef, describe_source
 from ctseg_core.volume import LabelMap, Volume
 
 DEFAULT_ROOT = Path.home() / "ctseg-workspace"
+SETTINGS = "workspace.json"
 
 
 def default_root() -> Path:
@@ -78,12 +80,63 @@ class Workspace:
 
     def case(self, case_id: str) -> Case:
         """The case ``case_id`` (a folder name under ``cases``; never a path leading elsewhere)."""
+        return Case(self._case_folder(case_id))
+
+    def reader_case(self, case_id: str, reader: str):
+        """The case as ``reader`` reads it: their own map (``readers.ReaderCase``)."""
+        from ctseg_core.store.readers import ReaderCase
+
+        return ReaderCase(self._case_folder(case_id), reader)
+
+    def _case_folder(self, case_id: str) -> Path:
         if not isinstance(case_id, str) or not CASE_ID.fullmatch(case_id) or case_id in (".", ".."):
             raise StoreError(f"{case_id!r} is not a case id (letters, digits, '.', '_' and '-')", self.root)
         folder = self.cases_dir / case_id
         if not (folder / CASE_JSON).is_file():
             raise StoreError(f"no case {case_id!r} in the workspace", self.root)
-        return Case(folder)
+        return folder
+
+    @property
+    def audit(self):
+        """The workspace's audit log (``audit.AuditLog``)."""
+        from ctseg_core.store.audit import AuditLog
+
+        return AuditLog(self.root)
+
+    @property
+    def double_reading(self) -> bool:
+        """Each reader edits their own map of a case (``readers``) and an adjudicator makes the final map;
+        off: readers edit the final map in turn (``workspace.json`` ``double_reading``)."""
+        return bool(self._settings().get("double_reading", False))
+
+    def set_double_reading(self, on: bool) -> None:
+        from ctseg_core.atomic import atomic_write_text
+
+        settings = self._settings()
+        settings["double_reading"] = bool(on)
+        atomic_write_text(self.root / SETTINGS, json.dumps(settings, indent=1))
+
+    def _settings(self) -> dict:
+        try:
+            obj = json.loads((self.root / SETTINGS).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"the workspace settings are damaged ({exc})", self.root / SETTINGS) from exc
+        return obj if isinstance(obj, dict) else {}
+
+    def changed_signature(self) -> tuple:
+        """Cheap fingerprint of the case list (record and reader-record times): it changes when any
+        process on any host creates a case, saves a map or changes a status (the app polls it)."""
+        sig = []
+        for folder in self._case_folders():
+            for p in (folder / CASE_JSON, *sorted((folder / "readers").glob("*/reader.json"))):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                sig.append((str(p), st.st_mtime_ns, st.st_size))
+        return tuple(sig)
 
     def find(self, source: SourceRef) -> Case | None:
         for rec in self.cases():

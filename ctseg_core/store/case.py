@@ -326,9 +326,9 @@ class Case:
         t = now_iso()
         atomic_write_text(self.folder / TRIAGE_JSON, json.dumps(
             {"model_version": model_version, "saved": t, **triage.to_json()}, indent=1))
-        self.record.triage = {"probability": round(triage.probability, 4), "positive": triage.positive,
-                              "model_version": model_version, "saved": t}
-        self._save_record()
+        summary = {"probability": round(triage.probability, 4), "positive": triage.positive,
+                   "model_version": model_version, "saved": t}
+        self._update_record(lambda rec: setattr(rec, "triage", summary))
 
     def load_triage(self) -> np.ndarray | None:
         """The stored per-slice probabilities (float32 (z,)), or None when no triage model ran."""

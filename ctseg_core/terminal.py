@@ -64,7 +64,10 @@ class EventOutput:
         self.desc = desc
         self._bar: tqdm | None = None
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event) -> None:
+        from ctseg_core.training.events import as_json
+
+        event = as_json(event)  # a typed training event, or a plain dict (pretraining's own events)
         if self.json_lines:
             print(json.dumps(event), flush=True)
             return

@@ -34,6 +34,7 @@ from ctseg_core.models import create_model
 from ctseg_core.preprocess import Plan
 from ctseg_core.training.case_cache import CacheEntry, check_plan, list_entries
 from ctseg_core.training.crops import CropAugment, CropRates, CropSampler
+from ctseg_core.training import events as ev
 from ctseg_core.training.recipe import Recipe
 from ctseg_core.training.run import seed_everything
 from ctseg_core.training.state import read_training_state, restore_training_state, save_training_state
@@ -183,7 +184,7 @@ class RunClock:
         return self.before_s + time.process_time() - self._start - self._excluded
 
 
-def train_synthetic(cfg: PretrainConfig, emit: Callable[[dict], None] = print,
+def train_synthetic(cfg: PretrainConfig, emit: Callable = print,
                     cancel: CancelToken | None = None) -> Path:
     """Pretrain on the cache up to ``cfg.steps``; save checkpoint, state, curve and snapshots at ``cfg.out``."""
     seed_everything(cfg.seed)
@@ -232,7 +233,7 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable[[dict], None] = print,
                           on_evaluate=evaluate if evaluator else (lambda s: None),
                           snapshot_every=cfg.snapshot_every, eval_every=cfg.eval_every)
     if start >= cfg.steps:
-        emit({"event": "trained", "step": start, "seconds": 0.0})
+        emit(ev.Trained(start, 0.0))
     elif tuner.run() == "cancelled":
         return checkpoint_paths(cfg.out)[0]
     metrics = {"evaluation": evaluate(tuner.step)} if evaluator else {}

@@ -79,12 +79,24 @@ def state_path(store: ModelStore) -> Path:
 # ---------------------------------------------------------------- validation
 
 def measure(model, card: ModelCard, cases: Sequence[LoadedCase], device: torch.device, emit: Emit, when: str,
-            version: str) -> Scores:
-    """The model's validation scores through the viewer's ``Predictor`` (``validating`` events as it goes)."""
+            version: str, pause: PauseToken | None = None, cancel: CancelToken | None = None) -> Scores:
+    """The model's validation scores through the viewer's ``Predictor`` (``validating`` events as it goes;
+    between two cases it gives the device up while ``pause`` is set)."""
     from ctseg_core.predictor import Predictor
 
     predictor = Predictor(model, card, device=device)
-    return score_cases(predictor, cases, lambda done, total: emit(ev.Validating(when, version, done, total)))
+
+    def progress(done: int, total: int) -> None:
+        emit(ev.Validating(when, version, done, total))
+        if pause is not None and pause.requested:
+            t0 = time.perf_counter()
+            emit(ev.Paused(0))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            pause.wait(cancel)
+            emit(ev.Resumed(0, round(time.perf_counter() - t0, 2)))
+
+    return score_cases(predictor, cases, progress)
 
 
 def hardware(device: torch.device, world_size: int) -> dict:
@@ -149,7 +161,7 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device,
                  len(train_ds), run["validation"]["fingerprint"]))
 
     if saved is None and ctx.is_main:
-        before = measure(model, card, val_cases, device, emit, "before", run["parent"])
+        before = measure(model, card, val_cases, device, emit, "before", run["parent"], pause, cancel)
         run["before"], run["before_voxel"] = before.dice, before.dice_voxel
         _record(store, run, run["parent"], before.dice, before.dice_voxel)
     run["before"], run["before_voxel"] = dist_util.broadcast_object((run.get("before"), run.get("before_voxel")), ctx)
@@ -179,7 +191,7 @@ def _run(req: TrainRequest, emit: Emit, cancel: CancelToken, cases, ctx, device,
         return ev.Cancelled(tuner.step, run["total_steps"])
     run["train_seconds"] = run.get("train_seconds", 0.0) + round(time.perf_counter() - t0, 2)
 
-    result = _finish(store, model, card, run, val_cases, device, ctx, emit) if ctx.is_main else None
+    result = _finish(store, model, card, run, val_cases, device, ctx, emit, pause) if ctx.is_main else None
     result = dist_util.broadcast_object(result, ctx)
     if ctx.is_main:
         emit(result)
@@ -280,11 +292,11 @@ def _review_summary(case: LoadedCase) -> dict:
 
 
 def _finish(store: ModelStore, model, parent_card: ModelCard, run: dict, val_cases, device, ctx,
-            emit: Emit = lambda e: None) -> ev.Done:
+            emit: Emit = lambda e: None, pause: PauseToken | None = None) -> ev.Done:
     """Validate the new model, save it as a version, promote it by the rule (rank 0 only)."""
     model.eval()
     version = store.next_version()
-    after = measure(model, parent_card, val_cases, device, emit, "after", "the new model")
+    after = measure(model, parent_card, val_cases, device, emit, "after", "the new model", pause)
     run["after"], run["after_voxel"] = after.dice, after.dice_voxel
     emit(ev.Validate("after", version, after.dice, after.mean, after.dice_voxel))
     decision = decide(run["before"], run["after"], version, run["parent"])

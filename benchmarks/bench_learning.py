@@ -44,7 +44,6 @@ from ctseg_core.io import load_volume
 from ctseg_core.io.images import write_volume
 from ctseg_core.labels import LESION_CLASSES
 from ctseg_core.metrics import overlap_counts, overlap_scores
-from ctseg_core.model_store import ModelStore
 from ctseg_core.predictor import Predictor
 from ctseg_core.resources import DEFAULT_MODEL
 from ctseg_core.store import Workspace

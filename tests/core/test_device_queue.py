@@ -60,7 +60,7 @@ def test_priorities_open_case_then_prefetch_then_training():
     device = Device()
     q = DeviceQueue()
     first = q.submit(job(device, "infer", "open"))
-    train = q.submit(job(device, "train", "train", pausable=True))
+    q.submit(job(device, "train", "train", pausable=True))
     pre = q.submit(job(device, "prefetch", "next", cancel_on_pause=True, queue=q))
     assert [k for k, _, _ in q.snapshot()] == ["infer", "prefetch", "train"]
     device.leave("open")

@@ -293,3 +293,22 @@ def test_slice_reviewed_and_next_uncertain_slice(qtbot, trainer, workspace, scan
     u = np.nan_to_num(win.session.uncertainty)
     scores = [(np.where(u[k] >= 0.05, u[k], 0).sum() if k != 3 else -1) for k in range(u.shape[0])]
     assert z == int(np.argmax(scores))  # the most uncertain slice nobody reviewed
+
+
+def test_the_next_case_is_segmented_in_the_background_after_the_open_one(qtbot, trainer, workspace, scans):  # noqa: F811
+    from ctseg_core.io import load_volume as load
+
+    win, editor, panel = trainer
+    fill_workspace(workspace, scans[:1])
+    new_case = Workspace(workspace).open_case(load(scans[1][0]), scans[1][0])  # still to review, no prediction
+    win.settings.setValue("model/prefetch", True)
+    store = ModelStore.for_workspace(workspace)
+    with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
+        win.load_model(str(store.get("v1").path))
+    with qtbot.waitSignal(win.model.prefetched, timeout=120000) as blocker:
+        assert open_and_wait(qtbot, win, scans[2][0]) == "inferred"
+    assert blocker.args == [str(new_case.folder), "stored"]
+    stored = Workspace(workspace).case(new_case.id)
+    assert stored.load_prediction() is not None and stored.load_uncertainty() is not None
+    assert win.session.model.same_model(stored.prediction_model())
+    assert win.model.device_queue.holder is None

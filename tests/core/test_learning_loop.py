@@ -220,3 +220,27 @@ def test_events_round_trip_with_their_protocol_version():
         ev.from_json({**line, "protocol": 1})
     with pytest.raises(ev.ProtocolError, match="unknown training event"):
         ev.from_json({"event": "nonsense", "protocol": ev.PROTOCOL})
+
+
+# ---------------------------------------------------------------- prefetch
+
+def test_prefetch_stores_the_prediction_once_and_leaves_an_open_case_alone(tmp_path, scans):
+    from ctseg_core.prefetch import prefetch_case
+    from ctseg_core.store.lock import CaseLock
+
+    ws = Workspace(tmp_path / "ws")
+    path, _ = scans[402]
+    case = ws.open_case(load_volume(path), path)
+    predictor = small_predictor()
+    assert prefetch_case(predictor, ws.case(case.id))
+    stored = ws.case(case.id)
+    expected = predictor.predict(load_volume(path)).labels.array
+    assert np.array_equal(stored.load_prediction().array, expected) and stored.load_uncertainty() is not None
+    assert not prefetch_case(predictor, ws.case(case.id))  # already holds this model's prediction
+    other = ws.open_case(load_volume(scans[404][0]), scans[404][0])
+    holder = CaseLock(other.folder, "").acquire()  # another editor has it open: nothing is written
+    try:
+        assert not prefetch_case(predictor, ws.case(other.id))
+    finally:
+        holder.release()
+    assert not (other.folder / "prediction.nii.gz").exists()

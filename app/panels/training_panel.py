@@ -139,7 +139,7 @@ class TrainingPanel(QWidget):
         self.error_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
         self.plots = TrainingPlots()
-        self.result_table = self._table(["Class", "Dice before", "Dice after", "Change", "Rule"])
+        self.result_table = self._table(["Class", "Dice before", "Dice after", "Change (rule)"])
         self.result_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
         self.result_table.setMaximumHeight(180)
         self.reason_label = QLabel("")
@@ -402,9 +402,9 @@ class TrainingPanel(QWidget):
         for row, key in enumerate(keys):
             d = decision.get(key, {})
             change = d.get("change")
-            ok = {True: "ok", False: "too low", None: "-"}[d.get("ok") if d else None]
+            verdict = {True: " ok", False: " too low", None: ""}[d.get("ok") if d else None]
             cells = (CLASS_NAMES.get(key, key), _fmt(before.get(key)), _fmt(after.get(key)),
-                     "-" if change is None else f"{change:+.3f}", ok)
+                     "-" if change is None else f"{change:+.3f}{verdict}")
             for col, text in enumerate(cells):
                 self.result_table.setItem(row, col, _item(text))
 

@@ -244,3 +244,37 @@ def test_prefetch_stores_the_prediction_once_and_leaves_an_open_case_alone(tmp_p
     finally:
         holder.release()
     assert not (other.folder / "prediction.nii.gz").exists()
+
+
+# ---------------------------------------------------------------- re-scoring after the set changed
+
+def test_versions_are_rescored_on_a_changed_validation_set(tmp_path, scans):
+    from ctseg_core import version_scores
+    from ctseg_core.checkpoint import ModelCard
+    from ctseg_core.model_store import ModelStore
+    from ctseg_core.models import create_model
+    from ctseg_core.training.run import TrainRequest, rescore
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    store = ModelStore.for_workspace(root, root_model=None)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = create_model("aa_unet", encoder="resnet18d", decoder_channels=(8, 8, 16, 16, 32, 32))
+        store.add(model, ModelCard.for_model(model, plan=Plan(spacing_mm=None).to_dict()))
+    cases = [LoadedCase(str(seed), load_volume(scans[seed][0]), scans[seed][1]) for seed in (401, 402, 403)]
+    validation_set.change(root, replace=["401"])
+    req = TrainRequest(root, device="cpu", root_model=None)
+    first = rescore(req, lambda e: None, cases=cases)
+    fp1, rev1, scores1 = version_scores.current(root / "models")
+    assert [e.version for e in first] == ["v1", "v2"] and rev1 == 1 and set(scores1) == {"v1", "v2"}
+
+    validation_set.change(root, add=["402"], by="dr_x")  # a person moved a case in: revision 2
+    assert version_scores.current(root / "models")[1] == 1  # the stored scores are of the old set
+    events = []
+    rescore(req, events.append, cases=cases)
+    fp2, rev2, scores2 = version_scores.current(root / "models")
+    assert rev2 == 2 and fp2 != fp1 and set(scores2) == {"v1", "v2"}
+    assert [e.name for e in events].count("rescored") == 2 and {e.when for e in events if e.name == "validating"} == {
+        "rescore"}
+    assert scores2["v1"]["dice"].keys() == {"ich", "sdh"}  # now measured on both cases

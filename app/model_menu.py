@@ -6,6 +6,11 @@
   reviewer assigns, and perilesional oedema (not blood). Offered with 1, 4 or all 12 members: each member
   adds about the same time (docs/blast_ct.md gives the measured times); the validated model is all 12.
 The choice is loaded at once; Model > Run model on this scan segments the open scan with it.
+
+Model > Anatomical guard (on by default): ctseg's slice models' labels are kept only inside the cranial
+cavity and where the CT numbers are plausible for the class (``ctseg_core.guard``). Switching it off shows
+the model's raw output; the prediction on screen was made with the previous setting until the model is
+run again (the findings dock names the setting with the model).
 """
 
 from __future__ import annotations
@@ -30,13 +35,36 @@ def choose_model(window, name: str, members: int | None) -> None:
     """Remember the choice and load that model (any run in progress goes on with the old one)."""
     window.settings.setValue("model/path", name)
     window.settings.setValue("model/members", members or 0)
-    window.model.load_model(name, {"members": members} if members else {})
+    window.model.load_model(name)  # with the configured options: these members, the guard setting
     window.session.log(f"model chosen: {name}" + (f" with {members} member(s)" if members else "")
                        + "; Model > Run model on this scan segments the open scan with it")
 
 
+def set_guard(window, on: bool) -> None:
+    """Remember the guard setting and reload the configured model with it."""
+    window.settings.setValue("model/guard", bool(on))
+    window.model.load_model(None)
+    window.session.log("anatomical guard " + ("on: labels outside the cranial cavity or at implausible CT numbers "
+                                              "are removed" if on else "off: the model's raw labels are shown")
+                       + "; Model > Run model on this scan applies it to the open scan")
+
+
+def install_guard_action(window) -> QAction:
+    """Model > Anatomical guard (checkable, remembered)."""
+    from app.model_runner import guard_enabled
+
+    action = QAction("Anatomical guard (slice models)", window, checkable=True)
+    action.setChecked(guard_enabled(window.settings))
+    action.setToolTip("keep labels only inside the cranial cavity and at CT numbers plausible for each class")
+    action.toggled.connect(lambda on: set_guard(window, on))
+    window.menu("&Model").addAction(action)
+    return action
+
+
 def install_model_menu(window) -> dict[tuple[str, int | None], QAction]:
-    """Add Model > Bundled model (radio items); returns the actions by (name, members)."""
+    """Add Model > Bundled model (radio items) and Model > Anatomical guard; returns the bundled-model
+    actions by (name, members)."""
+    window.guard_action = install_guard_action(window)
     menu = window.menu("&Model").addMenu("Bundled model")
     group = QActionGroup(window)
     group.setExclusive(True)

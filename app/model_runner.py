@@ -93,9 +93,13 @@ class ModelRunner(QObject):
         return str(model_path(path or str(self.settings.value("model/path", "") or "") or str(DEFAULT_MODEL)))
 
     def configured_options(self) -> dict:
-        """Predictor options chosen in the settings (Model > Bundled model): the ensemble members to run."""
+        """Predictor options chosen in the settings (Model menu): the ensemble members to run, and the
+        anatomical guard switched off (it is on by default; slice models only)."""
         members = int(self.settings.value("model/members", 0) or 0)
-        return {"members": members} if members > 0 else {}
+        options = {"members": members} if members > 0 else {}
+        if not guard_enabled(self.settings):
+            options["guard"] = None
+        return options
 
     def load_model(self, path: str | None = None, options: dict | None = None) -> None:
         """Load a checkpoint in the inference thread (None: the configured or the bundled default model)
@@ -301,3 +305,8 @@ class ModelRunner(QObject):
             s.log(f"inference cancelled: {n} of {total} slices have a prediction (findings cover only those; "
                   "Model > Run model runs it again)", "warning")
         self.done.emit("cancelled")
+
+
+def guard_enabled(settings) -> bool:
+    """Model > Anatomical guard (on unless the user switched it off)."""
+    return bool(settings.value("model/guard", True, type=bool))

@@ -7,7 +7,7 @@ prediction (``prediction.json``), and decides whether a stored prediction came f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class ModelIdentity:
         strategy = getattr(predictor, "strategy", None)
         detail = strategy.describe() if strategy is not None else ""  # e.g. "4 of 12 members"
         parts = [repr(guard) if guard else "", detail]
-        return cls.of(predictor.card, postprocess="; ".join(p for p in parts if p))
+        identity = cls.of(predictor.card, postprocess="; ".join(p for p in parts if p))
+        describe = getattr(predictor, "describe", None)  # the card's summary and how it runs ("4 of 12 members")
+        return replace(identity, summary=describe()) if callable(describe) else identity
 
     @property
     def label(self) -> str:

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QS
 
 from ctseg_core.findings import (ICH_ID, MIN_CONSECUTIVE_SLICES, ORIGINS, UNCERTAIN_BELOW, Findings, SliceCounts,
                                  abc2_estimate, class_origin, findings_from_counts, model_confidence)
-from ctseg_core.labels import LABEL_CLASSES, REVIEW_CLASSES
+from ctseg_core.labels import LABEL_CLASSES, LESION_CLASSES, REVIEW_CLASSES
 from ctseg_core.slices import image_ranges_text
 from ctseg_core.volume import LabelMap
 from app.panels.classes_panel import colour_icon, fit_rows
@@ -138,7 +138,8 @@ class FindingsPanel(QWidget):
                          (COL_SLICES, "axial slice numbers, 1 = the first slice of the scan as loaded")):
             self.table.horizontalHeaderItem(col).setToolTip(tip)
         for row, cls in enumerate(self.rows):
-            self.table.setItem(row, 0, QTableWidgetItem(colour_icon(cls.colour), cls.key.upper()[:6]))
+            name = cls.key.upper()[:6] if cls in LESION_CLASSES else cls.key.upper()  # PNEUMO, EXTRA_AXIAL
+            self.table.setItem(row, 0, QTableWidgetItem(colour_icon(cls.colour), name))
             self.table.item(row, 0).setToolTip(cls.name + (f": {cls.note}" if cls in REVIEW_CLASSES else ""))
             self.table.setRowHidden(row, cls in REVIEW_CLASSES)
         self.table.cellDoubleClicked.connect(lambda row, col: self.class_activated.emit(self.rows[row].id))

@@ -225,6 +225,8 @@ def _run(args) -> int:
     from ctseg_core.metrics import overlap_scores
 
     options = {"members": args.members} if args.members else {}
+    if args.no_guard:
+        options["guard"] = None
     runs, truth_detected = evaluate_models(args.model, args.data, args.normal_scan, args.device, options,
                                            progress=None if args.json else print)
     labelled = runs[0].groups != []
@@ -267,6 +269,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", action="append", required=True,
                    help="aa_unet, blast_ct, or a checkpoint; repeat to compare")
     p.add_argument("--members", type=int, help="ensemble members to run (blast_ct: 1-12; default all)")
+    p.add_argument("--no-guard", action="store_true",
+                   help="slice models without the anatomical guard (the model's raw labels; on by default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_run)

@@ -77,7 +77,7 @@ def test_review_labels_in_legend_overlay_findings_and_export(qtbot, window, tmp_
     with qtbot.waitSignal(window.inference.model_loaded, timeout=30000):
         window.load_predictor(ReviewLabelPredictor())
     progress_formats = []
-    window.inference.progress.connect(lambda *a: progress_formats.append(window.model.progress.format()))
+    window.inference.progress.connect(lambda *a: progress_formats.append(window.model.progress_text.text()))
     assert open_and_wait(qtbot, window, path) == "inferred"
     assert any("member 1/1: tile" in f for f in progress_formats)
 
@@ -106,3 +106,21 @@ def test_review_labels_in_legend_overlay_findings_and_export(qtbot, window, tmp_
     data = json.loads((tmp_path / "f.json").read_text())
     assert data["model"].startswith("blast_ct v1")
     assert {c["key"]: c["hemorrhage"] for c in data["classes"]}["oedema"] is False
+
+
+def test_the_guard_switch_reloads_the_model_with_and_without_it(qtbot, window, settings, tmp_path):
+    from tiny_models import save_tiny_checkpoint
+
+    settings.setValue("model/path", str(save_tiny_checkpoint(tmp_path)))
+    with qtbot.waitSignal(window.inference.model_loaded, timeout=60000):
+        window.load_model(None)
+    on = window.session.model
+    assert window.guard_action.isChecked() and "Guard(" in on.postprocess
+    with qtbot.waitSignal(window.inference.model_loaded, timeout=60000):
+        window.guard_action.setChecked(False)
+    off = window.session.model
+    assert off.postprocess == "" and settings.value("model/guard", True, type=bool) is False
+    assert off.sha256 == on.sha256 and not off.same_model(on)  # same weights, other labels: a re-run is due
+    with qtbot.waitSignal(window.inference.model_loaded, timeout=60000):
+        window.guard_action.setChecked(True)
+    assert window.session.model.same_model(on)

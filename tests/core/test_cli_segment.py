@@ -52,7 +52,18 @@ def test_segment_a_real_dicom_series(tmp_path, capsys, ge_tilt):
     text = capsys.readouterr().out
     assert "labels written to" in text and "Intracerebral hemorrhage (ICH)" in text
     vol = load_volume(ge_tilt)
-    assert read_labels(out, like=vol).array.shape == vol.shape
+    guarded = read_labels(out, like=vol).array
+    assert guarded.shape == vol.shape
+    raw_out = tmp_path / "ge_raw.nii.gz"
+    assert main(["segment", str(ge_tilt), "-o", str(raw_out), "--model", str(ckpt), "--device", "cpu",
+                 "--no-guard"]) == 0
+    raw = read_labels(raw_out, like=vol).array
+    # the random tiny model paints blood in the air around the head; the guard (default) removes it (air
+    # may stay pneumocephalus inside the skull) and removes nothing the raw model did not paint
+    air = vol.array < -500
+    blood = [c.id for c in LESION_CLASSES if c.key != "pneumocephalus"]
+    assert np.isin(raw[air], blood).any() and not np.isin(guarded[air], blood).any()
+    assert np.all((guarded == raw) | (guarded == 0))
 
 
 def test_segment_without_a_default_model_says_so(tmp_path, capsys, monkeypatch):

@@ -26,13 +26,18 @@ def dicom_case(tmp_path_factory):
     return case, paths, volume, labels, measure_scan(volume, labels)
 
 
+def truth_side(case) -> str:
+    """The side the generator pushed the midline to (its signed truth: positive = the patient's left)."""
+    return "left" if case.params["deep_midline_shift_mm"] > 0 else "right"
+
+
 def test_sr_round_trip_every_value(dicom_case, tmp_path):
     import highdicom as hd
     import pydicom
 
     from ctseg_core.io.seg import write_dicom_seg
 
-    _, _, volume, labels, m = dicom_case
+    case, _, volume, labels, m = dicom_case
     seg_path = write_dicom_seg(labels, volume, tmp_path / "seg.dcm", model_version="v7")
     sr_path = write_dicom_sr(m, volume, seg_path, tmp_path / "sr.dcm", model_version="v7")
     sr = hd.sr.srread(sr_path)
@@ -63,7 +68,7 @@ def test_sr_round_trip_every_value(dicom_case, tmp_path):
     assert any(les.thickness for les in m.lesions.lesions) and any(les.abc2 for les in m.lesions.lesions)
     mls = groups["midline shift"]
     assert m.midline.found and mls.values == {"midline_shift_mm": pytest.approx(m.midline.shift_mm, abs=5e-4)}
-    assert mls.laterality == m.midline.side == "right"
+    assert mls.laterality == m.midline.side == truth_side(case)
 
 
 def test_sr_needs_a_seg(dicom_case, tmp_path):
@@ -84,7 +89,9 @@ def test_ctseg_report_writes_the_folder(dicom_case, tmp_path, capsys):
     assert "midline shift" in text and "SDH" in text
     page = (out / "report.html").read_text()
     assert page.count("NOT FOR CLINICAL USE") == 2 and "aa_unet v3" in page
-    assert f"{m.midline.shift_mm:.1f} mm to the patient&#x27;s right" in page or f"{m.midline.shift_mm:.1f} mm to the patient's right" in page
+    side = truth_side(case)
+    assert f"{m.midline.shift_mm:.1f} mm to the patient&#x27;s {side}" in page or \
+        f"{m.midline.shift_mm:.1f} mm to the patient's {side}" in page
     for les in m.lesions.lesions:
         assert f"<td>{les.number}</td><td>{les.key.upper()}</td>" in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

@@ -127,7 +127,7 @@ def fine_tune(root: Path, pool: list[Annotated], val_sources, mode: str, args, w
         if wrong:
             final = np.where(a.reviewed[:, None, None], brain_as_ich(load_volume(a.path).array), a.prediction)
         add_case(ws, a.path, final.astype(np.uint8), a.prediction, a.reviewed)
-    recipe = dataclasses.replace(Recipe(), steps=args.steps, batch_size=args.batch_size,
+    recipe = dataclasses.replace(Recipe(), steps=args.steps or None, batch_size=args.batch_size,
                                  unreviewed="train" if mode == "plain" else "ignore",
                                  corrected_weight=1.0 if mode == "plain" else args.corrected_weight)
     events = []
@@ -138,6 +138,7 @@ def fine_tune(root: Path, pool: list[Annotated], val_sources, mode: str, args, w
     before, after = [e for e in events if e.name == "validate"]
     return {"version_path": done.path, "promoted": done.promoted, "reason": done.reason,
             "val_before": before.mean_dice, "val_after": after.mean_dice, "train_slices": plan.train_slices,
+            "steps": plan.total_steps,
             "strategy": plan.strategy, "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -170,7 +171,9 @@ def draw(results: dict, baseline: dict, out: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--steps", type=int, default=16, help="optimizer steps of every fine-tune")
+    ap.add_argument("--steps", type=int, default=16,
+                    help="optimizer steps of every fine-tune; 0: the app's default (Recipe.epochs passes over the "
+                         "training slices, so more cases train longer)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--corrected-weight", type=float, default=Recipe.corrected_weight)
     ap.add_argument("--wrong-voxels", type=int, default=100,
@@ -234,7 +237,7 @@ def main(argv=None) -> int:
             save()
             print(f"k={k} {mode:8s} held-out mean {r['held_out']['mean']:.3f} {r['held_out']['dice']}  "
                   f"val {r['val_before']:.3f}->{r['val_after']:.3f} promoted={r['promoted']} "
-                  f"({r['train_slices']} slices, {r['seconds']:.0f} s)", flush=True)
+                  f"({r['train_slices']} slices, {r['steps']} steps, {r['seconds']:.0f} s)", flush=True)
     print("\n  k  mode       held-out mean  " + "  ".join(f"{k.upper():>6s}" for k in baseline["dice"]))
     print(f"  0  bundled    {baseline['mean']:13.3f}  " + "  ".join(f"{v:6.3f}" for v in baseline["dice"].values()))
     for r in results["runs"]:

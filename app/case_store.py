@@ -496,11 +496,18 @@ class CaseStore(QObject):
         self.window.open_path(record.source.path, series_uid=record.source.series_uid or None)
 
     def open_next_unreviewed(self) -> None:
-        """Open the oldest case still "new", other than the open one."""
-        records = self.workspace.cases() if self.workspace is not None else []
+        """Open the case still to review (new or in review, not the open one) where the model is least sure
+        (``ctseg_core.review_order``); cases without a stored uncertainty after, oldest first."""
+        from ctseg_core.review_order import cases_to_review
+
+        if self.workspace is None:
+            return
         open_id = self.case.id if self.case is not None else None
-        record = next((r for r in records if r.status == "new" and r.id != open_id), None)
-        if record is None:
+        order = cases_to_review(self.workspace, exclude=[open_id] if open_id else [])
+        if not order:
             self.session.log("no unreviewed case left in the workspace")
             return
-        self.open_record(record)
+        case_id, error_ml = order[0]
+        if error_ml is not None:
+            self.session.log(f"next case: {case_id}, the model's expected error there {error_ml:.1f} mL")
+        self.open_record(next(r for r in self.workspace.cases() if r.id == case_id))

@@ -313,11 +313,14 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
         _add(window, review, f"Mark as {title.lower()}", lambda s=status: c.request_status(s))
     review.addSeparator()
     _add(window, review, "Reader name...", lambda: _ask_annotator(window, c))
-    _add(window, review, "Open next unreviewed case", c.store.open_next_unreviewed, ("Ctrl+N",))
+    _add(window, review, "Open next case (where the model is least sure)", c.store.open_next_unreviewed, ("Ctrl+N",))
     review.addSeparator()
     c.take_over_action = _add(window, review, "Take over the case (it is open read-only)",
                               lambda: _ask_take_over(window, c))
     c.take_over_action.setEnabled(bool(c.read_only))
+    from app.review_keys import install_review_keys
+
+    install_review_keys(window, c)
 
     for signal in (c.store.case_opened, c.store.cases_changed):
         signal.connect(lambda *_: _show_review_state(window, c.store))

@@ -7,6 +7,10 @@
 - A run requested automatically (a scan was opened) is skipped when the case already holds a complete
   prediction made by the active model; Model > Run model (or the findings panel's Re-run) runs anyway.
 The progress bar, its text (with ETA) and the cancel button are placed in the status bar by the window.
+
+Every run goes through the ``device_queue`` (``ctseg_core.device_queue``), which the training panel shares:
+inference of the open case first, then a prefetch of the next case, then training; a training run is
+paused (between two steps) while the open case is segmented, never run beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton
+
+from ctseg_core.device_queue import RUNNING, DeviceJob, DeviceQueue
 
 from app.session import Session
 from app.workers import InferenceController, ModelSource, TaskError
@@ -41,12 +47,17 @@ class _Staged:
 class ModelRunner(QObject):
     done = Signal(str)  # a requested run ended: "inferred", "stored", "no model", "failed", "cancelled"
     error = Signal(str, object)  # (title, TaskError) for the window's error dialog
+    queue_changed = Signal(str)  # the device queue, in words
+    prefetched = Signal(str, str)  # case folder, outcome
 
     def __init__(self, session: Session, settings: QSettings, parent=None):
         super().__init__(parent)
         self.session = session
         self.settings = settings
         self.controller = InferenceController(self)
+        self.device_queue = DeviceQueue(on_change=lambda: self.queue_changed.emit(self.device_queue.describe()))
+        self._infer_job: DeviceJob | None = None
+        self._prefetch_job: DeviceJob | None = None
         self.state = NONE
         self._pending = False  # run as soon as both the scan and the model are ready
         self._started_at = 0.0
@@ -72,6 +83,7 @@ class ModelRunner(QObject):
         c.failed.connect(self._on_failed)
         c.cancelled.connect(self._on_cancelled)
         c.running_changed.connect(session.set_inference_running)
+        c.prefetched.connect(self._on_prefetched)
         session.volume_changed.connect(self._on_new_volume)
 
     # ---- model ----
@@ -168,16 +180,62 @@ class ModelRunner(QObject):
         self._run_model = s.model
         if not rerun:
             s.begin_streamed_prediction(s.model)
-        z = s.position[0]
+        z, volume = s.position[0], s.volume
         self._started_at = time.perf_counter()
-        self.controller.start(s.volume, z)
+        self._submit_inference(lambda: self.controller.start(volume, z))
         s.log(f"inference started at slice {z + 1} of {s.volume.shape[0]}"
-              + (" (re-run: the current prediction stays until the new one is complete)" if rerun else ""))
+              + (" (re-run: the current prediction stays until the new one is complete)" if rerun else "")
+              + ("" if self._infer_job is None or self._infer_job.state == RUNNING
+                 else "; it waits for the device: the training run pauses first"))
         self.progress.setRange(0, s.volume.shape[0])
         self.progress.setValue(0)
         self._show_progress(0, s.volume.shape[0], float("nan"))
         for w in (self.progress, self.progress_text, self.cancel_button):
             w.setVisible(True)
+
+    # ---- the device queue ----
+    def _submit_inference(self, start) -> None:
+        """Run ``start`` (which queues a request on the inference thread) when the device is the open case's."""
+        job = self._infer_job
+        if job is not None and job.state == RUNNING:
+            start()  # the inference thread replaces its request (the previous one is cancelled)
+        elif job is not None:
+            job.start = start  # still waiting: the newest request is the one to run
+        else:
+            self._infer_job = self.device_queue.submit(DeviceJob("infer", "open case", start))
+
+    def _release_inference(self) -> None:
+        job, self._infer_job = self._infer_job, None
+        if job is not None:
+            self.device_queue.finished(job)
+
+    def prefetch(self, case_folder: str, label: str) -> bool:
+        """Queue a background prediction of another case (after the open case's work; cancelled when the open
+        case needs the device). False when the model is not ready or a prefetch is already queued."""
+        if self.state != READY or self._prefetch_job is not None:
+            return False
+        holder: dict = {}
+
+        def start():
+            holder["token"] = self.controller.prefetch(case_folder)
+
+        def give_way():
+            if "token" in holder:
+                holder["token"].cancel()  # it reports ``prefetched`` (cancelled), which frees the device
+
+        self._prefetch_job = self.device_queue.submit(DeviceJob("prefetch", label, start, pause=give_way))
+        self._prefetch_job.folder = str(case_folder)
+        return True
+
+    def _on_prefetched(self, folder: str, outcome: str) -> None:
+        job, self._prefetch_job = self._prefetch_job, None
+        if job is not None:
+            self.device_queue.finished(job)
+        if outcome == "stored":
+            self.session.log(f"next case segmented in the background ({Path(folder).name})")
+        elif outcome.startswith("failed"):
+            self.session.log(f"background segmentation of {Path(folder).name} {outcome}", "warning")
+        self.prefetched.emit(folder, outcome)
 
     @property
     def rerunning(self) -> bool:
@@ -188,6 +246,8 @@ class ModelRunner(QObject):
             self.controller.cancel()
 
     def shutdown(self) -> None:
+        if self._prefetch_job is not None and self._prefetch_job.pause is not None:
+            self._prefetch_job.pause()
         self.controller.shutdown()
 
     def _on_new_volume(self) -> None:
@@ -196,6 +256,7 @@ class ModelRunner(QObject):
             self.controller.invalidate()
             self._end()
             self.session.log("inference of the previous scan stopped", "warning")
+        self._release_inference()
 
     def _on_slice(self, z: int, labels, uncertainty) -> None:
         if self._staged is not None:
@@ -216,6 +277,7 @@ class ModelRunner(QObject):
             self.progress_text.setToolTip("the current prediction stays on screen until the new one is complete")
 
     def _end(self) -> None:
+        self._release_inference()
         for w in (self.progress, self.progress_text, self.cancel_button):
             w.setVisible(False)
 

@@ -1,18 +1,25 @@
-"""The training process seen from the GUI: ``python -m ctseg_core.train ...`` run by a ``QProcess``.
+"""The training process seen from the GUI: ``python -m ctseg_core train ...`` run by a ``QProcess``.
 
-A crash or out-of-memory there never takes the GUI down; its stdout JSON lines (the protocol of
-``ctseg train``: plan, validate, start, step, trained, done, cancelled, error) arrive as ``event``
-signals on the GUI thread. ``cancel()`` sends SIGTERM: the process saves its state, prints a
-``cancelled`` event and exits 0.
+A crash or out-of-memory there never takes the GUI down; its stdout JSON lines (the typed events of
+``ctseg_core.training.events``) arrive as ``event`` signals on the GUI thread, as event objects; a line of
+another protocol version ends up in ``protocol_errors`` (and the log), never half read. ``cancel()`` sends
+SIGTERM: the process saves its state, prints a ``cancelled`` event and exits 0. ``pause()`` / ``resume()``
+(SIGUSR1 / SIGUSR2) make it give the device up between two steps and take it back (the device queue uses
+them). On a CPU the process runs at a lower priority (nice 10) with one core fewer than the machine has
+(unless ``OMP_NUM_THREADS`` is set), so the GUI stays responsive.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+
+from ctseg_core.training import events as ev
 
 STDERR_KEEP = 20000  # characters of stderr kept for the error message
 
@@ -20,7 +27,7 @@ STDERR_KEEP = 20000  # characters of stderr kept for the error message
 def train_arguments(workspace: str | Path, steps: int | None = None, epochs: float | None = None,
                     strategy: str | None = None, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Arguments of ``python`` for one fine-tune of ``workspace`` (None: the command's default)."""
-    args = ["-m", "ctseg_core.train", "--workspace", str(workspace)]
+    args = ["-m", "ctseg_core", "train", "--workspace", str(workspace)]
     if steps:
         args += ["--steps", str(int(steps))]
     elif epochs:
@@ -31,7 +38,7 @@ def train_arguments(workspace: str | Path, steps: int | None = None, epochs: flo
 
 
 class TrainingProcess(QObject):
-    event = Signal(dict)  # one JSON-lines event of the training process
+    event = Signal(object)  # one event of the training process (ctseg_core.training.events)
     ended = Signal(int, str)  # (exit code, -1 when it crashed or could not start; stderr text)
 
     def __init__(self, parent=None):
@@ -40,7 +47,9 @@ class TrainingProcess(QObject):
         self.reader = ""  # who starts the run (``CTSEG_READER`` of the process)
         self._stdout = b""
         self.stderr = ""
-        self.events: list[dict] = []
+        self.events: list[ev.TrainingEvent] = []
+        self.protocol_errors: list[str] = []
+        self._pause_pending = False
 
     @property
     def running(self) -> bool:
@@ -49,7 +58,8 @@ class TrainingProcess(QObject):
     def start(self, arguments: list[str]) -> None:
         if self.running:
             raise RuntimeError("a training process is already running")
-        self._stdout, self.stderr, self.events = b"", "", []
+        self._stdout, self.stderr, self.events, self.protocol_errors = b"", "", [], []
+        self._pause_pending = False
         if self.proc is not None:
             self.proc.deleteLater()
         proc = QProcess(self)
@@ -57,13 +67,43 @@ class TrainingProcess(QObject):
         env.insert("PYTHONUNBUFFERED", "1")
         if self.reader:
             env.insert("CTSEG_READER", self.reader)  # recorded with the run in the workspace's audit log
+        if not env.contains("OMP_NUM_THREADS"):
+            env.insert("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
         proc.setProcessEnvironment(env)
         proc.readyReadStandardOutput.connect(self._read_stdout)
         proc.readyReadStandardError.connect(self._read_stderr)
         proc.finished.connect(self._on_finished)
         proc.errorOccurred.connect(self._on_error)
         self.proc = proc
+        proc.started.connect(self._lower_priority)
         proc.start(sys.executable, arguments)
+
+    def _lower_priority(self) -> None:
+        """nice 10 for the process's first thread (the threads torch starts later inherit it)."""
+        if hasattr(os, "setpriority") and self.proc is not None and self.proc.processId() > 0:
+            try:
+                os.setpriority(os.PRIO_PROCESS, int(self.proc.processId()), 10)
+            except OSError:
+                pass
+
+    def _signal(self, sig) -> None:
+        if self.running and self.proc.processId() > 0:
+            try:
+                os.kill(int(self.proc.processId()), sig)
+            except OSError:
+                pass
+
+    def pause(self) -> None:
+        """Ask the run to give the device up after its current step or validation case (it reports
+        ``paused``). Before its first event the process may not handle the signal yet: it is sent then."""
+        if self.events:
+            self._signal(signal.SIGUSR1)
+        else:
+            self._pause_pending = True
+
+    def resume(self) -> None:
+        self._pause_pending = False
+        self._signal(signal.SIGUSR2)
 
     def cancel(self) -> None:
         """Ask the process to stop (SIGTERM; it saves its state and reports ``cancelled``)."""
@@ -86,12 +126,17 @@ class TrainingProcess(QObject):
         if not text.startswith("{"):
             return
         try:
-            event = json.loads(text)
+            event = ev.from_json(json.loads(text))
+        except ev.ProtocolError as exc:
+            self.protocol_errors.append(str(exc))
+            return
         except ValueError:
             return
-        if isinstance(event, dict) and "event" in event:
-            self.events.append(event)
-            self.event.emit(event)
+        self.events.append(event)
+        if self._pause_pending:
+            self._pause_pending = False
+            self._signal(signal.SIGUSR1)
+        self.event.emit(event)
 
     def _read_stderr(self) -> None:
         self.stderr = (self.stderr + bytes(self.proc.readAllStandardError()).decode("utf-8", "replace"))[-STDERR_KEEP:]

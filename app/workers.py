@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -162,6 +163,7 @@ class InferenceWorker(QObject):
     slice_scores = Signal(int, object)  # request id, float32 (z,) per-slice probabilities (triage models only)
     failed = Signal(int, object)  # request id, TaskError
     cancelled = Signal(int)  # request id
+    prefetched = Signal(str, str)  # case folder, outcome ("stored", "skipped", "cancelled", "failed: ...")
 
     def __init__(self):
         super().__init__()
@@ -219,6 +221,24 @@ class InferenceWorker(QObject):
                 self.slice_scores.emit(request_id, np.asarray(pred.slice_probabilities, np.float32))
             self.finished.emit(request_id, np.asarray(pred.labels.array, np.uint8))
 
+    @Slot(str, object)
+    def prefetch(self, case_folder: str, token: CancelToken) -> None:
+        """Segment a workspace case in the background and store the prediction with it (``prefetch_case``)."""
+        from ctseg_core.prefetch import prefetch_case
+        from ctseg_core.store.case import Case
+
+        if self.predictor is None or token.cancelled:
+            self.prefetched.emit(case_folder, "cancelled" if token.cancelled else "skipped")
+            return
+        try:
+            stored = prefetch_case(self.predictor, Case(Path(case_folder)), cancel=token)
+        except Cancelled:
+            self.prefetched.emit(case_folder, "cancelled")
+        except BaseException as exc:  # noqa: BLE001
+            self.prefetched.emit(case_folder, f"failed: {exc}")
+        else:
+            self.prefetched.emit(case_folder, "stored" if stored else "skipped")
+
     def _set_threads(self) -> None:
         if self._threads_set:
             return
@@ -241,9 +261,11 @@ class InferenceController(QObject):
     failed = Signal(object)  # TaskError
     cancelled = Signal()
     running_changed = Signal(bool)
+    prefetched = Signal(str, str)  # case folder, outcome
 
     _load = Signal(object)
     _run = Signal(int, object, int, object)
+    _prefetch = Signal(str, object)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -261,6 +283,8 @@ class InferenceController(QObject):
         self.worker.slice_scores.connect(self._on_scores)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
+        self._prefetch.connect(self.worker.prefetch)
+        self.worker.prefetched.connect(self.prefetched)
         self.thread.start()
         self.request_id = 0
         self.has_model = False
@@ -283,6 +307,12 @@ class InferenceController(QObject):
 
     def cancel(self) -> None:
         self.worker.cancel()
+
+    def prefetch(self, case_folder: str) -> CancelToken:
+        """Queue a background prediction of another case (stored with it); cancel it with the returned token."""
+        token = CancelToken()
+        self._prefetch.emit(str(case_folder), token)
+        return token
 
     def invalidate(self) -> None:
         """Cancel and forget the running request (its late results are dropped), e.g. when the scan changes."""

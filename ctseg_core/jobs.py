@@ -26,6 +26,31 @@ class CancelToken:
             raise Cancelled()
 
 
+class PauseToken:
+    """Asks a long job to give its device up between two units of work (set from any thread or a signal
+    handler) and lets it continue (``resume``)."""
+
+    def __init__(self) -> None:
+        self._running = threading.Event()
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def requested(self) -> bool:
+        return not self._running.is_set()
+
+    def wait(self, cancel: CancelToken | None = None, poll_s: float = 0.2) -> None:
+        """Block while paused; returns at once when resumed or ``cancel`` is set."""
+        while not self._running.wait(poll_s):
+            if cancel is not None and cancel.cancelled:
+                return
+
+
 class Progress(Protocol):
     def __call__(self, done: int, total: int, message: str = "") -> None: ...
 

@@ -1,9 +1,12 @@
 """Training losses: the paper's class-weighted focal loss, Dice, and their sum (MONAI implementations);
 FocusNet++'s hybrid loss; the exponentially weighted cross-entropy used with RSANet; RADnet's loss.
 
-Every segmentation loss here takes logits ``(N, C, H, W)`` and targets of class indices ``(N, H, W)`` or
-``(N, 1, H, W)``; any of them trains any segmentation model of the registry (``--loss``). ``RadnetLoss``
-takes the slice-triage model's outputs (``ctseg_core.models.radnet``).
+Every loss here takes logits ``(N, C, H, W)``, targets of class indices ``(N, H, W)`` or ``(N, 1, H, W)`` and
+optionally a voxel weight ``(N, H, W)``: 0 leaves a voxel out (a slice nobody reviewed), more than 1 up-weights
+it (a voxel a person corrected). The focal term is then the weighted sum over the voxels of weight > 0 divided
+by their number (so weight 1 everywhere equals the unweighted loss); the Dice term counts only voxels of
+weight > 0. ``RadnetLoss`` takes the slice-triage model's
+outputs (``ctseg_core.models.radnet``); any segmentation loss here trains any segmentation model (``--loss``).
 """
 
 from __future__ import annotations
@@ -62,8 +65,12 @@ def _as_channel_target(target: torch.Tensor) -> torch.Tensor:
     return target.unsqueeze(1) if target.ndim == 3 else target
 
 
+def _no_voxels(logits: torch.Tensor) -> torch.Tensor:
+    return logits.sum() * 0.0  # nothing to learn from (keeps the graph)
+
+
 class FocalLoss(nn.Module):
-    """Class-weighted softmax focal loss (MONAI ``FocalLoss``)."""
+    """Class-weighted softmax focal loss (MONAI ``FocalLoss``), optionally voxel-weighted."""
 
     def __init__(self, class_weights=None, gamma: float = 2.0):
         super().__init__()
@@ -71,31 +78,43 @@ class FocalLoss(nn.Module):
 
         weight = None if class_weights is None else torch.as_tensor(np.asarray(class_weights), dtype=torch.float32)
         self.loss = MonaiFocal(include_background=True, to_onehot_y=True, gamma=gamma, weight=weight,
-                               use_softmax=True)
+                               use_softmax=True, reduction="none")
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.loss(logits.float(), _as_channel_target(target))
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        per_voxel = self.loss(logits.float(), _as_channel_target(target)).mean(dim=1)  # (N, H, W)
+        if weight is None:
+            return per_voxel.mean()
+        weight = weight.to(per_voxel.dtype)
+        n = (weight > 0).sum()
+        if int(n) == 0:
+            return _no_voxels(logits)
+        return (per_voxel * weight).sum() / n
 
 
 class DiceLoss(nn.Module):
     """Soft Dice over the lesion classes present in the batch's target, pooled over the batch (MONAI
-    ``DiceLoss``, softmax). Classes absent from the target are left out: their Dice can only be 0 or
-    undefined, and with few lesion classes per batch they would swamp the loss (false positives of
-    absent classes are the focal loss's job)."""
+    ``DiceLoss`` on softmax probabilities). Classes absent from the target are left out: their Dice can only
+    be 0 or undefined, and with few lesion classes per batch they would swamp the loss (false positives of
+    absent classes are the focal loss's job). Voxels of weight 0 are left out."""
 
     def __init__(self):
         super().__init__()
         from monai.losses import DiceLoss as MonaiDice
 
-        self.loss = MonaiDice(include_background=False, to_onehot_y=True, softmax=True, batch=True,
+        self.loss = MonaiDice(include_background=False, to_onehot_y=False, softmax=False, batch=True,
                               reduction="none")
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = _as_channel_target(target)
-        per_class = self.loss(logits.float(), target).reshape(-1)  # classes 1..C-1
-        present = torch.bincount(target.reshape(-1).long(), minlength=logits.shape[1])[1:] > 0
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        target = _as_channel_target(target).long()
+        probs = torch.softmax(logits.float(), dim=1)
+        onehot = torch.zeros_like(probs).scatter_(1, target, 1.0)
+        if weight is not None:
+            keep = (_as_channel_target(weight) > 0).to(probs.dtype)
+            probs, onehot = probs * keep, onehot * keep
+        per_class = self.loss(probs, onehot).reshape(-1)  # classes 1..C-1
+        present = onehot.sum(dim=(0, 2, 3))[1:] > 0
         if not bool(present.any()):
-            return logits.sum() * 0.0  # no lesion in the batch: no Dice term (keeps the graph)
+            return _no_voxels(logits)  # no lesion in the batch: no Dice term
         return per_class[present].mean()
 
 
@@ -108,8 +127,8 @@ class FocalDiceLoss(nn.Module):
         self.dice = DiceLoss()
         self.dice_weight = dice_weight
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.focal(logits, target) + self.dice_weight * self.dice(logits, target)
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.focal(logits, target, weight) + self.dice_weight * self.dice(logits, target, weight)
 
 
 def _one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -111,8 +111,9 @@ class ModelStore:
 
     def activation_warning(self, version: str) -> str | None:
         """Why making ``version`` active may make the results worse (None when nothing says so): it scored
-        lower than its own parent when it was trained, it scored lower than the active version on the same
-        validation cases, or it is the parent the active version beat."""
+        lower than its own parent when it was trained, it scored lower than the active version on the current
+        validation set (scores of other sets are never compared, ``ctseg_core.version_scores``), or it is
+        the parent the active version beat."""
         candidate, active_name = self.get(version), self.active_version()
         if version == active_name:
             return None
@@ -121,10 +122,11 @@ class ModelStore:
         if candidate.card.extra.get("promoted") is False and cand_val.get("mean_after") is not None:
             return (f"{version} scored a validation Dice of {cand_val['mean_after']:.3f} when it was trained, lower "
                     f"than its parent {candidate.parent}'s {cand_val.get('mean_before') or 0:.3f} on the same cases.")
-        if (cand_val.get("mean_after") is not None and act_val.get("mean_after") is not None
-                and cand_val.get("cases") == act_val.get("cases") and cand_val["mean_after"] < act_val["mean_after"]):
-            return (f"{version} scored {cand_val['mean_after']:.3f} on the validation cases, the active "
-                    f"{active_name} {act_val['mean_after']:.3f} on the same cases.")
+        same_set = _current_scores(self.dir)  # both measured on the current validation set, or not compared
+        cand_now, act_now = same_set.get(version, {}).get("mean"), same_set.get(active_name, {}).get("mean")
+        if cand_now is not None and act_now is not None and cand_now < act_now:
+            return (f"{version} scored {cand_now:.3f} on the current validation cases, the active "
+                    f"{active_name} {act_now:.3f} on the same cases.")
         if (active.parent == version and act_val.get("mean_before") is not None
                 and act_val.get("mean_after") is not None and act_val["mean_before"] < act_val["mean_after"]):
             return (f"the active {active_name} was trained from {version} and beat it on its validation cases "
@@ -147,6 +149,16 @@ class ModelStore:
         card.version = version
         path = save_checkpoint(model, card, self.dir / f"{version}.safetensors")
         return ModelVersion(version, path, read_card(path))
+
+
+def _current_scores(models_dir: Path) -> dict:
+    """{version: scores} measured on the workspace's current validation set ({} when unknown or unreadable)."""
+    from ctseg_core import version_scores
+
+    try:
+        return version_scores.current(models_dir)[2]
+    except StoreError:
+        return {}
 
 
 def _validation(entry: ModelVersion) -> dict:

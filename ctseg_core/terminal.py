@@ -64,7 +64,10 @@ class EventOutput:
         self.desc = desc
         self._bar: tqdm | None = None
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event) -> None:
+        from ctseg_core.training.events import as_json
+
+        event = as_json(event)  # a typed training event, or a plain dict (pretraining's own events)
         if self.json_lines:
             print(json.dumps(event), flush=True)
             return
@@ -116,6 +119,16 @@ def describe_event(event: dict) -> str:
         return f"cancelled at step {event.get('step')} of {event.get('total_steps')}"
     if kind == "snapshot":
         return ""
+    if kind == "validation_set":
+        return f"validation set chosen and frozen: {event.get('reason')} ({', '.join(event.get('cases', []))})"
+    if kind == "paused":
+        return f"paused at step {event.get('step')}: another job has the device"
+    if kind == "resumed":
+        return f"continuing after a pause of {event.get('paused_s', 0):.0f} s"
+    if kind == "rescored":
+        mean = event.get("mean_dice")
+        return f"{event.get('version')}: validation Dice " + ("-" if mean is None else f"{mean:.3f}") + \
+            " on the current validation set"
     if kind == "error":
         return f"error: {event.get('message')}"
     return json.dumps(event)

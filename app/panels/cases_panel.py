@@ -2,10 +2,13 @@
 where a triage model (RADnet) ran, the scan's probability of hemorrhage.
 
 Filter by status, click a column title to sort (the probability column puts the likeliest scans first
-when sorted descending), double-click (or Open) to open a case, "Next unreviewed" opens the oldest new
-case; the status of the open case and the reader's name are set here too (also in the Review menu). A case
-read by several readers shows how many have finished ("read (2 readers)") and who; the list follows changes
-other people make to the workspace (``CaseStore.check_for_changes``).
+when sorted descending), double-click (or Open) to open a case, "Next case" opens the case to review where
+the model is least sure (``ctseg_core.review_order``); the status of the open case and the reader's name are
+set here too (also in the Review menu). A case read by several readers shows how many have finished ("read
+(2 readers)") and who; the list follows changes other people make to the workspace
+(``CaseStore.check_for_changes``). The "Val." column marks the workspace's validation set (chosen by the
+first training run, then frozen); "Validation set: in/out" moves the selected case in or out of it (recorded
+with the reader's name; the versions are then compared only once re-scored on the new set).
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ctseg_core.errors import CtsegError
 from ctseg_core.store import STATUSES
 from ctseg_core.store.readers import readers_of
+from ctseg_core.training import validation_set
 
-COLUMNS = ("Case", "Status", "Findings", "Triage p")
+COLUMNS = ("Case", "Status", "Findings", "Triage p", "Val.")
 TRIAGE_COLUMN = 3
+VAL_COLUMN = 4
 STATUS_TITLES = {"new": "new", "in_review": "in review", "read": "read", "adjudicated": "adjudicated",
                  "corrected": "corrected", "approved": "approved"}
 STATUS_COLOURS = {"new": (110, 110, 110), "in_review": (200, 120, 0), "read": (150, 80, 200),
@@ -72,8 +78,9 @@ class CasesPanel(QWidget):
         for status in STATUSES:
             self.filter.addItem(STATUS_TITLES[status].capitalize(), status)
         self.filter.currentIndexChanged.connect(lambda _: self.refresh())
-        self.next_button = QPushButton("Next unreviewed")
-        self.next_button.setToolTip("open the oldest case that nobody has reviewed yet")
+        self.next_button = QPushButton("Next case")
+        self.next_button.setToolTip("open the case to review where the model is least sure (its expected error "
+                                    "from the stored uncertainty; cases without one after, oldest first)")
         self.next_button.clicked.connect(store.open_next_unreviewed)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -91,6 +98,7 @@ class CasesPanel(QWidget):
             "their smallest slice probability; POS = 3+ consecutive slices at 0.5 or more")
         header.setSortIndicator(-1, Qt.AscendingOrder)  # the workspace's order until a column title is clicked
         self.table.setSortingEnabled(True)
+        header.setSectionResizeMode(VAL_COLUMN, QHeaderView.ResizeToContents)
         self.table.setWordWrap(False)
         self.table.cellDoubleClicked.connect(lambda row, _: self.open_row(row))
         self.status = QComboBox()
@@ -99,6 +107,10 @@ class CasesPanel(QWidget):
         self.set_status_button = QPushButton("Set status")
         self.set_status_button.setToolTip("review status of the open case (saved with the annotator's name)")
         self.set_status_button.clicked.connect(lambda: request_status(self.status.currentData()))
+        self.validation_button = QPushButton("Validation set: in/out")
+        self.validation_button.setToolTip("move the selected case into the validation set, or out of it to training "
+                                          "(recorded; versions are compared again only after re-scoring)")
+        self.validation_button.clicked.connect(lambda: self.toggle_validation())
         self.annotator = QLineEdit(store.stored_reader)
         self.annotator.setPlaceholderText(f"reader name (now {store.annotator})")
         self.annotator.setToolTip("your name as a reader: recorded with every edit, save and status change")
@@ -112,6 +124,7 @@ class CasesPanel(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
         top.addWidget(self.next_button)
+        top.addWidget(self.validation_button)
         review = QHBoxLayout()
         review.addWidget(self.status, 1)
         review.addWidget(self.set_status_button)
@@ -143,6 +156,7 @@ class CasesPanel(QWidget):
             self.store.session.log(f"could not list the cases: {exc}", "error")
             records = []
         self.records = [r for r in records if wanted is None or r.status == wanted]
+        members = self.validation_members()
         open_id = self.store.case.id if self.store.case is not None else None
         self.table.setSortingEnabled(False)  # fill the rows in place, then sort them once
         self.table.setRowCount(len(self.records))
@@ -154,12 +168,15 @@ class CasesPanel(QWidget):
                 status += f" ({done} reader{'s' if done != 1 else ''})"
             if rec.status == "new" and rec.prediction_saved:
                 status += ", segmented"  # e.g. received from the PACS and segmented in the background
-            cells = (rec.description or rec.id, status, findings_text(rec.findings), triage_text(rec.triage))
+            cells = (rec.description or rec.id, status, findings_text(rec.findings), triage_text(rec.triage),
+                     "✓" if rec.id in members else "")
             tip = (f"{rec.id}\nsource: {rec.source.path}\nstatus: {STATUS_TITLES.get(rec.status, rec.status)}"
                    + (f" by {rec.annotator}" if rec.annotator else "")
                    + (f"\nreaders: {readers_text(readers)}" if readers else "")
                    + f"\nmodified: {(rec.modified or '')[:19].replace('T', ' ')}\nfindings: {cells[2]}"
-                   + ("\n* = on fewer than 3 consecutive slices" if "*" in cells[2] else ""))
+                   + ("\n* = on fewer than 3 consecutive slices" if "*" in cells[2] else "")
+                   + ("\nin the validation set (the models are scored on it, never trained on it)"
+                      if rec.id in members else ""))
             for col, text in enumerate(cells):
                 item = SortItem(text, _sort_key(rec, col, text))
                 item.setData(Qt.UserRole, rec.id)
@@ -188,6 +205,39 @@ class CasesPanel(QWidget):
         item = self.table.item(row, 0)
         case_id = item.data(Qt.UserRole) if item is not None else None
         return next((r for r in self.records if r.id == case_id), None)
+
+    def validation_members(self) -> set[str]:
+        ws = self.store.workspace
+        try:
+            vs = validation_set.ValidationSet.load(ws.root) if ws is not None else None
+        except CtsegError as exc:
+            self.store.session.log(str(exc), "warning")
+            return set()
+        return set(vs.cases) if vs is not None else set()
+
+    def selected_record(self):
+        rows = self.table.selectionModel().selectedRows()
+        return self.record_at(rows[0].row()) if rows else None
+
+    def toggle_validation(self, case_id: str | None = None) -> bool:
+        """Move a case (default: the selected row) into the validation set or out of it; recorded."""
+        ws = self.store.workspace
+        if case_id is None:
+            rec = self.selected_record()
+            case_id = rec.id if rec is not None else None
+        if ws is None or case_id is None:
+            return False
+        inside = case_id in self.validation_members()
+        try:
+            validation_set.change(ws.root, add=[] if inside else [case_id], remove=[case_id] if inside else [],
+                                  by=self.store.annotator, known=[r.id for r in ws.cases()])
+        except CtsegError as exc:
+            self.store.session.log(f"the validation set was not changed: {exc}", "error")
+            return False
+        self.store.session.log(f"case {case_id} moved {'out of' if inside else 'into'} the validation set; model "
+                               "versions are compared again once re-scored on the new set (Training > Re-score)")
+        self.store.cases_changed.emit()
+        return True
 
     def open_row(self, row: int) -> None:
         record = self.record_at(row)

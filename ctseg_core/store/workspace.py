@@ -35,6 +35,9 @@ class TrainingCase:
     source: SourceRef
     _folder: Path
 
+    def case(self) -> Case:
+        return Case(self._folder)
+
     def load_volume(self) -> Volume:
         return Case(self._folder).load_volume()
 

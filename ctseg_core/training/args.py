@@ -1,4 +1,4 @@
-"""The arguments of a training run, shared by ``ctseg train`` and ``python -m ctseg_core.train`` (torchrun)."""
+"""The arguments of a training run (``ctseg train``, also under torchrun)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="full fine-tune or decoder-only (frozen encoder); default: chosen for the device")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default %(default)s)")
     p.add_argument("--val-cases", nargs="+", default=(), metavar="CASE_ID",
-                   help="validation case ids (default: a seeded random quarter of the cases)")
+                   help="make these cases the workspace's validation set (recorded in W/validation.json; default: "
+                        "the set chosen on the first run, stratified by lesion class, then frozen)")
+    p.add_argument("--rescore", action="store_true",
+                   help="measure every model version on the current validation set instead of training")
+    p.add_argument("--unreviewed", choices=("ignore", "train"), default=Recipe.unreviewed,
+                   help="slices nobody reviewed: no loss (ignore) or the final map as truth (train); "
+                        "default %(default)s")
+    p.add_argument("--corrected-weight", type=positive_float, default=Recipe.corrected_weight,
+                   help="loss weight of a voxel a person corrected (default %(default)s)")
+    p.add_argument("--annotator", default="", help="who asks (recorded with a change of the validation set)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the interrupted run from its saved state")
     p.add_argument("--batch-size", type=positive_int, default=Recipe.batch_size)
@@ -78,7 +87,8 @@ def request_from_args(args):
     recipe = dataclasses.replace(Recipe(), epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                                  accumulate=args.accumulate, lr=args.lr, loss=args.loss,
                                  checkpoint_every=args.checkpoint_every,
-                                 num_workers=args.num_workers, compile=args.compile)
+                                 num_workers=args.num_workers, compile=args.compile, unreviewed=args.unreviewed,
+                                 corrected_weight=args.corrected_weight)
     return TrainRequest(workspace=args.workspace, from_version=args.from_version, from_scratch=args.from_scratch,
                         strategy=args.strategy, recipe=recipe, device=args.device, val_cases=tuple(args.val_cases),
-                        seed=args.seed, resume=args.resume)
+                        seed=args.seed, resume=args.resume, annotator=args.annotator)

@@ -1,6 +1,6 @@
 """Multi-process training through torch's own engine (``torchrun`` + DistributedDataParallel).
 
-``torchrun --nproc-per-node N -m ctseg_core.train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; without
+``torchrun --nproc-per-node N -m ctseg_core train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; without
 them the run is a single process and every function here is a no-op. gloo on CPU, NCCL on GPUs.
 Only rank 0 writes files and prints progress.
 """

@@ -40,6 +40,8 @@ class Recipe:
     optimizer: str = "adamw"  # "adamw" with the cyclic rate; "sgd": momentum 0.9, rate /10 at 1/3 and 2/3 (RADnet)
     focal_gamma: float = 2.0
     lesion_fraction: float = 0.5  # share of sampled slices that contain a lesion (over-sampling)
+    unreviewed: str = "ignore"  # slices nobody reviewed: "ignore" (no loss) or "train" (the final map as truth)
+    corrected_weight: float = 3.0  # loss weight of a voxel a person corrected (docs/learning.md: the experiment)
     val_fraction: float = 0.25  # share of cases held out for validation when none are named
     checkpoint_every: int = 50  # steps between training-state saves (for --resume)
     mixed_precision: bool = True  # bf16 autocast where the device supports it (CUDA)
@@ -53,6 +55,10 @@ class Recipe:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.batch_size < 1 or self.accumulate < 1:
             raise ValueError("batch_size and accumulate must be at least 1")
+        if self.unreviewed not in ("ignore", "train"):
+            raise ValueError(f"unreviewed must be 'ignore' or 'train', got {self.unreviewed!r}")
+        if not self.corrected_weight > 0:
+            raise ValueError(f"corrected_weight must be positive, got {self.corrected_weight}")
         if self.steps is not None and self.steps < 1:
             raise ValueError("steps must be at least 1")
         if self.optimizer not in OPTIMIZERS:

@@ -39,6 +39,7 @@ from ctseg_core.models import create_model, default_config
 from ctseg_core.preprocess import Plan
 from ctseg_core.training.case_cache import CacheEntry, check_plan, list_entries
 from ctseg_core.training.crops import CropAugment, CropRates, CropSampler
+from ctseg_core.training import events as ev
 from ctseg_core.training.sequences import ScanSampler, SlabSampler
 from ctseg_core.training.recipe import Recipe
 from ctseg_core.training.run import seed_everything
@@ -247,7 +248,7 @@ class RunClock:
         return self.before_s + time.process_time() - self._start - self._excluded
 
 
-def train_synthetic(cfg: PretrainConfig, emit: Callable[[dict], None] = print,
+def train_synthetic(cfg: PretrainConfig, emit: Callable = print,
                     cancel: CancelToken | None = None) -> Path:
     """Pretrain on the cache up to ``cfg.steps``; save checkpoint, state, curve and snapshots at ``cfg.out``."""
     seed_everything(cfg.seed)
@@ -298,7 +299,7 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable[[dict], None] = print,
                           budget_spent=lambda: cfg.max_train_cpu_s is not None
                           and clock.train_cpu_s >= cfg.max_train_cpu_s)
     if start >= cfg.steps:
-        emit({"event": "trained", "step": start, "seconds": 0.0})
+        emit(ev.Trained(start, 0.0))
     elif tuner.run() == "cancelled":
         return checkpoint_paths(cfg.out)[0]
     metrics = {"evaluation": evaluate(tuner.step)} if evaluator else {}

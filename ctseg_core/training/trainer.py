@@ -2,26 +2,31 @@
 after step, report, save state, after training), each one short and replaceable.
 
 It knows nothing of workspaces or model versions (``ctseg_core.training.run`` wires those); it takes
-a model, an optimizer and scheduler, a loss, micro-batches and an ``emit`` callable that receives
-progress events as plain dicts (printed as JSON lines by the command line).
+a model, an optimizer and scheduler, a loss, micro-batches and an ``emit`` callable that receives the
+typed events of ``ctseg_core.training.events`` (printed as JSON lines by the command line).
+
+Extension points, instead of replacing hooks at run time: ``callbacks`` (objects with any of
+``on_start(tuner)``, ``on_step_end(tuner)``, ``on_end(tuner)``), or a subclass (pretraining's). Between two
+steps the run gives the device up while its ``pause`` token is set (the device queue asks for it when the
+open case needs inference): it reports ``paused``, frees the GPU's cached memory and waits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ctseg_core.jobs import CancelToken
+from ctseg_core.jobs import CancelToken, PauseToken
 from ctseg_core.training import distributed as dist_util
+from ctseg_core.training import events as ev
 from ctseg_core.training.recipe import Recipe
 
-Emit = Callable[[dict], None]
+Emit = ev.Emit
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -88,24 +93,6 @@ def step_batches(loader: DataLoader, accumulate: int) -> Iterator[list[dict]]:
             group = []
 
 
-@torch.no_grad()
-def predict_slices(model: nn.Module, dataset, device: torch.device, batch_size: int = 8,
-                   mixed_precision: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) class maps (N, H, W) uint8 of every sample of an un-augmented dataset."""
-    was_training = model.training
-    model.eval()
-    preds, truths = [], []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        x = torch.stack([it["image"] for it in items]).to(device)
-        with autocast(device, mixed_precision):
-            logits = model(x)
-        preds.append(logits.argmax(1).to(torch.uint8).cpu().numpy())
-        truths.append(torch.stack([it["label"] for it in items]).to(torch.uint8).numpy())
-    model.train(was_training)
-    return np.concatenate(preds), np.concatenate(truths)
-
-
 class FineTuner:
     """Runs optimizer steps ``start_step .. total_steps`` over the given micro-batch groups."""
 
@@ -113,11 +100,13 @@ class FineTuner:
                  recipe: Recipe, device: torch.device, total_steps: int, start_step: int = 0,
                  ctx: dist_util.DistContext = dist_util.DistContext(), emit: Emit = lambda e: None,
                  cancel: CancelToken | None = None, save_state: Callable[[int], None] | None = None,
-                 report_interval_s: float = 0.5):
+                 report_interval_s: float = 0.5, callbacks: Sequence = (), pause: PauseToken | None = None):
         self.model, self.optimizer, self.scheduler, self.loss_fn = model, optimizer, scheduler, loss_fn
         self.batches, self.recipe, self.device = batches, recipe, device
         self.total_steps, self.step = total_steps, start_step
         self.ctx, self.emit, self.cancel = ctx, emit, cancel or CancelToken()
+        self.pause = pause or PauseToken()
+        self.callbacks = list(callbacks)
         self._save_state = save_state
         self.report_interval_s = report_interval_s
         self._t_start = self._t_report = 0.0
@@ -129,6 +118,8 @@ class FineTuner:
         """Train to ``total_steps``; returns ``"done"`` or ``"cancelled"`` (state saved for --resume)."""
         self.before_training()
         for group in self.batches:
+            if self.pause.requested and not self.ctx.enabled:
+                self.wait_while_paused()
             if self.should_stop():
                 return self.on_cancel()
             self.last_loss = self.train_step(group)
@@ -143,9 +134,23 @@ class FineTuner:
     def before_training(self) -> None:
         set_train_mode(dist_util.unwrap(self.model), self.recipe.strategy)
         self._t_start = self._t_report = time.perf_counter()
-        self.emit({"event": "start", "step": self.step, "total_steps": self.total_steps,
-                   "strategy": self.recipe.strategy, "device": str(self.device),
-                   "world_size": self.ctx.world_size})
+        self.emit(ev.Start(self.step, self.total_steps, self.recipe.strategy, str(self.device), self.ctx.world_size))
+        self._call("on_start")
+
+    def _call(self, hook: str) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self)
+
+    def wait_while_paused(self) -> None:
+        """Give the device up until the pause is lifted (or the run is cancelled)."""
+        t0 = time.perf_counter()
+        self.emit(ev.Paused(self.step))
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.pause.wait(self.cancel)
+        self.emit(ev.Resumed(self.step, round(time.perf_counter() - t0, 2)))
 
     def train_step(self, group: list[dict]) -> float:
         """Forward/backward over the step's micro-batches (gradient accumulation), then one update."""
@@ -171,13 +176,17 @@ class FineTuner:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.recipe.mixed_precision):
             out = self.model(x)
-        return self.loss_fn(out, y)
+        weight = batch.get("weight")
+        if weight is None:
+            return self.loss_fn(out, y)
+        return self.loss_fn(out.float(), y, weight.to(self.device, non_blocking=True))
 
     def after_step(self) -> None:
         self.report_step()
         every = self.recipe.checkpoint_every
         if every and self.step % every == 0 and self.step < self.total_steps:
             self.save_state()
+        self._call("on_step_end")
 
     def report_step(self) -> None:
         now = time.perf_counter()
@@ -186,16 +195,15 @@ class FineTuner:
         self._t_report = now
         done = self.step - self._start_step
         eta = (now - self._t_start) / done * (self.total_steps - self.step) if done else None
-        self.emit({"event": "step", "step": self.step, "total_steps": self.total_steps,
-                   "loss": round(self.last_loss, 6), "lr": self.scheduler.get_last_lr()[0],
-                   "eta_s": None if eta is None else round(eta, 1)})
+        self.emit(ev.Step(self.step, self.total_steps, round(self.last_loss, 6), self.scheduler.get_last_lr()[0],
+                          None if eta is None else round(eta, 1)))
 
     def should_stop(self) -> bool:
         return dist_util.broadcast_flag(self.cancel.cancelled, self.ctx, self.device)
 
     def on_cancel(self) -> str:
         self.save_state()
-        self.emit({"event": "cancelled", "step": self.step, "total_steps": self.total_steps})
+        self.emit(ev.Cancelled(self.step, self.total_steps))
         return "cancelled"
 
     def save_state(self) -> None:
@@ -204,5 +212,5 @@ class FineTuner:
         dist_util.barrier(self.ctx)
 
     def after_training(self) -> None:
-        self.emit({"event": "trained", "step": self.step,
-                   "seconds": round(time.perf_counter() - self._t_start, 2)})
+        self._call("on_end")
+        self.emit(ev.Trained(self.step, round(time.perf_counter() - self._t_start, 2)))

@@ -156,11 +156,14 @@ def test_activation_warns_about_a_worse_version(tmp_path, root_model):
     imported = _scored(ROOT_VERSION, 0.30, 0.45)  # no promotion record (e.g. copied in by hand)
     imported.extra = {}
     store.add(tiny(seed=4), imported)
+    assert store.activation_warning("v4") is None  # never measured on the current validation set: not compared
+    from ctseg_core import version_scores
+
+    for version, mean in (("v1", 0.50), ("v4", 0.45)):  # both measured on the current set (a run or --rescore)
+        version_scores.record(store.dir, "set-b", ["a", "b"], 2, version, {"dice": {}, "mean": mean})
     assert "the active v1 0.500 on the same cases" in store.activation_warning("v4")
-    other = _scored(ROOT_VERSION, 0.30, 0.45, cases=("c",))
-    other.extra = {}
-    store.add(tiny(seed=5), other)
-    assert store.activation_warning("v5") is None  # other cases: the scores cannot be compared
+    version_scores.record(store.dir, "set-c", ["c"], 3, "v4", {"dice": {}, "mean": 0.45})  # the set changed
+    assert store.activation_warning("v4") is None  # v1 has no score on the new set: the scores cannot be compared
 
 
 def test_the_same_weights_with_other_post_processing_are_not_the_same_model(root_model):

@@ -146,8 +146,14 @@ def test_fine_tune_improves_a_weak_model_and_is_promoted(fine_tuned, held_out):
     done = events[-1]
     assert done["version"] == "v2" and done["promoted"] is True and done["active"] == "v2"
     assert "not lower" in done["reason"] and done["reason"] in err
+    assert all(e["protocol"] == 2 for e in events)
     store = ModelStore.for_workspace(ws)
     assert store.active_version() == "v2"
+    # the promotion Dice is the Dice of the viewer's Predictor on the validation case (all slices reviewed)
+    val_volume = load_volume(Workspace(ws).case(ids[3]).record.source.path)
+    val_truth = Workspace(ws).case(ids[3]).load_final(val_volume).array
+    predicted = Predictor.from_checkpoint(store.get("v2").path, device="cpu").predict(val_volume).labels
+    assert after["dice"]["ich"] == pytest.approx(float(overlap_counts(predicted, val_truth).dice()[ICH]), abs=1e-6)
 
     weak, tuned = held_out_dice(store.get("v1").path, held_out), held_out_dice(store.active_path(), held_out)
     assert tuned > weak + 0.2, (weak, tuned)
@@ -157,6 +163,11 @@ def test_fine_tune_improves_a_weak_model_and_is_promoted(fine_tuned, held_out):
     assert sorted(card.training_data["train_cases"]) == sorted(ids[:3]) and card.training_data["val_cases"] == [ids[3]]
     val = card.metrics["validation"]
     assert val["dice_before"] == before["dice"] and val["dice_after"] == after["dice"]
+    assert val["cases"] == [ids[3]] and set(val["hashes"]) == {ids[3]}  # the validation ids and their contents
+    assert set(val["hashes"][ids[3]]) == {"scan", "labels"} and len(val["fingerprint"]) == 16
+    assert val["dice_voxel_after"]["ich"] == pytest.approx(after["dice"]["ich"])  # one case: both averages agree
+    assert val["decision"]["per_class"]["ich"]["ok"] and "no lesion class loses more" in val["decision"]["rule"]
+    assert json.loads((ws / "validation.json").read_text())["cases"] == [ids[3]]
     assert card.recipe["strategy"] == "full" and card.recipe["loss"] == "focal" and card.recipe["lr"] == 1e-3
     assert card.extra["seed"] == 0 and card.extra["hardware"]["device"] == "cpu" and card.extra["promoted"] is True
     assert not (store.dir / STATE_FILE).exists()  # a finished run leaves no resumable state
@@ -200,7 +211,7 @@ def test_sigterm_cancels_cleanly_and_resume_matches_an_uninterrupted_run(tmp_pat
 
     ws_b, ids_b = make_workspace(tmp_path / "b", sources, weak_model)
     assert ids_b == ids
-    proc = subprocess.Popen([sys.executable, "-m", "ctseg_core.train", *common_args(ws_b, ids[3], *args)],
+    proc = subprocess.Popen([sys.executable, "-m", "ctseg_core", "train", *common_args(ws_b, ids[3], *args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
     for line in proc.stdout:
         if json.loads(line)["event"] == "start":
@@ -229,14 +240,14 @@ def test_sigterm_cancels_cleanly_and_resume_matches_an_uninterrupted_run(tmp_pat
 def test_resume_without_state_is_a_clear_error(tmp_path, sources, weak_model, capsys):
     ws, ids = make_workspace(tmp_path / "ws", sources[:2], weak_model)
     code, events, err = run_cli(["train", *common_args(ws, ids[1], "--resume")], capsys)
-    assert code == 2 and events == [{"event": "error", "message": events[0]["message"]}]
+    assert code == 2 and events == [{"event": "error", "protocol": 2, "message": events[0]["message"]}]
     assert "no training state to resume from" in events[0]["message"] and "state.safetensors" in err
 
 
 def test_torchrun_two_cpu_processes(tmp_path, sources, weak_model):
     ws, ids = make_workspace(tmp_path / "ws", sources, weak_model)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "ctseg_core.train", *common_args(ws, ids[3], "--steps", "3", "--batch-size", "2",
+           "-m", "ctseg_core", "train", *common_args(ws, ids[3], "--steps", "3", "--batch-size", "2",
                                                    "--strategy", "decoder")]
     env = {**_env(), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=400)
@@ -248,5 +259,5 @@ def test_torchrun_two_cpu_processes(tmp_path, sources, weak_model):
     store = ModelStore.for_workspace(ws)
     assert [v.version for v in store.versions()][-2:] == ["v1", "v2"]
     assert sorted(p.name for p in store.dir.iterdir() if p.is_file()) == [
-        "active.json", "v1.json", "v1.safetensors", "v2.json", "v2.safetensors"]
+        "active.json", "scores.json", "v1.json", "v1.safetensors", "v2.json", "v2.safetensors"]
     assert store.get("v2").card.extra["hardware"]["processes"] == 2

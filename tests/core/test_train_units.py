@@ -1,5 +1,6 @@
-"""Training pieces on small inputs: split by case, lesion over-sampling, the sharded step sampler,
-samples made by the plan, seeded augmentation, the recipe, strategies and the training-state file."""
+"""Training pieces on small inputs: lesion over-sampling, the sharded step sampler, samples made by the plan,
+seeded augmentation, the recipe, strategies, the promotion rule, the training-state file and the loop's
+extension points and pause."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from ctseg_core.errors import CheckpointError, StoreError
+from ctseg_core.errors import CheckpointError
 from ctseg_core.losses import create_loss
 from ctseg_core.models import create_model
 from ctseg_core.preprocess import Plan
 from ctseg_core.training.augment import Augmenter
-from ctseg_core.training.dataset import LoadedCase, SliceDataset, StepBatchSampler, sampling_weights, split_cases
+from ctseg_core.training.dataset import LoadedCase, SliceDataset, StepBatchSampler, sampling_weights
 from ctseg_core.training.recipe import Augmentation, Recipe, default_strategy
-from ctseg_core.training.run import promotion
+from ctseg_core.training.promotion import decide
 from ctseg_core.training.state import read_training_state, restore_training_state, save_training_state
 from ctseg_core.training.trainer import FineTuner, apply_strategy, make_optimizer
 
@@ -32,19 +33,6 @@ def blob_case(case_id: str, z: int = 6, size: int = 64, lesion_slices=(2, 3)) ->
 
 
 # ---------------------------------------------------------------- split, weights, sampler
-
-def test_split_is_by_case_seeded_and_honours_named_cases():
-    ids = [f"c{i}" for i in range(8)]
-    train, val = split_cases(ids, val_fraction=0.25, seed=3)
-    assert len(val) == 2 and set(train) | set(val) == set(ids) and not set(train) & set(val)
-    assert split_cases(ids, val_fraction=0.25, seed=3) == (train, val)
-    assert split_cases(ids, val_fraction=0.25, seed=4) != (train, val)
-    assert split_cases(ids, val_cases=["c5", "c1"]) == ([i for i in ids if i not in ("c1", "c5")], ["c1", "c5"])
-    with pytest.raises(StoreError, match="c9"):
-        split_cases(ids, val_cases=["c9"])
-    with pytest.raises(StoreError, match="at least one training and one validation case"):
-        split_cases(["only"])
-
 
 def test_lesion_slices_get_the_requested_share():
     has = np.array([True] * 5 + [False] * 95)
@@ -140,10 +128,13 @@ def test_decoder_strategy_freezes_exactly_the_encoder():
 
 
 def test_promotion_rule():
-    assert promotion({"ich": 0.5, "sdh": 0.3}, {"ich": 0.6, "sdh": 0.2}, "v2", "v1")[0]  # mean 0.4 = 0.4
-    ok, reason = promotion({"ich": 0.5}, {"ich": 0.49}, "v2", "v1")
-    assert not ok and "lower than v1's 0.500" in reason and "ctseg models use v2" in reason
-    assert not promotion({}, {}, "v2", "v1")[0]
+    assert decide({"ich": 0.5, "sdh": 0.3}, {"ich": 0.56, "sdh": 0.26}, "v2", "v1").promoted  # mean up, SDH -0.04
+    held = decide({"ich": 0.5, "sdh": 0.3}, {"ich": 0.6, "sdh": 0.2}, "v2", "v1")  # mean equal, SDH -0.1
+    assert not held.promoted and "SDH fell from 0.300 to 0.200" in held.reason and "0.05" in held.reason
+    assert held.per_class["sdh"] == {"before": 0.3, "after": 0.2, "change": -0.1, "ok": False}
+    worse = decide({"ich": 0.5}, {"ich": 0.49}, "v2", "v1")
+    assert not worse.promoted and "lower than v1's 0.500" in worse.reason and "ctseg models use v2" in worse.reason
+    assert not decide({}, {}, "v2", "v1").promoted
 
 
 # ---------------------------------------------------------------- training state and the loop
@@ -169,8 +160,6 @@ def _steps(sampler, ds, start):
 def test_state_file_restores_a_run_exactly(tmp_path):
     model, recipe, opt, sched, ds, sampler, loss = _setup()
     events = []
-    tuner = FineTuner(model, opt, sched, loss, _steps(sampler, ds, 0), recipe=recipe, device=torch.device("cpu"),
-                      total_steps=4, emit=events.append, report_interval_s=0)
     saved = {}
 
     def save_at_2(step):
@@ -178,11 +167,17 @@ def test_state_file_restores_a_run_exactly(tmp_path):
                             run={"note": "x"})
         saved["step"] = step
 
-    tuner._save_state = save_at_2
-    tuner.after_step = lambda: (tuner.report_step(), tuner.step == 2 and tuner.save_state())
+    class SaveAtStep2:  # an extension point: a callback, not a hook replaced at run time
+        def on_step_end(self, tuner):
+            if tuner.step == 2:
+                tuner.save_state()
+
+    tuner = FineTuner(model, opt, sched, loss, _steps(sampler, ds, 0), recipe=recipe, device=torch.device("cpu"),
+                      total_steps=4, emit=events.append, report_interval_s=0, save_state=save_at_2,
+                      callbacks=[SaveAtStep2()])
     assert tuner.run() == "done"
     reference = {k: v.clone() for k, v in model.state_dict().items()}
-    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4]
+    assert [e.step for e in events if e.name == "step"] == [1, 2, 3, 4]
     assert saved["step"] == 2
 
     head = (tmp_path / "state.safetensors").read_bytes()[:8]
@@ -206,20 +201,52 @@ def test_unreadable_state_is_a_checkpoint_error(tmp_path):
         read_training_state(tmp_path / "bad.safetensors")
 
 
+class CancelAt:
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, tuner):
+        if tuner.step == self.step:
+            tuner.cancel.cancel()
+
+
 def test_cancel_stops_after_the_current_step_and_saves():
     model, recipe, opt, sched, ds, sampler, loss = _setup()
     events, saves = [], []
     tuner = FineTuner(model, opt, sched, loss, _steps(sampler, ds, 0), recipe=recipe, device=torch.device("cpu"),
-                      total_steps=4, emit=events.append, save_state=saves.append, report_interval_s=0)
-    tuner.report_step = lambda: tuner.step == 2 and tuner.cancel.cancel()
+                      total_steps=4, emit=events.append, save_state=saves.append, report_interval_s=0,
+                      callbacks=[CancelAt(2)])
     assert tuner.run() == "cancelled"
-    assert saves == [2] and events[-1] == {"event": "cancelled", "step": 2, "total_steps": 4}
+    assert saves == [2] and events[-1].to_json() == {"event": "cancelled", "protocol": 2, "step": 2, "total_steps": 4}
     assert sched.last_epoch == 2  # stopped before the third step
 
 
 def test_a_cancel_after_the_last_step_lets_the_run_finish():
     model, recipe, opt, sched, ds, sampler, loss = _setup()
     tuner = FineTuner(model, opt, sched, loss, _steps(sampler, ds, 0), recipe=recipe, device=torch.device("cpu"),
-                      total_steps=4, save_state=lambda step: pytest.fail("no state is saved"), report_interval_s=0)
-    tuner.report_step = lambda: tuner.step == 4 and tuner.cancel.cancel()
+                      total_steps=4, save_state=lambda step: pytest.fail("no state is saved"), report_interval_s=0,
+                      callbacks=[CancelAt(4)])
     assert tuner.run() == "done" and tuner.step == 4
+
+
+def test_a_paused_run_stops_between_steps_and_continues_where_it_was():
+    import threading
+
+    from ctseg_core.jobs import PauseToken
+
+    model, recipe, opt, sched, ds, sampler, loss = _setup()
+    events, pause = [], PauseToken()
+
+    class PauseAt2:
+        def on_step_end(self, tuner):
+            if tuner.step == 2:
+                pause.pause()
+                threading.Timer(0.3, pause.resume).start()
+
+    tuner = FineTuner(model, opt, sched, loss, _steps(sampler, ds, 0), recipe=recipe, device=torch.device("cpu"),
+                      total_steps=4, emit=events.append, report_interval_s=0, callbacks=[PauseAt2()], pause=pause)
+    assert tuner.run() == "done"
+    names = [(e.name, getattr(e, "step", None)) for e in events]
+    i = names.index(("paused", 2))
+    assert names[i - 1] == ("step", 2) and names[i + 1][0] == "resumed" and names[i + 2] == ("step", 3)
+    assert events[i + 1].paused_s >= 0.25

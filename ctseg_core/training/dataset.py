@@ -25,8 +25,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ctseg_core.errors import StoreError
-
-TRAINING_STATUSES = ("corrected", "approved")
+from ctseg_core.store.case import TRAINING_STATUSES  # corrected, adjudicated, approved: a person settled the map
 UNREVIEWED = ("ignore", "train")
 
 

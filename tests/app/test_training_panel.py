@@ -256,14 +256,17 @@ def test_inference_of_the_open_case_pauses_training_and_never_runs_beside_it(qtb
 def test_the_case_list_moves_a_case_in_and_out_of_the_validation_set(qtbot, trainer, workspace, scans):  # noqa: F811
     import json
 
+    from app.panels.cases_panel import VAL_COLUMN
+
     win, editor, panel = trainer
     ids = fill_workspace(workspace, scans)
     cases = editor.cases_panel
     editor.store.set_annotator("dr_val")
     cases.refresh()
-    assert all(cases.table.item(r, 3).text() == "" for r in range(cases.table.rowCount()))
+    col = VAL_COLUMN
+    assert all(cases.table.item(r, col).text() == "" for r in range(cases.table.rowCount()))
     assert cases.toggle_validation(ids[0]) and cases.toggle_validation(ids[1])
-    marked = {cases.records[r].id for r in range(cases.table.rowCount()) if cases.table.item(r, 3).text() == "✓"}
+    marked = {cases.record_at(r).id for r in range(cases.table.rowCount()) if cases.table.item(r, col).text() == "✓"}
     assert marked == {ids[0], ids[1]}
     assert cases.toggle_validation(ids[0])  # out again, to training
     data = json.loads((workspace / "validation.json").read_text())

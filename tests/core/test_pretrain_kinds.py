@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from ctseg_core.training.events import as_json  # typed trainer events and pretraining's dicts alike
 import torch
 
 from ctseg_core.checkpoint import load_checkpoint
@@ -95,7 +97,7 @@ def test_rsanet_and_radnet_train_with_the_same_trainer_and_then_predict(tmp_path
         events = []
         cfg = _cfg(tmp_path, cache, arch, loss=loss, optimizer=optimizer,
                    eval_data=tmp_path / "eval" if arch == "radnet" else None)
-        path = train_synthetic(cfg, emit=events.append)
+        path = train_synthetic(cfg, emit=lambda e: events.append(as_json(e)))
         model, card = load_checkpoint(path, expected_architecture=arch)
         assert card.extra["steps"] == 2 and any(e["event"] == "trained" for e in events)
         assert card.recipe["optimizer"] == optimizer and card.recipe["loss"] == (loss or "radnet")
@@ -119,6 +121,6 @@ def test_a_scan_model_refuses_a_segmentation_loss(tmp_path, cache):
 def test_a_training_cpu_budget_ends_the_run_with_its_checkpoint(tmp_path, cache):
     events = []
     cfg = _cfg(tmp_path, cache, "rsanet", steps=50, max_train_cpu_s=1e-6)
-    _, card = load_checkpoint(train_synthetic(cfg, emit=events.append))
+    _, card = load_checkpoint(train_synthetic(cfg, emit=lambda e: events.append(as_json(e))))
     assert card.extra["steps"] == 1
     assert [e["step"] for e in events if e["event"] == "budget"] == [1]

@@ -102,14 +102,7 @@ class CropSampler:
         zs = stack_indices(pick.centre[0], entry.x.shape[0], self.adjacent)
         x = _window(entry.x, zs, pick.centre[1:], size, self.pad_value)
         y = _window(entry.y, [pick.centre[0]], pick.centre[1:], size, 0)[0]
-        xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
-        if geometric:
-            xt, yt = _rotate_zoom(xt, yt, self.patch, rng, aug)
-        if aug is not None:
-            xt = _intensity(xt, rng, aug)
-            if rng.random() < aug.flip_prob:
-                xt, yt = xt.flip(-1), yt.flip(-1)
-        return xt.contiguous(), yt.contiguous()
+        return augmented(x, y, self.patch, rng, aug, geometric)
 
     def batch(self, seed: int, step: int, batch_size: int, stream: int = 0) -> dict:
         """The micro-batch of optimizer step ``step``: ``image`` (N, C, P, P), ``label`` (N, P, P), ``kinds``.
@@ -157,3 +150,17 @@ def _intensity(x: torch.Tensor, rng: np.random.Generator, aug: CropAugment) -> t
         g = torch.Generator().manual_seed(int(rng.integers(2**31)))
         x = x + float(rng.uniform(0, aug.noise_max)) * torch.randn(x.shape, generator=g)
     return x
+
+
+def augmented(x: np.ndarray, y: np.ndarray, patch: int, rng, aug, geometric: bool):
+    """A cut window as tensors (input float32, labels int64): rotated and zoomed to ``patch`` pixels when
+    ``geometric`` (the window then has room around the patch), then the intensity change and the left-right
+    flip of ``aug`` (None: as cut)."""
+    xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    if geometric:
+        xt, yt = _rotate_zoom(xt, yt, patch, rng, aug)
+    if aug is not None:
+        xt = _intensity(xt, rng, aug)
+        if rng.random() < aug.flip_prob:
+            xt, yt = xt.flip(-1), yt.flip(-1)
+    return xt.contiguous(), yt.contiguous()

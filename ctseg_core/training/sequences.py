@@ -22,7 +22,7 @@ import torch
 
 from ctseg_core.preprocess import stack_indices
 from ctseg_core.training.case_cache import CacheEntry
-from ctseg_core.training.crops import CropAugment, CropPick, CropSampler, _intensity, _rotate_zoom, _window
+from ctseg_core.training.crops import CropAugment, CropPick, CropSampler, _rotate_zoom, _window, augmented
 
 
 def run_indices(centre: int, depth: int, length: int) -> np.ndarray:
@@ -49,14 +49,7 @@ class SlabSampler(CropSampler):
         zs = run_indices(pick.centre[0], entry.x.shape[0], self.slices)
         x = _window(entry.x, zs, pick.centre[1:], size, self.pad_value)
         y = _window(entry.y, zs, pick.centre[1:], size, 0)
-        xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
-        if geometric:
-            xt, yt = _rotate_zoom(xt, yt, self.patch, rng, aug)
-        if aug is not None:
-            xt = _intensity(xt, rng, aug)
-            if rng.random() < aug.flip_prob:
-                xt, yt = xt.flip(-1), yt.flip(-1)
-        return xt.contiguous(), yt.contiguous()
+        return augmented(x, y, self.patch, rng, aug, geometric)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QFileDialog, QHeaderView, QLabel, QSplitter, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QHeaderView, QLabel, QSplitter, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ctseg_core.measure.growth import ICH_GROWTH_FRACTION, ICH_GROWTH_ML, compare_scans, resample_to
 from ctseg_core.volume import LabelMap, Volume
 from app.session import Session
 from app.viewer.slice_view import SliceView
 from app.workers import run_task
+from app.panels.tables import read_only_table
 
 FLAG = QColor(255, 90, 90)
 COLUMNS = ["Class", "Lesion", "Prior (mL)", "Follow-up (mL)", "Change (mL)", "Change", "Status"]
@@ -73,10 +73,7 @@ class ComparisonWindow(QWidget):
         self.follow_view = SliceView(self.session, "axial")
         self.status = QLabel("Choose the prior scan.")
         self.status.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table = read_only_table(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         views = QSplitter(Qt.Horizontal)
         views.addWidget(self._titled(self.prior_view, "Prior"))

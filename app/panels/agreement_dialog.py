@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidgetItem, QVBoxLayout)
 
 from ctseg_core.atomic import atomic_write_text
 from app.workers import run_task
+from app.panels.tables import read_only_table
 
 COLUMNS = ("Comparison", "Class", "n", "Dice", "Bias mL", "SD mL", "Limits of agreement mL")
 KIND_TITLES = {"inter_reader": "reader vs reader", "reader_vs_final": "reader vs final",
@@ -40,10 +40,7 @@ class AgreementDialog(QDialog):
         self.workspace, self.report = workspace, None
         self.status = QLabel("computing...")
         self.status.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table = read_only_table(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.export_button = QPushButton("Export JSON...")
         self.export_button.setEnabled(False)

@@ -4,7 +4,8 @@ open one, with Export (CSV without voxel data, or JSON lines with everything).""
 from __future__ import annotations
 
 from PySide6.QtWidgets import (QCheckBox, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout)
+                               QTableWidgetItem, QVBoxLayout)
+from app.panels.tables import read_only_table
 
 from ctseg_core.store.audit import CSV_FIELDS, summary_row
 
@@ -21,10 +22,7 @@ class AuditDialog(QDialog):
         self.only_case.setEnabled(bool(case_id))
         self.only_case.toggled.connect(lambda _: self.refresh())
         self.count = QLabel()
-        self.table = QTableWidget(0, len(SHOWN))
-        self.table.setHorizontalHeaderLabels([c.capitalize() for c in SHOWN])
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table = read_only_table([c.capitalize() for c in SHOWN])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         export = QPushButton("Export...")

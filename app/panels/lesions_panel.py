@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
+from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
 from ctseg_core.labels import CLASSES
 from ctseg_core.measure.lesions import THICKNESS_GUIDELINE_MM
 from ctseg_core.measure.midline import GUIDELINE_MM
 from app.panels.classes_panel import colour_icon
+from app.panels.tables import read_only_table
 
 COLUMNS = ["#", "Class", "Where", "mL", "Thick (mm)", "ABC/2", "Slices"]
 TIPS = ["lesion number", "hemorrhage class", "side and rough location", "volume (mL, voxel count)",
@@ -38,12 +39,7 @@ class LesionsPanel(QWidget):
         self.measurements = None
         self.midline_label = QLabel("Midline shift: -")
         self.midline_label.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.setSelectionMode(QTableWidget.SingleSelection)
+        self.table = read_only_table(COLUMNS, select_rows=True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.Stretch)

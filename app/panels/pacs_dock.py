@@ -14,6 +14,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
+from app.panels.tables import read_only_table
 
 from ctseg_core.errors import CtsegError
 from ctseg_core.pacs.inbox import Inbox
@@ -28,12 +29,7 @@ REFRESH_MS = 2000
 
 
 def _table(columns, stretch: int) -> QTableWidget:
-    t = QTableWidget(0, len(columns))
-    t.setHorizontalHeaderLabels(columns)
-    t.verticalHeader().setVisible(False)
-    t.setEditTriggers(QTableWidget.NoEditTriggers)
-    t.setSelectionBehavior(QTableWidget.SelectRows)
-    t.setSelectionMode(QTableWidget.SingleSelection)
+    t = read_only_table(columns, select_rows=True)
     t.setWordWrap(False)
     header = t.horizontalHeader()
     for col in range(len(columns)):

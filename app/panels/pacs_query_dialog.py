@@ -7,11 +7,12 @@ Retrieved series land in the inbox and are segmented there (Inbox / Outbox dock)
 from __future__ import annotations
 
 from PySide6.QtWidgets import (QDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar,
-                               QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
+                               QPushButton, QTableWidgetItem, QVBoxLayout)
 
 from ctseg_core.errors import CtsegError
 from ctseg_core.pacs.query import check_date, describe_result
 from app.workers import run_task
+from app.panels.tables import read_only_table
 
 COLUMNS = ("Date", "Patient ID", "Name", "Description", "Series", "Images")
 
@@ -40,12 +41,7 @@ class PacsQueryDialog(QDialog):
         self.search_button = QPushButton("Search (CT studies)")
         self.search_button.setDefault(True)
         self.search_button.clicked.connect(self.search)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.setSelectionMode(QTableWidget.SingleSelection)
+        self.table = read_only_table(COLUMNS, select_rows=True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
         self.table.cellDoubleClicked.connect(lambda row, _: self.retrieve(row))

@@ -331,7 +331,7 @@ def install_editing(window, workspace_root: str | Path | None = None) -> Editing
 
 
 def _show_review_state(window, store) -> None:
-    """Findings of a case a person marked corrected or approved are shown as reviewed."""
+    """Findings of a case a person marked corrected, adjudicated or approved are shown as reviewed."""
     case = store.case
     status = case.record.status if case is not None else "new"
     reviewed = status in REVIEWED_STATUSES

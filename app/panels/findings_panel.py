@@ -9,7 +9,7 @@ result, ABC/2 for ICH, the model's confidence and whether a person has reviewed 
   read "updating…" until then.
 - Rows of review labels (unassigned extra-axial blood, oedema: from a model whose classes are not ctseg's)
   appear only when the labels hold them.
-- Findings the model drew that no person has reviewed (the case is not marked corrected or approved)
+- Findings the model drew that no person has reviewed (the case is not marked corrected, adjudicated or approved)
   are shown in amber italics with "AI" and never as a red "POSITIVE".
 """
 
@@ -134,7 +134,7 @@ class FindingsPanel(QWidget):
                          (COL_CONF, f"the model's mean probability for the class where it drew it / the share of "
                                     f"that region where it was below {UNCERTAIN_BELOW:.0%}"),
                          (COL_REVIEW, "AI = drawn by the model, AI+edits = changed by a person, drawn = by a person; "
-                                      "reviewed = the case is marked corrected or approved"),
+                                      "reviewed = the case is marked corrected, adjudicated or approved"),
                          (COL_SLICES, "axial slice numbers, 1 = the first slice of the scan as loaded")):
             self.table.horizontalHeaderItem(col).setToolTip(tip)
         for row, cls in enumerate(self.rows):
@@ -184,7 +184,7 @@ class FindingsPanel(QWidget):
 
     # ---- review state (set by the case store) ----
     def set_review(self, reviewed: bool, text: str) -> None:
-        """Whether a person has reviewed the open case (marked corrected or approved), and how to say so."""
+        """Whether a person has reviewed the open case (marked corrected, adjudicated or approved), and how to say so."""
         if (reviewed, text) != (self.reviewed, self.review_text):
             self.reviewed, self.review_text = reviewed, text
             self._show()

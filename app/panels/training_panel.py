@@ -235,7 +235,7 @@ class TrainingPanel(QWidget):
         except CtsegError as exc:
             return self._refuse(f"The workspace's cases could not be read: {exc}")
         if n < MIN_CASES:
-            return self._refuse(f"Too few cases to retrain: {n} corrected or approved case(s) with saved labels; "
+            return self._refuse(f"Too few cases to retrain: {n} corrected, adjudicated or approved case(s) with saved labels; "
                                 f"at least {MIN_CASES} are needed (one to train on, one to check the new model). "
                                 "Mark more cases as corrected (Review menu).")
         return self._queue(self.arguments(resume), f"Starting the training process on {n} cases...",

@@ -130,7 +130,7 @@ def _cases(req: TrainRequest, cases) -> list[LoadedCase]:
     loaded = load_cases(workspace_cases(workspace))
     unsaved = workspace.reviewed_without_final()
     if len(loaded) < 2 and unsaved:
-        raise StoreError(f"{len(unsaved)} case(s) are marked corrected or approved but have no saved final label "
+        raise StoreError(f"{len(unsaved)} case(s) are marked corrected, adjudicated or approved but have no saved final label "
                          f"map ({', '.join(unsaved[:5])}): open them in the app and save", req.workspace)
     return loaded
 

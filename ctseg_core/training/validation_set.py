@@ -81,10 +81,10 @@ class ValidationSet:
         val = sorted(c for c in eligible if c in members)
         train = sorted(c for c in eligible if c not in members)
         if not val:
-            raise StoreError("none of the validation set's cases is corrected or approved now "
+            raise StoreError("none of the validation set's cases is corrected, adjudicated or approved now "
                              f"({', '.join(sorted(members)) or 'the set is empty'}): add one from the case list")
         if not train:
-            raise StoreError("every corrected or approved case is in the validation set: nothing is left to "
+            raise StoreError("every corrected, adjudicated or approved case is in the validation set: nothing is left to "
                              "train on; correct more cases or take one out of the validation set")
         return train, val
 
@@ -100,11 +100,11 @@ def choose(classes_by_case: Mapping[str, set[str] | list[str]], fraction: float 
     ids = sorted(classes_by_case)
     classes = {i: set(classes_by_case[i]) for i in ids}
     if len(ids) < 2:
-        raise StoreError(f"need at least two corrected or approved cases (one to train on, one to check the new "
+        raise StoreError(f"need at least two corrected, adjudicated or approved cases (one to train on, one to check the new "
                          f"model); have {len(ids)}")
     lesion = [i for i in ids if classes[i]]
     if not lesion:
-        raise StoreError(f"none of the {len(ids)} corrected or approved cases holds a lesion: a validation set of "
+        raise StoreError(f"none of the {len(ids)} corrected, adjudicated or approved cases holds a lesion: a validation set of "
                          "bleed-free cases cannot tell a better model from a worse one; correct a case with a "
                          "lesion first")
     n_val = min(max(1, round(fraction * len(ids))), len(ids) - 1)

@@ -184,7 +184,7 @@ def test_too_few_cases_is_said_instead_of_starting(qtbot, trainer, workspace, sc
     assert retrain == [panel.retrain_action]
     retrain[0].trigger()
     assert not panel.running and panel.state == "idle"
-    assert "Too few cases" in panel.error_label.text() and "1 corrected or approved" in panel.error_label.text()
+    assert "Too few cases" in panel.error_label.text() and "1 corrected, adjudicated or approved" in panel.error_label.text()
     assert any(level == "warning" and "Too few cases" in text for level, text in win.log_panel.lines)
 
 

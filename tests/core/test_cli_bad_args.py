@@ -95,7 +95,7 @@ def test_training_says_when_reviewed_cases_have_no_final_map(tmp_path, capsys, m
         ws.open_case(vol, scan).set_status("corrected")
     assert main(["train", "--workspace", str(ws.root), "--steps", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "3 case(s) are marked corrected or approved but have no saved final label map" in err
+    assert "3 case(s) are marked corrected, adjudicated or approved but have no saved final label map" in err
 
 
 def test_thousands_of_corrupt_files_give_one_warning(ge_tilt, tmp_path):

@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     rows.append([(t, img, None) for t, img in ge_details])
     old = find_seed(lambda p: p["atrophy"] > 0.7 and not p["surgery"]["flap"] and not p["surgery"]["clips"])
     thick = generate_case(old, normal=True, acquisition=Acquisition(pixel_spacing_mm=ge_ps, slice_thickness_mm=7.0))
+    tailed = generate_case(old, normal=True, acquisition=Acquisition(pixel_spacing_mm=ge_ps, slice_thickness_mm=7.0,
+                                                                      ssp_tail=0.25, ssp_tail_sigma=0.7))
     thin4 = generate_case(old, normal=True, acquisition=Acquisition(pixel_spacing_mm=ge_ps, slice_thickness_mm=4.0))
     g = thick.volume.geometry
     zs4 = thin4.volume.geometry.origin[2] + 4.0 * np.arange(thin4.volume.shape[0])
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
     horns = structure_crop(thick, "frontal_horns")[0]
     rows.append([("synth inner table, 4 mm", inner_table_crop(thin4, 20), None),
                  ("synth inner table, 7 mm", inner_table_crop(thick, 25), None),
-                 ("synth vertex, 7 mm", inner_table_crop(thick, 58), None),
+                 ("synth vertex, 7 mm, slice profile with a tail (0.25)", inner_table_crop(tailed, 58), None),
                  ("synth frontal horns (old head)", horns, None),
                  ("synth skull base, 4 mm", crop(thin4.volume.array[k_base], (0.42 * g.shape[1], g.shape[2] / 2), ge_ps), None),
                  ("synth posterior fossa, 4 mm", crop(thin4.volume.array[k_base], (0.7 * g.shape[1], g.shape[2] / 2), ge_ps), None)])

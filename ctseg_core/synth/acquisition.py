@@ -45,6 +45,10 @@ class Acquisition:
     motion_mm: float = 0.0  # patient motion: ghosted slices, shifted by up to this
     metal_streaks: float = 1.0  # strength of the streaks from metal (0: none)
     fov_circle: bool = False  # outside the reconstruction circle the image is -1024
+    # the slice sensitivity profile: flat over the thickness, plus a share in a long Gaussian tail (real
+    # profiles have one; near the vertex it widens the partial volume beside the inner table to several mm)
+    ssp_tail: float = 0.0  # share of the profile in the tail (0: a flat profile)
+    ssp_tail_sigma: float = 0.6  # the tail's standard deviation along z, in slice thicknesses
 
     def __post_init__(self):
         if self.kernel not in KERNELS:
@@ -115,4 +119,5 @@ def sample_acquisition(rng: np.random.Generator, *, shape_yx=(512, 512), max_sli
         noise_hu=float(noise * thin_noise), noise_grain_mm=float(grain), skull_base_noise=float(rng.uniform(1.0, 2.0)),
         beam_hardening=float(rng.uniform(0.0, 2.0)),
         motion_mm=float(rng.uniform(0.5, 4.0)) if rng.random() < 0.15 else 0.0,
-        metal_streaks=float(rng.uniform(0.5, 1.5)), fov_circle=bool(rng.random() < 0.5))
+        metal_streaks=float(rng.uniform(0.5, 1.5)), fov_circle=bool(rng.random() < 0.5),
+        ssp_tail=float(rng.uniform(0.1, 0.45)), ssp_tail_sigma=float(rng.uniform(0.4, 1.0)))

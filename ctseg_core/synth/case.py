@@ -195,7 +195,8 @@ def _scene(head, extras, mass, lesions, hu_lut, amp_lut, acq, offs, cxs, cys, ps
     floor = (floor_height(head, u, v) + 1.0 * floor_tex).astype(np.float32)
     return PlaneScene(head=head, extras=extras, mass=mass, lesions=lesions, hu_lut=hu_lut, amp_lut=amp_lut, u=u, v=v,
                       w_in=w_in, floor=floor, gyri=(gyri_w, gyri_in, f_gyri, uc.shape),
-                      tex=(tex_w, tex_in, f_tex, ut.shape), half_sub=acq.slice_thickness_mm / (2 * len(offs)))
+                      tex=(tex_w, tex_in, f_tex, ut.shape), half_sub=acq.slice_thickness_mm / (2 * len(offs)),
+                      ssp_tail=(acq.ssp_tail, acq.ssp_tail_sigma * acq.slice_thickness_mm))
 
 
 def _render_head(scene: PlaneScene, ks, z0, dz, offs, wts, acq, sigma_px, ps, labels_out, structures_out):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.special import ndtr
 
 PLANE_STEP_MM = 2.5  # at most this far apart: the planes averaged into one slice
 
@@ -22,14 +23,21 @@ def sub_plane_offsets(thickness_mm: float) -> tuple[np.ndarray, np.ndarray]:
     return offs, np.full(n, 1.0 / n)
 
 
-def slab_fraction(dist_mm: np.ndarray, slope: np.ndarray | float, half_mm: float) -> np.ndarray:
+def slab_fraction(dist_mm: np.ndarray, slope: np.ndarray | float, half_mm: float, tail: float = 0.0,
+                  tail_sigma_mm: float = 0.0) -> np.ndarray:
     """Fraction of a sub-slab (half-height ``half_mm``) on the far side of a surface, for points at signed
     distance ``dist_mm`` (positive on the near side) that changes by ``slope`` per mm along z (linear model).
 
     This is the partial volume of a surface the slice cuts obliquely (the vault near the vertex, the
-    orbital roofs): a thick slice holds a little bone over a wide band beside the inner table."""
+    orbital roofs): a thick slice holds a little bone over a wide band beside the inner table. ``tail`` of
+    the slice profile lies in a Gaussian of ``tail_sigma_mm`` along z (the rest is flat over the sub-slab):
+    it adds a smooth, long-reaching fringe of bone where the surface is cut at a glancing angle."""
     span = np.abs(slope) * (2.0 * half_mm) + 1e-3
-    return np.clip(0.5 - dist_mm / span, 0.0, 1.0)
+    flat = np.clip(0.5 - dist_mm / span, 0.0, 1.0)
+    if tail <= 0.0:
+        return flat
+    fringe = ndtr(-dist_mm / (np.abs(slope) * tail_sigma_mm + 1e-3))
+    return ((1.0 - tail) * flat + tail * fringe).astype(np.float32)
 
 
 def blur_inplane(img: np.ndarray, sigma_px: float) -> np.ndarray:

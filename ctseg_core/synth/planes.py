@@ -41,6 +41,7 @@ class PlaneScene:
     gyri: tuple  # (waves, in-plane matrix, subsampling factor, subsampled shape)
     tex: tuple
     half_sub: float  # half-height (mm) of the sub-slab one plane stands for
+    ssp_tail: tuple = (0.0, 0.0)  # the slice profile's tail: (share, standard deviation along z in mm)
     pre: dict | None = None
     vault: tuple | None = None
 
@@ -120,7 +121,9 @@ def _table_partial_volume(sc: PlaneScene, pre, u, v, w, depth, floor, tissue, hu
     if h < 0.05:
         return
     hf = w - floor
-    near = (depth > -2.0) & ((depth < 1.6 * h + 0.5) | (hf < h + 0.5) & (hf > -2.0))
+    tail, sigma = sc.ssp_tail
+    more = 4.5 * sigma if tail > 0.0 else 0.0  # the profile's tail reaches further in
+    near = (depth > -2.0) & ((depth < 1.6 * h + 0.5 + more) | (hf < h + 0.5 + more) & (hf > -2.0))
     idx = np.flatnonzero(near)
     if len(idx) == 0:
         return
@@ -129,11 +132,11 @@ def _table_partial_volume(sc: PlaneScene, pre, u, v, w, depth, floor, tissue, hu
     wb = w if np.ndim(w) == 0 else take(w)
     terms = tuple(take(a) for a in pre["vault"])
     slope = (inner_depth(head, take(u), take(v), wb + np.float32(0.5), terms) - d) / np.float32(0.5)  # d depth / d w
-    f_bone = slab_fraction(d, slope, h)  # the vault (depth < 0) within the sub-slab
+    f_bone = slab_fraction(d, slope, h, tail, sigma)  # the vault (depth < 0) within the sub-slab
     gone = bone_removed(head.surgery, take(u), take(v), wb)
     if gone is not None:  # no bone over a craniectomy or a burr hole
         f_bone[gone] = 0.0
-    f_floor = slab_fraction(take(hf), 1.0, h)  # the cranial floor below
+    f_floor = slab_fraction(take(hf), 1.0, h, tail, sigma)  # the cranial floor below
     t = take(tissue)
     ic = (d > 0) & (take(hf) > 0) & ~np.isin(t, (T.AIR, T.POSTOP_AIR, T.SINUS_AIR))
     f = np.where(ic, np.maximum(f_bone, f_floor), 0.0).astype(np.float32)

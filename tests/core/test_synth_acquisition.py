@@ -40,6 +40,8 @@ def test_sample_acquisition_covers_the_training_ranges():
     assert scale.min() < 0.9 and scale.max() > 1.08
     assert all(a.spacing_z_mm <= a.slice_thickness_mm for a in acqs)
     assert any(a.spacing_z_mm < a.slice_thickness_mm for a in acqs)  # some overlapping reconstructions
+    tail = np.array([a.ssp_tail for a in acqs])  # every drawn scanner's slice profile has a tail
+    assert tail.min() >= 0.1 and tail.max() <= 0.45 and Acquisition().ssp_tail == 0.0  # legacy scans: flat
 
 
 def test_planes_per_slice_follow_the_thickness():

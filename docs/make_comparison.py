@@ -37,8 +37,9 @@ def load(runs: Path) -> list[dict]:
             report = json.loads(eval_path.read_text()) if eval_path.is_file() else None
             found = report["results"][:1] if report else []
         if found:
+            normal = [n for n in report.get("normal_scans", []) if n["model"] == found[0]["model"]]
             rows.append({"name": name, "card": json.loads(card_path.read_text()), "result": found[0],
-                         "n_cases": report["n_cases"]})
+                         "n_cases": report["n_cases"], "normal": normal[0] if normal else None})
     return rows
 
 
@@ -46,7 +47,8 @@ def describe(card: dict) -> str:
     cfg = card["config"]
     if card["architecture"] in ("aa_unet", "rsu", "rsu_s", "rsu_c", "resnet50_unet"):
         extra = " + RSA bottleneck" if cfg.get("bottleneck_attention") == "rsa" else ""
-        return f"{card['architecture']}{extra} ({cfg['encoder']})"
+        width = ", half width" if (cfg.get("encoder_args") or {}).get("channels") else ""
+        return f"{card['architecture']}{extra} ({cfg['encoder']}{width})"
     if card["architecture"] == "focusnetpp":
         return f"focusnetpp (widths {'-'.join(str(w) for w in cfg['widths'])})"
     if card["architecture"] == "rsanet":
@@ -88,15 +90,26 @@ def detection_table(rows: list[dict]) -> str:
 
 
 def budget_table(rows: list[dict]) -> str:
-    lines = ["| model | params (M) | steps | samples | training CPU-min | inference s/slice (wall) | CPU s/slice |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | params (M) | steps | samples | training CPU-min | inference s/slice (wall) | CPU s/slice "
+             "| real GE series (normal): mL painted / call |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         extra, t = r["card"]["extra"], r["result"]["timing"]
         params = r["card"].get("_parameters")
         lines.append(f"| {describe(r['card'])} | {'-' if params is None else f'{params / 1e6:.2f}'} | {extra['steps']} | "
                      f"{extra['samples']} | {extra['run']['train_cpu_s'] / 60:.1f} | {t['wall_s_per_slice']:.2f} | "
-                     f"{t['cpu_s_per_slice']:.2f} |")
+                     f"{t['cpu_s_per_slice']:.2f} | {normal_cell(r['normal'])} |")
     return "\n".join(lines)
+
+
+def normal_cell(normal: dict | None) -> str:
+    """What a model made of the normal GE series: mL of blood painted, or a triage model's call."""
+    if normal is None:
+        return "-"
+    if normal.get("triage") is not None:
+        tri = normal["triage"]
+        return f"call {'positive' if tri['positive'] else 'negative'} (p {tri['probability']:.2f})"
+    return f"{normal.get('blood_ml', 0.0):.1f} mL"
 
 
 def main(argv: list[str]) -> int:

@@ -132,14 +132,12 @@ def _table_partial_volume(sc: PlaneScene, pre, u, v, w, depth, floor, tissue, hu
     wb = w if np.ndim(w) == 0 else take(w)
     terms = tuple(take(a) for a in pre["vault"])
     slope = (inner_depth(head, take(u), take(v), wb + np.float32(0.5), terms) - d) / np.float32(0.5)  # d depth / d w
-    f_bone = slab_fraction(d, slope, h, tail, sigma)  # the vault (depth < 0) within the sub-slab
     gone = bone_removed(head.surgery, take(u), take(v), wb)
-    if gone is not None:  # no bone over a craniectomy or a burr hole
-        f_bone[gone] = 0.0
-    f_floor = slab_fraction(take(hf), 1.0, h, tail, sigma)  # the cranial floor below
     t = take(tissue)
     ic = (d > 0) & (take(hf) > 0) & ~np.isin(t, (T.AIR, T.POSTOP_AIR, T.SINUS_AIR))
-    f = np.where(ic, np.maximum(f_bone, f_floor), 0.0).astype(np.float32)
+    f_bone, f = _bone_fractions(d, slope, take(hf), gone, ic, h, tail, sigma)
+    # the profile's tail blurs the image, not what the voxel holds: labels lose the flat slab's bone only
+    f_label = _bone_fractions(d, slope, take(hf), gone, ic, h)[1] if tail > 0.0 else f
     hb = take(hu)
     hb += f * (sc.hu_lut[T.CORTICAL] - hb)
     vault = (d <= 0) & (t == T.CORTICAL)  # the inner table: brain within its sub-slab
@@ -147,7 +145,18 @@ def _table_partial_volume(sc: PlaneScene, pre, u, v, w, depth, floor, tissue, hu
     hb += f_in * (sc.hu_lut[T.CSF] - hb)
     hu.reshape(-1)[idx] = hb
     for m in masks.values():
-        m.reshape(-1)[idx] *= 1.0 - f
+        m.reshape(-1)[idx] *= 1.0 - f_label
+
+
+def _bone_fractions(d, slope, hf, gone, ic, h, tail=0.0, sigma=0.0):
+    """(fraction of the vault, fraction of bone on the intracranial side) within a sub-slab of half-height
+    ``h``: the vault (depth ``d`` < 0) or the cranial floor below (``hf`` < 0), none over a craniectomy or a
+    burr hole (``gone``), counted only where the voxel is intracranial (``ic``)."""
+    f_bone = slab_fraction(d, slope, h, tail, sigma)
+    if gone is not None:
+        f_bone[gone] = 0.0
+    f_floor = slab_fraction(hf, 1.0, h, tail, sigma)
+    return f_bone, np.where(ic, np.maximum(f_bone, f_floor), 0.0).astype(np.float32)
 
 
 def _brain_and_lesions(sc: PlaneScene, u, v, w, depth, floor, gyri, tex, tissue) -> dict | None:

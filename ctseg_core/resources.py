@@ -17,7 +17,7 @@ BLAST_CT_MODEL = MODELS_DIR / "blast_ct_v1.safetensors"  # BLAST-CT's 12-member 
 
 # The model the app opens with until the user chooses another (Model > Bundled model), by the rule in the
 # README's "Default model" section: under 5 mL painted on the normal GE series first, then Dice, then time.
-# Measured 30 Nov 2026: BLAST-CT passes with 4 members; ctseg's aa_unet v2 still paints about 20 mL there.
+# Measured 30 Nov 2026: BLAST-CT passes with 4 members; ctseg's aa_unet v3 still paints 6 mL there (v2: 15).
 APP_DEFAULT_MODEL = "blast_ct"
 APP_DEFAULT_MEMBERS = 4
 

@@ -6,7 +6,7 @@ of all the checkpoints together, RUNS/eval.json (rows matched by the checkpoint'
 RUNS/eval/NAME.json. Prints the markdown tables: per-class Dice (sample and voxel average), scan-level
 detection, budget and time per slice.
 
-    python docs/make_comparison.py /work/wt-issue16-runs/tiny > table.md
+    python docs/make_comparison.py RUNS > table.md
 """
 
 from __future__ import annotations
@@ -113,7 +113,10 @@ def normal_cell(normal: dict | None) -> str:
 
 
 def main(argv: list[str]) -> int:
-    runs = Path(argv[1] if len(argv) > 1 else "/work/wt-issue16-runs/tiny")
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    runs = Path(argv[1])
     rows = load(runs)
     from ctseg_core.models import count_parameters, create_model
 

@@ -104,6 +104,18 @@ def slice_order(depth: int, start: int | None = None) -> list[int]:
     return order
 
 
+def view_order_batches(depth: int, start: int | None, first: int, batch: int, cancel=None):
+    """The slices in ``slice_order`` as batches: the first ``first`` (the viewed slice) alone, then ``batch``
+    at a time; ``cancel`` (a CancelToken) is checked before each batch."""
+    order = slice_order(depth, start)
+    for zs in [order[:first]] + [order[i:i + batch] for i in range(first, depth, batch)]:
+        if not zs:
+            continue
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        yield zs
+
+
 def softmax_classes(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over classes (dim 1) with logits floored at 80 below the largest: probabilities stay above
     1e-35 and never become float32 denormals, which slow every later operation on x86 by 10-100x."""

@@ -43,6 +43,7 @@ from ctseg_core.prediction import (  # noqa: F401 (Prediction, SliceCallback, sl
     slice_uncertainty,
     softmax_classes,
     state_digest,
+    view_order_batches,
 )
 from ctseg_core.preprocess import Plan
 from ctseg_core.sliding_window import sliding_window
@@ -259,19 +260,12 @@ class SliceStrategy:
                 cancel: CancelToken | None = None, progress=None) -> Prediction:
         depth, height, width = volume.shape
         grid = self.plan.grid((height, width), volume.spacing[1:])
-        order = slice_order(depth, start_slice)
         labels = np.zeros(volume.shape, dtype=np.uint8)
         model_labels = np.zeros(volume.shape, dtype=np.uint8) if self.guard is not None else None
         probs = np.zeros((depth, self.model_classes, height, width), dtype=np.float16)
         batch = self.auto_batch_size(grid.padded_shape)
-        batches = [order[:self.first_batch_size]] + [order[i:i + batch]
-                                                     for i in range(self.first_batch_size, depth, batch)]
         done = 0
-        for zs in batches:
-            if not zs:
-                continue
-            if cancel is not None:
-                cancel.raise_if_cancelled()
+        for zs in view_order_batches(depth, start_slice, self.first_batch_size, batch, cancel):
             p, lab = self._predict_batch(volume.array, zs, grid)  # on the scan's grid
             for i, z in enumerate(zs):
                 probs[z] = p[i]

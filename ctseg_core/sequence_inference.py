@@ -32,8 +32,8 @@ from ctseg_core.prediction import (
     amp_dtype,
     label_lookup,
     labels_from_probabilities,
-    slice_order,
     softmax_classes,
+    view_order_batches,
 )
 from ctseg_core.preprocess import Plan
 from ctseg_core.sliding_window import sliding_window
@@ -189,17 +189,10 @@ class ScanStrategy(_SequenceStrategy):
         """Slice features from the viewed slice outwards, then the sequence model over the whole scan."""
         depth, height, width = volume.shape
         grid = self.plan.grid((height, width), volume.spacing[1:])
-        order = slice_order(depth, start_slice)
-        batch = self.batch_size
-        batches = [order[:1]] + [order[i:i + batch] for i in range(1, depth, batch)]
         features = None
         empty = np.zeros((height, width), np.uint8)
         done = 0
-        for zs in batches:
-            if not zs:
-                continue
-            if cancel is not None:
-                cancel.raise_if_cancelled()
+        for zs in view_order_batches(depth, start_slice, 1, self.batch_size, cancel):
             x = grid.to_model(torch.from_numpy(np.stack([self.plan.input_stack(volume.array, z) for z in zs])))
             with torch.inference_mode(), self.autocast():
                 f = self.model.slice_features(x.to(self.device)).float().cpu()

@@ -133,11 +133,11 @@ def _table_partial_volume(sc: PlaneScene, pre, u, v, w, depth, floor, tissue, hu
     terms = tuple(take(a) for a in pre["vault"])
     slope = (inner_depth(head, take(u), take(v), wb + np.float32(0.5), terms) - d) / np.float32(0.5)  # d depth / d w
     gone = bone_removed(head.surgery, take(u), take(v), wb)
-    t = take(tissue)
-    ic = (d > 0) & (take(hf) > 0) & ~np.isin(t, (T.AIR, T.POSTOP_AIR, T.SINUS_AIR))
-    f_bone, f = _bone_fractions(d, slope, take(hf), gone, ic, h, tail, sigma)
+    t, dh = take(tissue), take(hf)
+    ic = (d > 0) & (dh > 0) & ~np.isin(t, (T.AIR, T.POSTOP_AIR, T.SINUS_AIR))
+    f_bone, f = _bone_fractions(d, slope, dh, gone, ic, h, tail, sigma)
     # the profile's tail blurs the image, not what the voxel holds: labels lose the flat slab's bone only
-    f_label = _bone_fractions(d, slope, take(hf), gone, ic, h)[1] if tail > 0.0 else f
+    f_label = _bone_fractions(d, slope, dh, gone, ic, h)[1] if tail > 0.0 and masks else f
     hb = take(hu)
     hb += f * (sc.hu_lut[T.CORTICAL] - hb)
     vault = (d <= 0) & (t == T.CORTICAL)  # the inner table: brain within its sub-slab

@@ -83,20 +83,31 @@ def overlap_counts(pred, truth, num_classes: int = NUM_CLASSES) -> OverlapCounts
 
 @dataclass
 class OverlapScores:
-    """Per-class scores (index = class id), each as sample average and voxel average."""
+    """Per-class scores (index = class id), each as sample average and voxel average.
+
+    ``dice_sample`` averages over every scan where the class is in the truth or the prediction, so a scan
+    without the class that the model paints anyway scores 0 for it. ``dice_present`` averages over the
+    scans whose truth holds the class only (MONAI's ``DiceMetric(ignore_empty=True)``): how well what is
+    there is outlined. ``painted_free`` counts the scans without the class where the model painted it,
+    out of ``free`` such scans: the false alarms that ``dice_present`` leaves out."""
 
     dice_sample: np.ndarray
     dice_voxel: np.ndarray
     iou_sample: np.ndarray
     iou_voxel: np.ndarray
     n_scans: int
+    dice_present: np.ndarray
+    painted_free: np.ndarray
+    free: np.ndarray
 
     def as_dict(self, include_background: bool = False) -> dict:
         first = 0 if include_background else 1
         out = {}
-        for name in ("dice_sample", "dice_voxel", "iou_sample", "iou_voxel"):
+        for name in ("dice_sample", "dice_voxel", "iou_sample", "iou_voxel", "dice_present"):
             values = getattr(self, name)
             out[name] = {int(c): _nan_to_none(values[c]) for c in range(first, len(values))}
+        for name in ("painted_free", "free"):
+            out[name] = {int(c): int(v) for c, v in enumerate(getattr(self, name)) if c >= first}
         out["n_scans"] = self.n_scans
         return out
 
@@ -110,7 +121,11 @@ def overlap_scores(per_scan: Sequence[OverlapCounts]) -> OverlapScores:
     pooled = per_scan[0]
     for c in per_scan[1:]:
         pooled = pooled + c
-    return OverlapScores(_nanmean(dice), pooled.dice(), _nanmean(iou), pooled.iou(), len(per_scan))
+    present = np.stack([c.tp + c.fn > 0 for c in per_scan])
+    painted = np.stack([c.tp + c.fp > 0 for c in per_scan])
+    return OverlapScores(_nanmean(dice), pooled.dice(), _nanmean(iou), pooled.iou(), len(per_scan),
+                         dice_present=_nanmean(np.where(present, dice, np.nan)),
+                         painted_free=(painted & ~present).sum(axis=0), free=(~present).sum(axis=0))
 
 
 def _nanmean(stack: np.ndarray) -> np.ndarray:

@@ -5,8 +5,10 @@ Models are bundled names (``aa_unet``, ``blast_ct``) or checkpoints. DIR holds p
 ``<case>_labels.nii.gz`` (as the synthetic generator writes them); ``--data`` may be repeated (e.g. scans with
 hemorrhage and normal scans). Printed:
 - per-class Dice laid out like Table I of the All Attention U-Net paper (rows: models whose classes are
-  ctseg's seven), sample- and voxel-averaged, and scan-level detection scores (any hemorrhage: accuracy,
-  sensitivity, specificity, precision, F1; a class counts when present on 3+ consecutive slices). A model
+  ctseg's seven), sample- and voxel-averaged; the sample average also over the scans that hold the class
+  only, with the count of scans without the class that the model painted it on; and scan-level detection
+  scores (any hemorrhage: accuracy, sensitivity, specificity, precision, F1; a class counts when present
+  on 3+ consecutive slices). A model
   that gives per-slice probabilities instead of labels (RADnet) is scored on detection only: its call is 3+
   consecutive slices with probability >= 0.5 (``ctseg_core.triage``);
 - Dice on the classes every model shares (``ctseg_core.comparison``: ICH, extra-axial = SDH+EDH+SAH,
@@ -188,6 +190,21 @@ def format_table(results: list, field: str, title: str) -> str:
     return "\n".join(lines)
 
 
+def format_false_alarms(results: list) -> str:
+    """Per class: of the scans without it, how many the model painted it on (what ``dice_present`` leaves out)."""
+    from ctseg_core.labels import LESION_CLASSES
+
+    width = max([len(r.model) for r in results] + [5]) + 2
+    lines = ["Scans without the class that the model painted it on"]
+    for r in results:
+        if r.overlap is None:
+            continue
+        o = r.overlap
+        lines.append(f"{r.model:<{width}}" + "".join(f"{f'{o.painted_free[c.id]}/{o.free[c.id]}':>8}"
+                                                      for c in LESION_CLASSES))
+    return "\n".join(lines)
+
+
 def format_detection(results: list) -> str:
     from ctseg_core.labels import LESION_CLASSES
     from ctseg_core.metrics import ANY
@@ -295,7 +312,12 @@ def _run(args) -> int:
         return 0
     if results:
         n = len(truth_detected)
-        print(format_table(results, "dice_sample", f"Dice per class, sample average over {n} scans (cf. Table I)"))
+        print(format_table(results, "dice_sample", f"Dice per class, sample average over {n} scans (cf. Table I; "
+                                                   "a scan without the class that the model paints scores 0)"))
+        print()
+        print(format_table(results, "dice_present", "Dice per class, sample average over the scans that hold "
+                                                    "the class only (MONAI's ignore_empty)"))
+        print(format_false_alarms(results))
         print()
         print(format_table(results, "dice_voxel", "Dice per class, voxel average (all voxels pooled)"))
         print()

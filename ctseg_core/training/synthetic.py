@@ -417,8 +417,10 @@ def evaluate_generated(model, card: ModelCard, folder: Path, device) -> dict:
     for suffix, counts in (("", alone), ("_guard", guarded)):
         scores = overlap_scores(counts).as_dict()
         sample, voxel = _by_key(scores["dice_sample"]), _by_key(scores["dice_voxel"])
+        present = _by_key(scores["dice_present"])
         row.update({f"dice_sample{suffix}": sample, f"dice_voxel{suffix}": voxel,
-                    f"mean_dice_sample{suffix}": _mean(sample)})
+                    f"mean_dice_sample{suffix}": _mean(sample), f"dice_present{suffix}": present,
+                    f"mean_dice_present{suffix}": _mean(present)})
     return row
 
 

@@ -99,6 +99,7 @@ def test_evaluate_prints_table_one(tmp_path, capsys):
     assert any(line.startswith("model_a (aa_unet v1)") for line in text.splitlines())
     assert any(line.startswith("model_b (rsu v1)") for line in text.splitlines())
     assert "Scan-level detection" in text
+    assert "scans that hold the class only" in text and "painted it on" in text
 
     assert main(["evaluate", "--data", str(data), "--model", str(a), "--device", "cpu", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -52,6 +52,27 @@ def test_class_absent_in_one_scan_is_left_out_of_the_sample_mean():
     assert scores.dice_sample[1] == 1.0
 
 
+def test_present_average_leaves_out_scans_without_the_class_and_counts_their_false_alarms():
+    # scan A holds class 1 (Dice 0.5); scan B has no class 1 but the model paints it (Dice 0);
+    # scan C has neither; class 2 is painted on A without being there
+    t_a = np.zeros((1, 4, 4), np.uint8)
+    t_a[0, 0, :2] = 1
+    p_a = np.zeros_like(t_a)
+    p_a[0, 0, 0] = 1
+    p_a[0, 3, 3] = 2
+    t_b = np.zeros_like(t_a)
+    p_b = t_b.copy()
+    p_b[0, 2, 2] = 1
+    empty = np.zeros_like(t_a)
+    scores = overlap_scores([overlap_counts(p_a, t_a), overlap_counts(p_b, t_b), overlap_counts(empty, empty)])
+    assert scores.dice_sample[1] == pytest.approx((2 / 3 + 0) / 2)
+    assert scores.dice_present[1] == pytest.approx(2 / 3)
+    assert (scores.painted_free[1], scores.free[1]) == (1, 2)
+    assert (scores.painted_free[2], scores.free[2]) == (1, 3) and math.isnan(scores.dice_present[2])
+    d = scores.as_dict()
+    assert d["dice_present"][2] is None and d["painted_free"][1] == 1 and d["free"][2] == 3
+
+
 def _labels(depth: int, slices_by_class: dict[int, list[int]]) -> np.ndarray:
     arr = np.zeros((depth, 6, 6), np.uint8)
     for cid, zs in slices_by_class.items():

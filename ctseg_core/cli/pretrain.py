@@ -53,8 +53,11 @@ def register(sub) -> None:
     p.add_argument("--hard-negative-rate", type=float, default=0.3, help="share centred on a hard negative")
     p.add_argument("--eval-data", type=Path, help="held-out generated cases (ctseg synth) scored at each evaluation")
     p.add_argument("--eval-real", type=Path, help="a real scan without hemorrhage: false-positive mL tracked")
-    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations")
-    p.add_argument("--snapshot-every", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="steps between evaluations; each keeps a copy of the weights as X.step<N>")
+    p.add_argument("--snapshot-every", type=int, default=100,
+                   help="steps between saves of the checkpoint X and the running state X.state.safetensors "
+                        "(what --resume-from continues exactly); numbered copies are made only at evaluations")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true",
                    help="JSON lines on stdout even on a terminal (always so when stdout is not a terminal)")

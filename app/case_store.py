@@ -367,8 +367,13 @@ class CaseStore(QObject):
         model = session.prediction_model
         version = model.label if model is not None else "unknown model"
         run_task(lambda: case.save_prediction(copy, version, model=model, uncertainty=uncertainty),
-                 lambda _: self._log(f"prediction stored in case {case.id}"),
+                 lambda _: self._on_prediction_stored(case),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
+
+    def _on_prediction_stored(self, case) -> None:
+        if self._alive():
+            self.session.log(f"prediction stored in case {case.id}")
+            self.cases_changed.emit()  # the Cases list shows what the model found
 
     def _on_slice_scores(self, scores) -> None:
         """A triage model's per-slice probabilities: stored in the case (the case list sorts by them)."""

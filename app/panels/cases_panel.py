@@ -24,6 +24,7 @@ from ctseg_core.store.readers import readers_of
 from ctseg_core.training import validation_set
 
 COLUMNS = ("Case", "Status", "Findings", "Triage p", "Val.")
+FINDINGS_COLUMN = COLUMNS.index("Findings")
 TRIAGE_COLUMN = 3
 VAL_COLUMN = 4
 STATUS_TITLES = {"new": "new", "in_review": "in review", "read": "read", "adjudicated": "adjudicated",
@@ -56,6 +57,16 @@ class SortItem(QTableWidgetItem):
         if isinstance(other, SortItem) and type(self.key) is type(other.key):
             return self.key < other.key
         return super().__lt__(other)
+
+
+def record_findings_text(rec) -> str:
+    """The Findings cell: the saved map's findings once a person saved one; before that the model's,
+    marked as such ('model: SDH 0.3 mL*'); '-' when neither exists (not segmented yet)."""
+    if rec.final_saved:
+        return findings_text(rec.findings)
+    if rec.prediction_saved:
+        return "model: " + findings_text(rec.model_findings)
+    return "-"
 
 
 def findings_text(findings: dict) -> str:
@@ -163,13 +174,15 @@ class CasesPanel(QWidget):
                 status += f" ({done} reader{'s' if done != 1 else ''})"
             if rec.status == "new" and rec.prediction_saved:
                 status += ", segmented"  # e.g. received from the PACS and segmented in the background
-            cells = (rec.description or rec.id, status, findings_text(rec.findings), triage_text(rec.triage),
+            cells = (rec.description or rec.id, status, record_findings_text(rec), triage_text(rec.triage),
                      "✓" if rec.id in members else "")
             tip = (f"{rec.id}\nsource: {rec.source.path}\nstatus: {STATUS_TITLES.get(rec.status, rec.status)}"
                    + (f" by {rec.annotator}" if rec.annotator else "")
                    + (f"\nreaders: {readers_text(readers)}" if readers else "")
                    + f"\nmodified: {(rec.modified or '')[:19].replace('T', ' ')}\nfindings: {cells[2]}"
                    + ("\n* = on fewer than 3 consecutive slices" if "*" in cells[2] else "")
+                   + ("\nmodel: what the model drew, not reviewed by a person yet" if cells[2].startswith("model")
+                      else "")
                    + ("\nin the validation set (the models are scored on it, never trained on it)"
                       if rec.id in members else ""))
             for col, text in enumerate(cells):
@@ -178,10 +191,10 @@ class CasesPanel(QWidget):
                 item.setToolTip(tip)
                 if col == 1:
                     item.setForeground(QColor(*STATUS_COLOURS.get(rec.status, (200, 200, 200))))
-                if rec.id == open_id:
-                    font = item.font()
-                    font.setBold(True)
-                    item.setFont(font)
+                font = item.font()
+                font.setBold(rec.id == open_id)
+                font.setItalic(col == FINDINGS_COLUMN and text.startswith("model"))  # not reviewed: looks different
+                item.setFont(font)
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
         case = self.store.case

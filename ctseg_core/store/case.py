@@ -65,6 +65,7 @@ class CaseRecord:
     prediction_saved: str = ""
     final_saved: str = ""
     findings: dict = field(default_factory=dict)  # summary of the last saved final: key -> volume_ml, positive
+    model_findings: dict = field(default_factory=dict)  # the same summary of the stored prediction
     triage: dict = field(default_factory=dict)  # the last triage: probability, positive, model_version, saved
 
     def to_json(self) -> dict:
@@ -280,8 +281,10 @@ class Case:
             {"model_version": model_version, "model": model.to_json() if model is not None else None,
              "saved": t, "classes": label_table_json()}, indent=1))
 
+        findings = _findings_summary(labels)
+
         def change(rec: CaseRecord) -> None:
-            rec.model_version, rec.prediction_saved = model_version, t
+            rec.model_version, rec.prediction_saved, rec.model_findings = model_version, t, findings
 
         self._update_record(change)
 

@@ -29,6 +29,7 @@ def test_case_list_status_filter_next_unreviewed_and_save_on_switch(qtbot, setti
         assert open_and_wait(qtbot, win, scan) == "no model"
     assert panel.table.rowCount() == 3
     assert [panel.table.item(r, 1).text() for r in range(3)] == ["new"] * 3
+    assert [panel.table.item(r, 2).text() for r in range(3)] == ["-"] * 3  # not segmented: no findings either way
     assert [panel.table.item(r, 0).text() for r in range(3)] == [s.name for s in scans]
     assert panel.table.item(2, 0).font().bold()  # the open case
 
@@ -90,7 +91,14 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     predicted = win.session.prediction.array.copy()
     assert predicted.any()
     assert np.array_equal(read_labels(case.folder / "prediction.nii.gz").array, predicted)
-    assert Workspace(workspace).case(case.id).record.model_version == "stub-threshold v0"
+    record = Workspace(workspace).case(case.id).record
+    assert record.model_version == "stub-threshold v0" and record.model_findings and not record.findings
+    # the Cases list shows what the model found, marked and in italics as not reviewed (not "none")
+    panel = editor.cases_panel
+    qtbot.waitUntil(lambda: panel.table.item(0, 2).text().startswith("model: "), timeout=10000)
+    cell = panel.table.item(0, 2)
+    volume = sum(f["volume_ml"] for f in record.model_findings.values())
+    assert cell.font().italic() and volume > 0 and "mL" in cell.text()
     assert np.array_equal(win.session.final.array, predicted)  # the prediction is the editable map
     win.close()  # nothing edited: no final map is written
     win.inference.shutdown()

@@ -195,7 +195,8 @@ def format_false_alarms(results: list) -> str:
     from ctseg_core.labels import LESION_CLASSES
 
     width = max([len(r.model) for r in results] + [5]) + 2
-    lines = ["Scans without the class that the model painted it on"]
+    head = f"{'model':<{width}}" + "".join(f"{column_name(c):>8}" for c in LESION_CLASSES)
+    lines = ["Scans without the class that the model painted it on (of the scans without it)", head, "-" * len(head)]
     for r in results:
         if r.overlap is None:
             continue
@@ -317,6 +318,7 @@ def _run(args) -> int:
         print()
         print(format_table(results, "dice_present", "Dice per class, sample average over the scans that hold "
                                                     "the class only (MONAI's ignore_empty)"))
+        print()
         print(format_false_alarms(results))
         print()
         print(format_table(results, "dice_voxel", "Dice per class, voxel average (all voxels pooled)"))

@@ -88,15 +88,16 @@ def structure_crop(case, category):
     return crop(case.volume.array[k], rc, case.volume.spacing[1]), k
 
 
-def inner_table_crop(case, level_mm):
-    """Crop at the vault's front edge on the slice nearest head height ``level_mm``."""
+def inner_table_crop(case, level_mm, back: bool = False):
+    """Crop at the vault's front (``back``: rear) edge on the slice nearest head height ``level_mm``."""
     g = case.volume.geometry
     zs = g.origin[2] + g.spacing[0] * np.arange(g.shape[0])
     k = int(np.argmin(np.abs(zs - level_mm)))
     bone = case.volume.array[k] > 300
     rows = np.flatnonzero(bone.any(axis=1))
     cols = np.flatnonzero(bone.any(axis=0))
-    rc = (rows[0] + 0.2 * CROP_MM / g.spacing[1], (cols[0] + cols[-1]) / 2)
+    inset = 0.2 * CROP_MM / g.spacing[1]
+    rc = (rows[-1] - inset if back else rows[0] + inset, (cols[0] + cols[-1]) / 2)
     return crop(case.volume.array[k], rc, g.spacing[1])
 
 
@@ -187,6 +188,11 @@ def main(argv=None) -> int:
                  ("synth frontal horns (old head)", horns, None),
                  ("synth skull base, 4 mm", crop(thin4.volume.array[k_base], (0.42 * g.shape[1], g.shape[2] / 2), ge_ps), None),
                  ("synth posterior fossa, 4 mm", crop(thin4.volume.array[k_base], (0.7 * g.shape[1], g.shape[2] / 2), ge_ps), None)])
+    shaded = generate_case(old, normal=True, acquisition=Acquisition(pixel_spacing_mm=ge_ps, slice_thickness_mm=7.0,
+                                                                      skull_shading_hu=12.0, skull_shading_mm=10.0))
+    rows.append([("GE occipital periphery, 7 mm", crop(real[17][0], (420, 256), ge_ps), None),
+                 ("synth occipital periphery, 7 mm", inner_table_crop(thick, 25, back=True), None),
+                 ("synth, skull shading 12 HU / 10 mm", inner_table_crop(shaded, 25, back=True), None)])
     panels = lookalike_panels()
     for i in range(0, len(panels), 6):
         rows.append([(t, img, None) for t, img in panels[i:i + 6]])
@@ -212,7 +218,8 @@ def main(argv=None) -> int:
             else:
                 axes[r, c].axis("off")
     fig.suptitle("row 1: real GE head CT; row 2: GE details; row 3: the same details generated with the GE's scan "
-                 "(0.49 mm, 4 and 7 mm); then normal look-alikes of blood the generator adds (never labelled); "
+                 "(0.49 mm, 4 and 7 mm);\nrow 4: the brain next to the occipital bone, GE and generated without and with "
+                 "the skull shading; then normal look-alikes of blood the generator adds (never labelled); "
                  "then cases from sample_acquisition (labels in the last column). Brain window 40/80",
                  fontsize=9, y=0.998)
     fig.tight_layout(rect=(0, 0, 1, 0.99))

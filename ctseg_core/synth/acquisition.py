@@ -49,6 +49,9 @@ class Acquisition:
     # profiles have one; near the vertex it widens the partial volume beside the inner table to several mm)
     ssp_tail: float = 0.0  # share of the profile in the tail (0: a flat profile)
     ssp_tail_sigma: float = 0.6  # the tail's standard deviation along z, in slice thicknesses
+    # residual beam hardening ("cupping"): the brain next to the skull reads brighter, fading inward
+    skull_shading_hu: float = 0.0  # HU added at the inner table (0: none)
+    skull_shading_mm: float = 8.0  # decay length inward (exponential)
 
     def __post_init__(self):
         if self.kernel not in KERNELS:
@@ -59,6 +62,9 @@ class Acquisition:
             raise ValueError("max_slices must be at least 1")
         if self.z_range_mm is not None and self.z_range_mm[0] > self.z_range_mm[1]:
             raise ValueError(f"z_range_mm {self.z_range_mm} is empty")
+        if self.skull_shading_hu < 0 or self.skull_shading_mm <= 0:
+            raise ValueError(f"skull shading {self.skull_shading_hu} HU / {self.skull_shading_mm} mm: "
+                             "the strength must be >= 0 and the length > 0")
 
     @property
     def spacing_z_mm(self) -> float:
@@ -120,4 +126,5 @@ def sample_acquisition(rng: np.random.Generator, *, shape_yx=(512, 512), max_sli
         beam_hardening=float(rng.uniform(0.0, 2.0)),
         motion_mm=float(rng.uniform(0.5, 4.0)) if rng.random() < 0.15 else 0.0,
         metal_streaks=float(rng.uniform(0.5, 1.5)), fov_circle=bool(rng.random() < 0.5),
-        ssp_tail=float(rng.uniform(0.1, 0.45)), ssp_tail_sigma=float(rng.uniform(0.4, 1.0)))
+        ssp_tail=float(rng.uniform(0.1, 0.45)), ssp_tail_sigma=float(rng.uniform(0.4, 1.0)),
+        skull_shading_hu=float(rng.uniform(0.0, 16.0)), skull_shading_mm=float(rng.uniform(4.0, 14.0)))

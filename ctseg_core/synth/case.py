@@ -13,7 +13,7 @@ from ctseg_core.synth.acquisition import Acquisition, legacy_acquisition
 from ctseg_core.synth.anatomy import Head, floor_height, frame_uvw, place_head, render_table, sample_head
 from ctseg_core.synth.brain import MassEffect, deep_midline_shift, sample_extras
 from ctseg_core.synth.fields import draw_polar_waves, draw_waves, upsample_linear
-from ctseg_core.synth.physics import (correlated_noise, ghost, metal_streaks, outside_circle, point_spread,
+from ctseg_core.synth.physics import (correlated_noise, ghost, metal_streaks, outside_circle, point_spread, skull_shading,
                                       streaks, sub_plane_offsets, wrap_fill)
 from ctseg_core.synth.planes import PlaneScene, render_plane
 from ctseg_core.synth.surgery import sample_surgery
@@ -265,7 +265,7 @@ def _block_fields(scene: PlaneScene, ks, z0, dz, offs):
 
 def _artefacts_and_noise(hu, tissue, structures, seed, ks, zs, acq: Acquisition, ps, box):
     """Per slice (each from its own generator, so a slab equals the same slices of the whole scan):
-    beam hardening, metal streaks, motion, noise, the reconstruction circle; then whole HU. Returns the
+    the skull shading, beam hardening, metal streaks, motion, noise, the reconstruction circle; then whole HU. Returns the
     mask outside the reconstruction circle (None without one)."""
     y0, y1, x0, x1 = box
     n, ny, nx = hu.shape
@@ -280,6 +280,9 @@ def _artefacts_and_noise(hu, tissue, structures, seed, ks, zs, acq: Acquisition,
         rk = np.random.default_rng([seed, 2, int(kg)])
         sl = hu[i]
         t = tissue[i]
+        if acq.skull_shading_hu > 0 and y1 > y0 and x1 > x0:  # brighter next to the skull (cupping)
+            inside = (structures[i, y0:y1, x0:x1] & np.uint16(T.STRUCTURE_BIT["intracranial"])) > 0
+            sl[y0:y1, x0:x1] += skull_shading(inside, acq.skull_shading_hu, acq.skull_shading_mm, ps)
         if zs[i] < -22 and rk.random() < 0.8 and acq.beam_hardening > 0:  # dark bands between dense base bone
             dense = np.isin(t, (T.CORTICAL, T.SKULL_BASE))
             sl += streaks(rk, dense, rk.uniform(4, 12) * acq.beam_hardening, 4) * (t != T.AIR)

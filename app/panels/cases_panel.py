@@ -65,7 +65,7 @@ def record_findings_text(rec) -> str:
     if rec.final_saved:
         return findings_text(rec.findings)
     if rec.prediction_saved:
-        return "model: " + findings_text(rec.model_findings)
+        return "model: " + ("not summarised" if rec.model_findings is None else findings_text(rec.model_findings))
     return "-"
 
 

@@ -8,9 +8,9 @@ hemorrhage and normal scans). Printed:
   ctseg's seven), sample- and voxel-averaged; the sample average also over the scans that hold the class
   only, with the count of scans without the class that the model painted it on; and scan-level detection
   scores (any hemorrhage: accuracy, sensitivity, specificity, precision, F1; a class counts when present
-  on 3+ consecutive slices). A model
-  that gives per-slice probabilities instead of labels (RADnet) is scored on detection only: its call is 3+
-  consecutive slices with probability >= 0.5 (``ctseg_core.triage``);
+  on 3+ consecutive slices). A model that gives per-slice probabilities instead of labels (RADnet) is
+  scored on detection only: its call is 3+ consecutive slices with probability >= 0.5
+  (``ctseg_core.triage``);
 - Dice on the classes every model shares (``ctseg_core.comparison``: ICH, extra-axial = SDH+EDH+SAH,
   IVH, and all blood), with the blood volume painted against the truth: this is where a model with other
   classes (BLAST-CT: IPH, EAH, oedema, IVH) is compared;

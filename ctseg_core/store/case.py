@@ -65,7 +65,7 @@ class CaseRecord:
     prediction_saved: str = ""
     final_saved: str = ""
     findings: dict = field(default_factory=dict)  # summary of the last saved final: key -> volume_ml, positive
-    model_findings: dict = field(default_factory=dict)  # the same summary of the stored prediction
+    model_findings: dict | None = None  # the same summary of the stored prediction (None: stored before it was kept)
     triage: dict = field(default_factory=dict)  # the last triage: probability, positive, model_version, saved
 
     def to_json(self) -> dict:

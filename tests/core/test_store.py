@@ -56,6 +56,7 @@ def test_prediction_and_final_round_trip_and_geometry_checks(ws, tmp_path, make_
     rec = Workspace(ws.root).case(case.id).record
     assert rec.status == "in_review" and rec.final_saved and rec.model_version == "aa_unet-0.3"
     assert set(rec.findings) == {"ich", "pneumocephalus"} and rec.findings["ich"]["positive"]
+    assert set(rec.model_findings) == {"ich"} and rec.model_findings["ich"]["volume_ml"] > 0  # the model's, kept
 
     shifted = Geometry(vol.shape, vol.spacing, (0.0, 0.0, 0.0), vol.geometry.direction)
     with pytest.raises(LabelMismatchError):
@@ -64,6 +65,16 @@ def test_prediction_and_final_round_trip_and_geometry_checks(ws, tmp_path, make_
     write_labels(LabelMap(final.array, shifted), case.final_path)
     with pytest.raises(LabelMismatchError, match="final.nii.gz"):
         case.load_final(vol)
+
+
+def test_a_record_from_before_model_findings_reads_as_not_summarised(ws, tmp_path, make_scan):
+    vol, path = make_scan(tmp_path)
+    case = ws.open_case(vol, path)
+    record_file = case.folder / "case.json"
+    old = json.loads(record_file.read_text())
+    old.pop("model_findings")
+    record_file.write_text(json.dumps(old))
+    assert Workspace(ws.root).case(case.id).record.model_findings is None
 
 
 def test_import_labels_refuses_other_geometry(ws, tmp_path, make_scan):

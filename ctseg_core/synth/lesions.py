@@ -18,6 +18,7 @@ ICH, SDH, SAH, EDH, CSDH, PNEUMO, IVH = 1, 2, 3, 4, 5, 6, 7
 EXTRA_AXIAL = (EDH, SDH, CSDH)
 CLASS_WEIGHTS = {ICH: 1.0, SDH: 1.0, SAH: 0.9, EDH: 0.6, CSDH: 0.7, PNEUMO: 0.5, IVH: 0.7}
 PAINT_ORDER = (CSDH, SDH, EDH, SAH, IVH, ICH, PNEUMO)
+DENSE_CSDH_HU = (48.0, 65.0)  # the dense component of a layered or mixed CSDH
 
 
 def choose_classes(rng: np.random.Generator) -> list[int]:
@@ -84,7 +85,10 @@ def _csdh(rng, head):
     mode = str(rng.choice(["homogeneous", "layered", "mixed"], p=[0.45, 0.3, 0.25]))
     les = _extra_axial(rng, head, CSDH, "crescent", rng.uniform(6, 18), rng.uniform(55, 90), rng.uniform(40, 65),
                        (-20, 25), (0, 35), float(rng.uniform(6, 20)), mode=mode)
-    les["dense_hu"] = float(rng.uniform(30, 45))
+    # the dense part (the settled cells of a layered collection, fresh bleeding into a mixed one) is brighter
+    # than grey matter; at 30-45 HU (before 2026-11-30) it was brain-isodense and taught the model that a
+    # brain-density band under the bone is CSDH (docs/models.md, stage 7)
+    les["dense_hu"] = float(rng.uniform(DENSE_CSDH_HU[0], DENSE_CSDH_HU[1]))
     return les
 
 

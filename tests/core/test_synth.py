@@ -76,7 +76,9 @@ def test_lesion_ct_numbers_and_place(by_class, cls):
         assert m.sum() >= (2 if cls == 6 else 10), (case.seed, case.lesions)  # air pockets: 2-4 mm
         assert set(np.unique(lab)) <= {0, cls}
         # within the class's range, give or take the bone's glare and partial volume at the inner table
-        assert lo - 3 <= hu[m].mean() <= hi + 3, (case.seed, hu[m].mean())
+        # (CSDH: its hypodense bulk; the dense part of a layered or mixed one is brighter, see below)
+        centre = float(np.median(hu[m]) if cls == 5 else hu[m].mean())
+        assert lo - 3 <= centre <= hi + 3, (case.seed, centre)
         under = tis[m & (tis != T.MIXED)]  # the anatomy under the label where the slice is one tissue
         if cls in (2, 4, 5):  # extra-axial: fills the epidural/subdural space and touches the inner table
             bone = np.isin(tis, T.BONE)
@@ -100,6 +102,22 @@ def test_lesion_ct_numbers_and_place(by_class, cls):
             assert np.mean(np.isin(under, (T.GREY, T.WHITE, T.DEEP_GREY))) > 0.8
             rim = ndi.binary_dilation(m, np.ones((1, 5, 5), bool)) & ~m & np.isin(tis, (T.GREY, T.WHITE, T.DEEP_GREY))
             assert hu[rim].mean() < hu[m].mean() - 20  # the oedema rim is dark and is not labelled
+
+
+@pytest.mark.parametrize("seed", [1051, 3007])  # a layered and a mixed CSDH
+def test_dense_part_of_a_csdh_is_brighter_than_brain(seed):
+    """The dense part of a layered or mixed CSDH is fresh blood (brighter than grey matter), not a
+    brain-isodense band under the bone: a model taught that such a band is CSDH paints it on normal heads."""
+    case = generate_case(seed, lesion_classes=[5], **SMALL)
+    (les,) = case.lesions
+    assert les["mode"] in ("layered", "mixed")
+    m, hu = case.labels.array == 5, case.volume.array
+    inner = m & ~ndi.binary_dilation(~m | np.isin(case.tissue, T.BONE), np.ones((1, 5, 5), bool))
+    grey = hu[(case.tissue == T.GREY) & ~ndi.binary_dilation(case.tissue != T.GREY, np.ones((1, 3, 3), bool))]
+    h = hu[inner]
+    assert inner.sum() > 500
+    assert np.mean(h > np.percentile(grey, 95) + 3) > 0.15  # the dense part stands out from the cortex
+    assert np.mean((h > np.median(grey) - 8) & (h < np.median(grey) + 3)) < 0.12  # little that reads as brain
 
 
 def test_label_volumes_in_ml(by_class):

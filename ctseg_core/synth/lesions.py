@@ -86,9 +86,9 @@ def _csdh(rng, head):
     les = _extra_axial(rng, head, CSDH, "crescent", rng.uniform(6, 18), rng.uniform(55, 90), rng.uniform(40, 65),
                        (-20, 25), (0, 35), float(rng.uniform(6, 20)), mode=mode)
     # the dense part (the settled cells of a layered collection, fresh bleeding into a mixed one) is brighter
-    # than grey matter; at 30-45 HU (before 2026-11-30) it was brain-isodense and taught the model that a
+    # than grey matter; at 30-45 HU (until 30 Nov 2026) it was as dense as brain and taught the model that a
     # brain-density band under the bone is CSDH (docs/models.md, stage 7)
-    les["dense_hu"] = float(rng.uniform(DENSE_CSDH_HU[0], DENSE_CSDH_HU[1]))
+    les["dense_hu"] = float(rng.uniform(*DENSE_CSDH_HU))
     return les
 
 

@@ -8,6 +8,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.special import ndtr
 
+from ctseg_core.synth.fields import upsample_linear
+
 PLANE_STEP_MM = 2.5  # at most this far apart: the planes averaged into one slice
 
 
@@ -178,8 +180,6 @@ def skull_shading(intracranial: np.ndarray, strength_hu: float, length_mm: float
     (y, x)), d the in-plane distance to its edge (the inner table), 0 outside. Residual beam hardening
     ("cupping") makes real brain next to the skull read several HU brighter over a centimetre or more.
     The distance is taken on a ~2 mm grid and interpolated (cheap; exact enough for a smooth shading)."""
-    from ctseg_core.synth.fields import upsample_linear
-
     out = np.zeros(intracranial.shape, np.float32)
     if strength_hu <= 0 or not intracranial.any():
         return out

@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="checkpoint path (X -> X.safetensors + X.json)")
     p.add_argument("--cache", required=True, type=Path, help="case cache folder (ctseg pretrain-cache)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps to reach (a resumed run continues)")
-    p.add_argument("--resume-from", type=Path, help="X.state.safetensors (exact) or a checkpoint (weights + step)")
+    p.add_argument("--resume-from", type=Path, help="X.state.safetensors (exact; a changed --lr, --base-lr or "
+                   "--cycle-steps applies from the saved step, and the resume event says so) or a checkpoint "
+                   "(weights + step)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arch", default="aa_unet", help="any registered model (ctseg models)")
     p.add_argument("--model-config", type=json.loads, default=None,

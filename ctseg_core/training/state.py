@@ -110,3 +110,38 @@ def restore_training_state(tensors: dict[str, torch.Tensor], meta: dict, *, mode
     scheduler.load_state_dict(meta["scheduler"])
     _restore_rng(tensors, meta["rng"])
     return int(meta["step"])
+
+
+_SCHEDULE_POSITION = ("last_epoch", "_step_count", "_is_initial", "_get_lr_called_within_step", "_last_lr")
+
+
+def keep_configured_schedule(scheduler, optimizer, configured: dict) -> dict:
+    """After ``restore_training_state``: the learning-rate schedule of the run as now configured (its rates,
+    cycle, milestones: ``configured`` is the fresh scheduler's ``state_dict()``) at the saved position, so that
+    a resumed run with another ``--lr`` runs at that rate instead of silently keeping the saved one. Returns
+    the settings that changed, ``{name: [saved, configured]}`` ({} when none did; then nothing moves)."""
+    saved = scheduler.state_dict()
+    changed = {k: [saved.get(k), v] for k, v in _plain(configured).items()
+               if k not in _SCHEDULE_POSITION and _plain(saved).get(k) != v}
+    scheduler.load_state_dict({**configured, **{k: saved[k] for k in _SCHEDULE_POSITION if k in saved}})
+    if changed:
+        lrs = (scheduler._get_closed_form_lr() if hasattr(scheduler, "_get_closed_form_lr")
+               else _cyclic_lr(scheduler))
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
+        scheduler._last_lr = list(lrs)
+    return changed
+
+
+def _cyclic_lr(scheduler) -> list[float]:
+    """``CyclicLR``'s rate at its current step (its ``get_lr`` is closed-form but warns outside ``step``)."""
+    scheduler._get_lr_called_within_step = True
+    try:
+        return list(scheduler.get_lr())
+    finally:
+        scheduler._get_lr_called_within_step = False
+
+
+def _plain(state: dict) -> dict:
+    """The state as JSON data (how the state file holds it: a Counter's keys become strings)."""
+    return json.loads(json.dumps(state, default=str))

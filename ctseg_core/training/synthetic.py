@@ -43,7 +43,8 @@ from ctseg_core.training import events as ev
 from ctseg_core.training.sequences import ScanSampler, SlabSampler
 from ctseg_core.training.recipe import Recipe
 from ctseg_core.training.run import seed_everything
-from ctseg_core.training.state import read_training_state, restore_training_state, save_training_state
+from ctseg_core.training.state import (keep_configured_schedule, read_training_state, restore_training_state,
+                                      save_training_state)
 from ctseg_core.training.trainer import FineTuner, make_optimizer
 
 VAL_SEED0 = 900_000  # validation and evaluation seeds start here; training seeds stay below
@@ -314,8 +315,12 @@ def _resume(cfg: PretrainConfig, model, optimizer, scheduler, emit) -> tuple[int
     path = Path(cfg.resume_from)
     if path.name.endswith(STATE_SUFFIX):
         tensors, meta = read_training_state(path)
+        configured = scheduler.state_dict()
         step = restore_training_state(tensors, meta, model=model, optimizer=optimizer, scheduler=scheduler)
-        emit({"event": "resume", "from": str(path), "step": step, "exact": True})
+        changed = keep_configured_schedule(scheduler, optimizer, configured)
+        emit({"event": "resume", "from": str(path), "step": step, "exact": not changed,
+              **({"schedule_changed": changed, "note": "the learning-rate schedule as now configured, from the "
+                  "saved step; weights, optimizer moments and data order as saved"} if changed else {})})
         return step, meta.get("run", {})
     old, card = load_checkpoint(path, device="cpu")
     if card.architecture != cfg.architecture or (_config_key(card.config, cfg.architecture)

@@ -156,6 +156,23 @@ def test_resume_from_the_training_state_equals_an_uninterrupted_run(tmp_path, ca
     assert card.extra["steps"] == 4 and card.extra["run"]["sessions"] == 2
 
 
+def test_resume_with_another_learning_rate_runs_at_it_from_the_saved_step(tmp_path, cache):
+    from ctseg_core.training.state import read_training_state
+
+    cfg = _config(tmp_path, cache, steps=2, lr=3e-4, base_lr=3e-5, cycle_steps=10)
+    train_synthetic(cfg, emit=lambda e: None)
+    state = side_path(cfg.out, STATE_SUFFIX)
+    events = []
+    train_synthetic(_config(tmp_path, cache, steps=4, lr=1e-4, base_lr=1e-5, cycle_steps=10, resume_from=state),
+                    emit=events.append)
+    resume = next(e for e in events if e["event"] == "resume")
+    assert resume["step"] == 2 and not resume["exact"]
+    assert resume["schedule_changed"]["max_lrs"] == [[3e-4], [1e-4]]
+    _, meta = read_training_state(state)
+    assert meta["step"] == 4 and meta["scheduler"]["max_lrs"] == [1e-4] and meta["scheduler"]["base_lrs"] == [1e-5]
+    assert meta["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5 + 4 / 10 * (1e-4 - 1e-5))
+
+
 def test_resume_from_a_checkpoint_continues_its_step_count_and_refuses_another_model(tmp_path, cache):
     first = train_synthetic(_config(tmp_path / "a", cache, steps=2), emit=lambda e: None)
     _, card = load_checkpoint(train_synthetic(_config(tmp_path / "b", cache, resume_from=first), emit=lambda e: None))

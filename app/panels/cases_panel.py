@@ -95,9 +95,11 @@ class CasesPanel(QWidget):
         self.next_button.clicked.connect(store.open_next_unreviewed)
         self.table = read_only_table(COLUMNS, select_rows=True)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.Interactive)  # the user may widen it; long names are elided
+        self.table.setColumnWidth(0, 120)
         header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(FINDINGS_COLUMN, QHeaderView.Stretch)  # the rest of the width; the tooltip
+        # holds the whole text, so a long list of findings never pushes Triage p and Val. out of sight
         header.setSectionResizeMode(TRIAGE_COLUMN, QHeaderView.ResizeToContents)
         self.table.horizontalHeaderItem(TRIAGE_COLUMN).setToolTip(
             "probability of hemorrhage from a triage model (RADnet): the largest, over 3 consecutive slices, of "

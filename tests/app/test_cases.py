@@ -99,6 +99,15 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     cell = panel.table.item(0, 2)
     volume = sum(f["volume_ml"] for f in record.model_findings.values())
     assert cell.font().italic() and volume > 0 and "mL" in cell.text()
+    # a long list of findings is elided in its column (the tooltip holds it all): the column does not swallow
+    # the list, pushing its title and the triage and validation columns out of sight
+    panel.refresh()
+    cell = panel.table.item(0, 2)
+    cell.setText("model: " + ", ".join(f"ICH {v}.0 mL" for v in range(12)))
+    qtbot.wait(50)
+    header, width = panel.table.horizontalHeader(), panel.table.viewport().width()
+    assert header.sectionSize(2) <= width // 2 and 0 <= header.sectionViewportPosition(2) < width
+    assert "mL" in cell.toolTip()
     assert np.array_equal(win.session.final.array, predicted)  # the prediction is the editable map
     win.close()  # nothing edited: no final map is written
     win.inference.shutdown()

@@ -96,7 +96,7 @@ class CasesPanel(QWidget):
         self.table = read_only_table(COLUMNS, select_rows=True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.Interactive)  # the user may widen it; long names are elided
-        self.table.setColumnWidth(0, 120)
+        self.table.setColumnWidth(0, 110)
         header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(FINDINGS_COLUMN, QHeaderView.Stretch)  # the rest of the width; the tooltip
         # holds the whole text, so a long list of findings never pushes Triage p and Val. out of sight
@@ -167,6 +167,9 @@ class CasesPanel(QWidget):
         members = self.validation_members()
         open_id = self.store.case.id if self.store.case is not None else None
         self.table.setSortingEnabled(False)  # fill the rows in place, then sort them once
+        # columns that would be empty for every case take no width from the findings
+        self.table.setColumnHidden(TRIAGE_COLUMN, not any(triage_text(r.triage) for r in self.records))
+        self.table.setColumnHidden(VAL_COLUMN, not any(r.id in members for r in self.records))
         self.table.setRowCount(len(self.records))
         for row, rec in enumerate(self.records):
             status = STATUS_TITLES.get(rec.status, rec.status)

@@ -108,6 +108,7 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     header, width = panel.table.horizontalHeader(), panel.table.viewport().width()
     assert header.sectionSize(2) <= width // 2 and 0 <= header.sectionViewportPosition(2) < width
     assert "mL" in cell.toolTip()
+    assert panel.table.isColumnHidden(3) and panel.table.isColumnHidden(4)  # no triage run, no validation set
     assert np.array_equal(win.session.final.array, predicted)  # the prediction is the editable map
     win.close()  # nothing edited: no final map is written
     win.inference.shutdown()

@@ -265,7 +265,9 @@ def test_the_case_list_moves_a_case_in_and_out_of_the_validation_set(qtbot, trai
     cases.refresh()
     col = VAL_COLUMN
     assert all(cases.table.item(r, col).text() == "" for r in range(cases.table.rowCount()))
+    assert cases.table.isColumnHidden(col)  # no validation set yet: the column takes no room
     assert cases.toggle_validation(ids[0]) and cases.toggle_validation(ids[1])
+    assert not cases.table.isColumnHidden(col)
     marked = {cases.record_at(r).id for r in range(cases.table.rowCount()) if cases.table.item(r, col).text() == "✓"}
     assert marked == {ids[0], ids[1]}
     assert cases.toggle_validation(ids[0])  # out again, to training

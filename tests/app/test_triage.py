@@ -98,6 +98,7 @@ def test_case_list_sorts_by_the_scan_probability_and_a_reopened_case_shows_its_t
     assert not records["scan0.nii.gz"].triage["positive"]
     qtbot.waitUntil(lambda: panel.table.item(1, 3) is not None and panel.table.item(1, 3).text() != "", timeout=5000)
     texts = {panel.table.item(r, 0).text(): panel.table.item(r, 3).text() for r in range(3)}
+    assert not panel.table.isColumnHidden(3)  # shown once a triage model has run
     assert texts["scan1.nii.gz"] == "0.80 POS" and texts["scan0.nii.gz"].endswith("neg")
     panel.table.sortItems(3, Qt.DescendingOrder)
     assert [panel.table.item(r, 0).text() for r in range(3)] == ["scan1.nii.gz", "scan0.nii.gz", "scan2.nii.gz"]

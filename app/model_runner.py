@@ -288,7 +288,10 @@ class ModelRunner(QObject):
         if staged is not None:
             s.replace_prediction(labels, staged.uncertainty, self._run_model)
         else:
-            for z in np.nonzero(~s.predicted_slices)[0]:  # slices the stream did not deliver
+            # slices the stream did not deliver, and those the finished prediction changed (the guard's
+            # speck rule runs on the whole volume); an annotator's edited slice keeps the edit
+            changed = ~s.predicted_slices | (labels != s.prediction.array).any(axis=(1, 2))
+            for z in np.nonzero(changed)[0]:
                 s.apply_predicted_slice(int(z), labels[z], None)
             s.finish_streamed_prediction()
         self._end()

@@ -4,6 +4,8 @@ card's plan does the work, behind one call:
 ``predict(volume, start_slice=z, on_slice=cb, cancel=token, progress=p) -> Prediction``: labels and
 probabilities on the scan's own grid; ``on_slice(z, labels_yx, probs_cyx)`` as slices become available,
 the viewed slice's region first; ``progress(done, total, message)``; cancelling raises ``Cancelled``.
+The returned labels are final: the anatomical guard's last rule (no specks) needs the whole volume, so a
+slice sent earlier may lose a speck there.
 
 - ``SliceStrategy`` (plan kind "slices", ``ctseg_core.preprocess.Plan``): a 2-D model, slice by slice in
   an order that starts at ``z`` and spreads outward (z, z+1, z-1, z+2, ...). The first batch holds one
@@ -215,7 +217,8 @@ class SliceStrategy:
         there with GroupNorm). ``engine``: "torch" (default), "onnxruntime" (CPU only; exports the model
         once to a cache), or "auto": ONNX Runtime on a CPU where it is installed, else torch
         (benchmarks/bench_inference.py measures the difference). ``guard``: the anatomical guard applied
-        to each slice's labels (``ctseg_core.guard``; None: the model's labels as they are)."""
+        to each slice's labels and, at the end, its speck rule (``ctseg_core.guard``; None: the model's labels
+        as they are)."""
         self.card = card
         self.guard = guard
         self.plan = plan
@@ -279,6 +282,8 @@ class SliceStrategy:
             done += len(zs)
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
+        if self.guard is not None:  # its last rule needs the whole volume: slices already sent may change
+            labels = self.guard.remove_specks(labels, volume.spacing)
         return Prediction(LabelMap(labels, volume.geometry), probs, tuple(output_label_values(self.card.classes)),
                           model_labels)
 

@@ -141,6 +141,8 @@ class _SlabRun:
                     done += 1
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
+        if s.guard is not None:  # its last rule needs the whole volume: slices already sent may change
+            labels = s.guard.remove_specks(labels, vol.spacing)
         return Prediction(LabelMap(labels, vol.geometry), probs, tuple(output_label_values(s.card.classes)),
                           model_labels)
 

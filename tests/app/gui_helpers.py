@@ -23,9 +23,13 @@ class ThresholdPredictor:
     """Labels blood-density voxels as ``class_id`` (ICH), one slice at a time in the predictor's order, with
     a delay. ``name`` tells two stub models apart (their identity has no weights hash)."""
 
-    def __init__(self, delay_s: float = 0.0, fail: bool = False, class_id: int = 1, name: str = "stub-threshold v0"):
+    def __init__(self, delay_s: float = 0.0, fail: bool = False, class_id: int = 1, name: str = "stub-threshold v0",
+                 finish=None):
+        """``finish(labels)``: the returned labels, changed after the slices were sent (as the guard's speck
+        rule does)."""
         self.card = SimpleNamespace(summary=lambda: f"{name} — trained on nothing (test stub)")
         self.delay_s, self.fail, self.calls, self.class_id = delay_s, fail, [], class_id
+        self.finish = finish
 
     def predict(self, volume: Volume, start_slice=None, on_slice=None, cancel: CancelToken | None = None,
                 progress=None):
@@ -50,6 +54,8 @@ class ThresholdPredictor:
                 on_slice(z, labels[z], probs)
             if progress is not None:
                 progress(n, depth, "")
+        if self.finish is not None:
+            labels = self.finish(labels.copy())
         return SimpleNamespace(labels=LabelMap(labels, volume.geometry))
 
 

@@ -141,6 +141,28 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
     win2.inference.shutdown()
 
 
+def test_the_finished_prediction_replaces_streamed_slices_it_changed(qtbot, settings, tmp_path, workspace):
+    """The guard's speck rule runs when every slice is done: what it removed from a slice already on
+    screen disappears from the prediction and the editable map, and the stored prediction matches."""
+    scan = write_phantom(tmp_path / "scan.nii.gz")
+
+    def drop_slice_5(labels):
+        labels[5] = 0
+        return labels
+
+    win, editor = make_window(qtbot, settings, tmp_path, workspace)
+    with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
+        win.load_predictor(ThresholdPredictor(finish=drop_slice_5))
+    assert open_and_wait(qtbot, win, scan) == "inferred"
+    case = editor.store.case
+    assert win.session.prediction.array[4].any() and not win.session.prediction.array[5].any()
+    assert np.array_equal(win.session.final.array, win.session.prediction.array)
+    qtbot.waitUntil(lambda: Workspace(workspace).case(case.id).record.prediction_saved != "", timeout=10000)
+    assert np.array_equal(read_labels(case.folder / "prediction.nii.gz").array, win.session.prediction.array)
+    win.close()
+    win.inference.shutdown()
+
+
 def test_esc_never_cancels_inference_its_own_shortcut_does(qtbot, settings, tmp_path, workspace):
     from gui_helpers import key
 

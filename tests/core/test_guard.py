@@ -34,10 +34,34 @@ def test_the_cavity_holds_every_intracranial_voxel_with_soft_tissue_numbers(case
         assert not (inside & ~cavity & ~near_air).any(), f"slice {z + 1}"
 
 
-def test_the_guard_keeps_every_true_lesion_voxel(case):
+def test_the_guard_keeps_every_true_lesion_voxel_but_specks(case):
+    from scipy import ndimage as ndi
+
     truth = case.labels.array
-    kept = GUARD.apply(case.volume.array, truth, case.volume.spacing)
-    assert truth.any() and np.array_equal(kept, truth)
+    hu, spacing = case.volume.array, case.volume.spacing
+    assert truth.any() and np.array_equal(Guard(min_piece_ml=0).apply(hu, truth, spacing), truth)  # rules 1, 2
+    kept = GUARD.apply(hu, truth, spacing)
+    voxel_ml = float(np.prod(spacing)) / 1000
+    for cls in np.unique(truth[truth > 0]):  # rule 3 takes exactly the 26-connected pieces under 0.01 mL
+        pieces, _ = ndi.label(truth == cls, structure=np.ones((3, 3, 3)))
+        sizes = np.bincount(pieces.ravel()) * voxel_ml
+        gone = (truth == cls) & (kept != cls)
+        assert np.array_equal(gone, (pieces > 0) & (sizes[pieces] < 0.01)), cls
+        assert (kept == cls).sum() >= 0.9 * (truth == cls).sum()
+
+
+def test_the_speck_rule_removes_small_pieces_per_class_in_3d():
+    labels = np.zeros((4, 30, 30), np.uint8)
+    labels[1, 5, 5] = 2  # one voxel of 5 mm^3: a speck
+    labels[1:3, 10:12, 10:12] = 2  # 8 voxels of 40 mm^3 across two slices: kept
+    labels[0, 20, 20], labels[1, 21, 21] = 3, 3  # two voxels touching at a corner in 3-D: one piece, 10 mm^3
+    labels[3, 25:27, 25] = 1  # 2 voxels of 10 mm^3 beside ...
+    labels[3, 25:27, 26] = 2  # ... 2 of another class: each class's piece is 10 mm^3 on its own
+    out = Guard(min_piece_ml=0.011).remove_specks(labels, (5.0, 1.0, 1.0))
+    assert out[1, 5, 5] == 0 and (out[1:3, 10:12, 10:12] == 2).all()
+    assert (out[3] == 0).all() and out[0, 20, 20] == 0  # 10 mm^3 < 11 mm^3
+    assert Guard(min_piece_ml=0.009).remove_specks(labels, (5.0, 1.0, 1.0))[0, 20, 20] == 3
+    assert np.array_equal(Guard(min_piece_ml=0).remove_specks(labels, (5.0, 1.0, 1.0)), labels)
 
 
 def test_the_guard_removes_blood_outside_the_skull_and_at_bone_numbers(case):

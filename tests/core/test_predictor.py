@@ -92,13 +92,17 @@ def test_the_guard_runs_on_each_slice_and_the_models_own_labels_are_kept():
     vol = patterned_volume()
     vol.array[:, :3], vol.array[:, -3:], vol.array[:, :, :3], vol.array[:, :, -3:] = 1500, 1500, 1500, 1500  # a skull
     vol.array[:, 8:16, 20:40] = 400  # a dense (calcified) spot inside: blood-like for a threshold, not for the guard
+    vol.array[2, 40:42, 60:62] = BLOOD  # a speck: 4 voxels of 2.43 mm^3, under the guard's 0.01 mL
     seen = {}
     out = threshold_predictor(guard=Guard()).predict(vol, on_slice=lambda z, lab, p: seen.update({z: lab.copy()}))
     raw = (vol.array > 50).astype(np.uint8)
     assert np.array_equal(out.model_labels, raw)
     assert not out.labels.array[:, :3].any() and not out.labels.array[:, 9:15, 21:39].any()  # skull and spot are gone
+    assert seen[2][40:42, 60:62].all() and not out.labels.array[2, 40:42, 60:62].any()  # the speck, once all is done
     inside = (vol.array > 50) & (vol.array < 100)
+    inside[2, 40:42, 60:62] = False
     assert inside.any() and out.labels.array[inside].all()  # blood inside the skull stays
+    seen[2][40:42, 60:62] = 0
     assert all(np.array_equal(seen[z], out.labels.array[z]) for z in seen)  # the viewer gets guarded slices
     assert threshold_predictor().predict(vol).model_labels is None
 

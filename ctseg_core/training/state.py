@@ -121,8 +121,9 @@ def keep_configured_schedule(scheduler, optimizer, configured: dict) -> dict:
     a resumed run with another ``--lr`` runs at that rate instead of silently keeping the saved one. Returns
     the settings that changed, ``{name: [saved, configured]}`` ({} when none did; then nothing moves)."""
     saved = scheduler.state_dict()
+    saved_plain = _plain(saved)
     changed = {k: [saved.get(k), v] for k, v in _plain(configured).items()
-               if k not in _SCHEDULE_POSITION and _plain(saved).get(k) != v}
+               if k not in _SCHEDULE_POSITION and saved_plain.get(k) != v}
     scheduler.load_state_dict({**configured, **{k: saved[k] for k in _SCHEDULE_POSITION if k in saved}})
     if changed:
         lrs = (scheduler._get_closed_form_lr() if hasattr(scheduler, "_get_closed_form_lr")

@@ -41,6 +41,9 @@ class ModelCard:
     weights_sha256: str = ""  # filled by save_checkpoint
     recipe: dict = field(default_factory=dict)  # how it was trained: loss, optimiser, epochs, ...
     extra: dict = field(default_factory=dict)
+    # the anatomical guard's settings that belong to this model, chosen on held-out cases:
+    # {"min_piece_confidence": 0.92, "chosen": "how and on what"} (ctseg_core.guard, rule 4)
+    guard: dict = field(default_factory=dict)
 
     @classmethod
     def for_model(cls, model: nn.Module, **fields) -> "ModelCard":
@@ -94,7 +97,8 @@ class ModelCard:
         if missing:
             raise CheckpointError(f"model card lacks field(s) {', '.join(missing)}", path)
         types = {"architecture": str, "config": dict, "classes": list, "plan": dict, "training_data": dict,
-                 "metrics": dict, "created": str, "weights_sha256": str, "recipe": dict, "extra": dict}
+                 "metrics": dict, "created": str, "weights_sha256": str, "recipe": dict, "extra": dict,
+                 "guard": dict}
         for name, typ in types.items():
             if name in data and not isinstance(data[name], typ):
                 raise CheckpointError(f"model card field {name!r} must be {typ.__name__}", path)

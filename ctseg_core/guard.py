@@ -22,14 +22,22 @@ cannot be hemorrhage whatever the model says.
    generated truth does hold pieces that small (crumbs of thin subarachnoid and subdural blood cut by 5-mm
    slices, 1.1 mL in all over those scans), so this rule, unlike 1 and 2, may take true voxels; the lesion list already
    leaves out pieces under 0.05 mL.
+4. **Only pieces the model is sure of.** Each 3-D piece of a class (26-connected, what rules 1-3 left) whose
+   mean probability of that class is under ``min_piece_confidence`` is set to background. The threshold
+   belongs to a model (its calibration), so it is read from the model card (``ModelCard.guard``), where it
+   was chosen on held-out cases that the model never trained on (docs/models.md, "Unsure pieces"); a
+   model whose card names none is not filtered. A false alarm is mostly a piece the model paints
+   hesitantly (the bundled aa_unet's: a mean under 0.92 where true findings are mostly above 0.95);
+   a small true finding can be hesitant too, so this rule, like 3, may take true voxels.
 
-Rules 1 and 2 work slice by slice, so the predictor applies them to each slice as it arrives, and rule 3
-to the finished volume. It changes the label map only; probabilities are left as the model gave them.
+Rules 1 and 2 work slice by slice, so the predictor applies them to each slice as it arrives, and rules 3
+and 4 to the finished volume (``finish``). The guard changes the label map only; probabilities are left
+as the model gave them, and switching it off shows what the model painted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -63,6 +71,15 @@ class Guard:
     coarse_mm: float = 1.0  # the cavity is found on a grid of about this pixel size (speed)
     hu_windows: dict = field(default_factory=lambda: dict(HU_WINDOWS))
     min_piece_ml: float = 0.01  # 3-D pieces of a class smaller than this are removed (0: none)
+    # 3-D pieces whose mean probability of their class is under this are removed (0: none); None: the
+    # value the model card names (``for_card``), none where it names none
+    min_piece_confidence: float | None = None
+
+    def for_card(self, card) -> "Guard":
+        """This guard with rule 4's threshold taken from the model card where the guard sets none itself."""
+        if self.min_piece_confidence is not None:
+            return self
+        return replace(self, min_piece_confidence=float(card.guard.get("min_piece_confidence") or 0.0))
 
     def cavity(self, hu_yx: np.ndarray, spacing_yx) -> np.ndarray:
         """bool (y, x): the intracranial cavity of one slice (grown by the margin)."""
@@ -110,6 +127,10 @@ class Guard:
         kept = np.stack([self.apply_slice(hu_zyx[z], labels_zyx[z], spacing_zyx[1:]) for z in range(len(hu_zyx))])
         return self.remove_specks(kept, spacing_zyx)
 
+    def finish(self, labels_zyx: np.ndarray, probs_zcyx: np.ndarray, channel_labels, spacing_zyx) -> np.ndarray:
+        """Rules 3 and 4 on a finished volume (a new array): what the predictor does once every slice is done."""
+        return self.remove_unsure(self.remove_specks(labels_zyx, spacing_zyx), probs_zcyx, channel_labels)
+
     def remove_specks(self, labels_zyx: np.ndarray, spacing_zyx) -> np.ndarray:
         """Labels with every 26-connected piece of a class under ``min_piece_ml`` set to background (a new
         array; the whole volume is needed, so the predictor calls this when every slice is done)."""
@@ -118,11 +139,35 @@ class Guard:
         if self.min_piece_ml <= 0 or not out.any():
             return out
         for cls in np.unique(out[out > 0]):
-            pieces, _ = ndi.label(out == cls, structure=np.ones((3, 3, 3), bool))
+            pieces, _ = connected_pieces(out == cls)
             small = np.nonzero(np.bincount(pieces.ravel())[1:] * voxel_ml < self.min_piece_ml)[0] + 1
             if small.size:
                 out[np.isin(pieces, small)] = 0
         return out
+
+    def remove_unsure(self, labels_zyx: np.ndarray, probs_zcyx: np.ndarray, channel_labels=None) -> np.ndarray:
+        """Labels with every 26-connected piece of a class whose mean probability of that class (``probs_zcyx``
+        channel of the class's label value in ``channel_labels``; None: channel i is label i) is under
+        ``min_piece_confidence`` set to background (a new array)."""
+        out = np.array(labels_zyx, dtype=np.uint8, copy=True)
+        if not self.min_piece_confidence or not out.any():
+            return out
+        channels = list(channel_labels) if channel_labels is not None else list(range(probs_zcyx.shape[1]))
+        for cls in np.unique(out[out > 0]):
+            pieces, n = connected_pieces(out == cls)
+            if int(cls) not in channels:  # a label the model has no probability for: nothing to judge by
+                continue
+            prob = np.asarray(probs_zcyx[:, channels.index(int(cls))], dtype=np.float32)
+            ids = np.arange(1, n + 1)
+            unsure = ids[np.asarray(ndi.mean(prob, pieces, ids)) < self.min_piece_confidence]
+            if unsure.size:
+                out[np.isin(pieces, unsure)] = 0
+        return out
+
+
+def connected_pieces(mask_zyx: np.ndarray) -> tuple[np.ndarray, int]:
+    """26-connected 3-D pieces of a mask: (piece number per voxel, 0 outside; number of pieces)."""
+    return ndi.label(mask_zyx, structure=np.ones((3, 3, 3), bool))
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

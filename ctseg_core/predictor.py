@@ -217,10 +217,10 @@ class SliceStrategy:
         there with GroupNorm). ``engine``: "torch" (default), "onnxruntime" (CPU only; exports the model
         once to a cache), or "auto": ONNX Runtime on a CPU where it is installed, else torch
         (benchmarks/bench_inference.py measures the difference). ``guard``: the anatomical guard applied
-        to each slice's labels and, at the end, its speck rule (``ctseg_core.guard``; None: the model's labels
-        as they are)."""
+        to each slice's labels and, at the end, its whole-volume rules (``ctseg_core.guard``; a threshold it leaves
+        unset comes from the model card; None: the model's labels as they are)."""
         self.card = card
-        self.guard = guard
+        self.guard = guard.for_card(card) if guard is not None else None
         self.plan = plan
         self.device = device
         self.tta = tta
@@ -282,10 +282,10 @@ class SliceStrategy:
             done += len(zs)
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        if self.guard is not None:  # its last rule needs the whole volume: slices already sent may change
-            labels = self.guard.remove_specks(labels, volume.spacing)
-        return Prediction(LabelMap(labels, volume.geometry), probs, tuple(output_label_values(self.card.classes)),
-                          model_labels)
+        channels = tuple(output_label_values(self.card.classes))
+        if self.guard is not None:  # its last rules need the whole volume: slices already sent may change
+            labels = self.guard.finish(labels, probs, channels, volume.spacing)
+        return Prediction(LabelMap(labels, volume.geometry), probs, channels, model_labels)
 
     @property
     def model_classes(self) -> int:

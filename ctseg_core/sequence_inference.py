@@ -82,7 +82,7 @@ class SlabStrategy(_SequenceStrategy):
     def __init__(self, model: nn.Module, card: ModelCard, plan: Plan, device: torch.device, amp: str = "auto",
                  guard: Guard | None = Guard()):
         super().__init__(model, card, plan, device, amp)
-        self.guard = guard
+        self.guard = guard.for_card(card) if guard is not None else None
         self.lookup = label_lookup(card)
         self.slab_slices = int(card.config.get("slab_slices", 8))
 
@@ -141,10 +141,10 @@ class _SlabRun:
                     done += 1
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        if s.guard is not None:  # its last rule needs the whole volume: slices already sent may change
-            labels = s.guard.remove_specks(labels, vol.spacing)
-        return Prediction(LabelMap(labels, vol.geometry), probs, tuple(output_label_values(s.card.classes)),
-                          model_labels)
+        channels = tuple(output_label_values(s.card.classes))
+        if s.guard is not None:  # its last rules need the whole volume: slices already sent may change
+            labels = s.guard.finish(labels, probs, channels, vol.spacing)
+        return Prediction(LabelMap(labels, vol.geometry), probs, channels, model_labels)
 
     def slab_probabilities(self, start: int) -> torch.Tensor:
         s, grid = self.s, self.grid

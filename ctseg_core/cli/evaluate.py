@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ctseg_core.cli.segment import add_guard_arguments, predictor_options
 from ctseg_core.errors import CtsegError
 from ctseg_core.io.labelled_cases import CT_SUFFIX, LABELS_SUFFIX, find_cases  # noqa: F401 (re-exported)
 
@@ -290,9 +291,7 @@ def format_times(runs: list[ModelRun]) -> str:
 def _run(args) -> int:
     from ctseg_core.metrics import overlap_scores
 
-    options = {"members": args.members} if args.members else {}
-    if args.no_guard:
-        options["guard"] = None
+    options = predictor_options(args)
     runs, truth_detected = evaluate_models(args.model, args.data, args.normal_scan, args.device, options,
                                            progress=None if args.json else print)
     segmenting = [r for r in runs if not r.triage]
@@ -345,8 +344,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", action="append", required=True,
                    help="aa_unet, blast_ct, or a checkpoint; repeat to compare")
     p.add_argument("--members", type=int, help="ensemble members to run (blast_ct: 1-12; default all)")
-    p.add_argument("--no-guard", action="store_true",
-                   help="slice models without the anatomical guard (the model's raw labels; on by default)")
+    add_guard_arguments(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_run)

@@ -49,7 +49,22 @@ def predictor_options(args) -> dict:
         options["members"] = args.members
     if getattr(args, "no_guard", False):
         options["guard"] = None
+    elif getattr(args, "piece_confidence", None) is not None:
+        from ctseg_core.guard import Guard
+
+        options["guard"] = Guard(min_piece_confidence=args.piece_confidence)
     return options
+
+
+def add_guard_arguments(p) -> None:
+    """--no-guard and --piece-confidence, as ``predictor_options`` reads them."""
+    p.add_argument("--no-guard", action="store_true",
+                   help="slice models: the model's labels as they are, without the anatomical guard (which removes "
+                        "labels outside the cranial cavity, at CT numbers implausible for the class, pieces under "
+                        "0.01 mL and pieces the model is unsure of; on by default)")
+    p.add_argument("--piece-confidence", type=float, metavar="P",
+                   help="the guard's last rule: remove each 3-D piece whose mean probability of its class is under P "
+                        "(0: keep them all; default: the value on the model card, none where it names none)")
 
 
 def _run(args) -> int:
@@ -103,9 +118,7 @@ def register(subparsers) -> None:
                                    "or a checkpoint (X.safetensors with X.json)")
     p.add_argument("--members", type=int, help="ensemble members to run (blast_ct: 1-12, default all 12; "
                                                 "fewer is faster and less accurate)")
-    p.add_argument("--no-guard", action="store_true",
-                   help="slice models: keep labels the anatomical guard would remove (outside the cranial cavity, "
-                        "HU implausible for the class); the guard is on by default")
+    add_guard_arguments(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default %(default)s)")
     p.add_argument("--tta", action="store_true", help="average with a left-right flipped pass")
     p.add_argument("--engine", choices=("torch", "onnxruntime", "auto"),

@@ -315,6 +315,7 @@ def _finish(store: ModelStore, model, parent_card: ModelCard, run: dict, val_cas
     val = run["validation"]
     card = ModelCard(architecture=parent_card.architecture, config=dict(parent_card.config),
                      classes=parent_card.classes, plan=parent_card.plan, parent_version=run["parent"],
+                     guard=dict(parent_card.guard),  # measured above with the parent's guard: kept with it
                      training_data={"description": "corrected workspace cases", "source": "workspace",
                                     "n_cases": len(run["train_cases"]), "train_cases": run["train_cases"],
                                     "val_cases": run["val_cases"], "reviewed": run["reviewed"]},

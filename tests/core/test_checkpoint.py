@@ -20,7 +20,7 @@ def tiny(name="aa_unet"):
     model = create_model(name, **tiny_config(name)).eval()
     card = ModelCard.for_model(model, training_data={"description": "synthetic head CT", "source": "synthetic",
                                                      "generator_version": "1", "seeds": [1, 2], "n_cases": 2},
-                               version="3", parent_version="2")
+                               version="3", parent_version="2", guard={"min_piece_confidence": 0.9, "chosen": "a test"})
     return model, card
 
 
@@ -52,6 +52,7 @@ def test_card_carries_everything(saved):
     assert len(back.weights_sha256) == 64 and back.created.endswith("+00:00")
     assert back.summary() == "aa_unet v3 (retrained from v2) — trained on synthetic head CT (2 cases)"
     assert read_card(path.with_suffix(".json")) == back  # either file names the checkpoint
+    assert back.guard == {"min_piece_confidence": 0.9, "chosen": "a test"}
 
 
 def test_fp16_weights_load_back_close(tmp_path):

@@ -64,6 +64,35 @@ def test_the_speck_rule_removes_small_pieces_per_class_in_3d():
     assert np.array_equal(Guard(min_piece_ml=0).remove_specks(labels, (5.0, 1.0, 1.0)), labels)
 
 
+def test_the_unsure_piece_rule_removes_pieces_whose_mean_probability_is_under_the_threshold():
+    labels = np.zeros((3, 20, 20), np.uint8)
+    probs = np.zeros((3, 8, 20, 20), np.float16)
+    labels[0:2, 2:6, 2:6], probs[0:2, 2, 2:6, 2:6] = 2, 0.95  # a sure SDH piece
+    labels[1, 10:13, 2:6], probs[1, 2, 10:13, 2:6] = 2, 0.85  # a doubtful one
+    labels[2, 10:14, 10:14] = 5  # CSDH: half at 0.99, half at 0.80 -> mean 0.895
+    probs[2, 5, 10:12, 10:14], probs[2, 5, 12:14, 10:14] = 0.99, 0.80
+    out = Guard(min_piece_confidence=0.9).remove_unsure(labels, probs)
+    assert (out[0:2, 2:6, 2:6] == 2).all() and not out[1, 10:13].any() and not out[2].any()
+    out = Guard(min_piece_confidence=0.89).remove_unsure(labels, probs)
+    assert (out[2, 10:14, 10:14] == 5).all() and not out[1, 10:13].any()
+    assert np.array_equal(Guard(min_piece_confidence=0).remove_unsure(labels, probs), labels)
+    # channels named by label value: here SDH (2) is the last of three channels
+    three = np.zeros((3, 3, 20, 20), np.float16)
+    three[:, 2], three[:, 1] = probs[:, 2], probs[:, 5]
+    out = Guard(min_piece_confidence=0.9).remove_unsure(labels, three, channel_labels=(0, 5, 2))
+    assert (out[0:2, 2:6, 2:6] == 2).all() and not out[1, 10:13].any() and not out[2].any()
+
+
+def test_a_guard_takes_its_unsure_piece_threshold_from_the_model_card_unless_it_sets_one():
+    from ctseg_core.checkpoint import ModelCard
+
+    card = ModelCard(architecture="x", config={}, guard={"min_piece_confidence": 0.92, "chosen": "a test"})
+    assert Guard().for_card(card).min_piece_confidence == 0.92
+    assert Guard(min_piece_confidence=0).for_card(card).min_piece_confidence == 0
+    assert Guard(min_piece_confidence=0.5).for_card(card).min_piece_confidence == 0.5
+    assert Guard().for_card(ModelCard(architecture="x", config={})).min_piece_confidence == 0
+
+
 def test_the_guard_removes_blood_outside_the_skull_and_at_bone_numbers(case):
     hu, spacing = case.volume.array, case.volume.spacing
     z = hu.shape[0] // 2

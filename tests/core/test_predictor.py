@@ -34,9 +34,9 @@ class ThresholdNet(nn.Module):
         return logits
 
 
-def threshold_predictor(channel=1, spacing_mm=None, **kw) -> Predictor:
+def threshold_predictor(channel=1, spacing_mm=None, card_guard=None, **kw) -> Predictor:
     card = ModelCard(architecture="threshold_test", config={"in_chans": 3, "num_classes": 8},
-                     plan=Plan(spacing_mm=spacing_mm).to_dict())
+                     plan=Plan(spacing_mm=spacing_mm).to_dict(), guard=card_guard or {})
     kw.setdefault("guard", None)  # these volumes have no skull: the guard is tested on its own below
     return Predictor(ThresholdNet(channel), card, device="cpu", **kw)
 
@@ -105,6 +105,30 @@ def test_the_guard_runs_on_each_slice_and_the_models_own_labels_are_kept():
     seen[2][40:42, 60:62] = 0
     assert all(np.array_equal(seen[z], out.labels.array[z]) for z in seen)  # the viewer gets guarded slices
     assert threshold_predictor().predict(vol).model_labels is None
+
+
+def test_the_guard_drops_pieces_the_model_is_unsure_of_at_the_threshold_its_card_names():
+    from ctseg_core.guard import Guard
+
+    vol = patterned_volume()
+    vol.array[:, :3], vol.array[:, -3:], vol.array[:, :, :3], vol.array[:, :, -3:] = 1500, 1500, 1500, 1500  # a skull
+    vol.array[1:4, 38:46, 50:60] = 54.0  # input 0.52: the model says class 1 with p = 0.73 (blood at 70 HU: 0.99)
+    faint = np.zeros(vol.shape, bool)
+    faint[1:4, 38:46, 50:60] = True
+    seen = {}
+    card_guard = {"min_piece_confidence": 0.9, "chosen": "a test"}
+    out = threshold_predictor(guard=Guard(), card_guard=card_guard).predict(
+        vol, on_slice=lambda z, lab, p: seen.update({z: lab.copy()}))
+    assert out.probabilities[:, 1][faint].astype(np.float32).mean() == pytest.approx(0.73, abs=0.02)
+    assert all(seen[z][faint[z]].all() for z in (1, 2, 3))  # streamed while the scan was being done ...
+    assert not out.labels.array[faint].any() and out.model_labels[faint].all()  # ... gone once it is done
+    sure = (vol.array == BLOOD) & ~faint
+    assert sure.sum() > 500 and out.labels.array[sure].all()  # confident blood stays
+    kept = threshold_predictor(guard=Guard()).predict(vol).labels.array  # a card without a threshold: no rule 4
+    assert kept[faint].all()
+    kept = threshold_predictor(guard=Guard(min_piece_confidence=0), card_guard=card_guard).predict(vol).labels.array
+    assert kept[faint].all()  # the caller's own setting wins over the card's
+    assert threshold_predictor(guard=Guard(min_piece_confidence=0.7), card_guard=card_guard).guard.min_piece_confidence == 0.7
 
 
 def test_without_resampling_when_the_plan_spacing_is_close():

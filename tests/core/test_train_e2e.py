@@ -119,8 +119,11 @@ def common_args(ws: Path, val_id: str, *more: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fine_tuned(tmp_path_factory, sources, weak_model):
-    """One fine-tune of the weak model on three corrected cases (the fourth validates)."""
-    ws, ids = make_workspace(tmp_path_factory.mktemp("ws_good"), sources, weak_model)
+    """One fine-tune of the weak model on three corrected cases (the fourth validates); the parent's card names
+    a guard threshold (too low to remove anything: an argmax class has at least 1/8)."""
+    model, card = weak_model
+    card = dataclasses.replace(card, guard={"min_piece_confidence": 0.01, "chosen": "a test"})
+    ws, ids = make_workspace(tmp_path_factory.mktemp("ws_good"), sources, (model, card))
     out, err = io.StringIO(), io.StringIO()  # capsys is function-scoped
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = ctseg(["train", *common_args(ws, ids[3], "--steps", "50", "--strategy", "full", "--lr", "1e-3")])
@@ -160,6 +163,7 @@ def test_fine_tune_improves_a_weak_model_and_is_promoted(fine_tuned, held_out):
 
     card = store.get("v2").card
     assert card.parent_version == "v1" and card.version == "v2"
+    assert card.guard == store.get("v1").card.guard == {"min_piece_confidence": 0.01, "chosen": "a test"}
     assert sorted(card.training_data["train_cases"]) == sorted(ids[:3]) and card.training_data["val_cases"] == [ids[3]]
     val = card.metrics["validation"]
     assert val["dice_before"] == before["dice"] and val["dice_after"] == after["dice"]

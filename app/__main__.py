@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _ScreenshotWhenIdle:
-    """Wait until the pipeline is done and the debounced findings / 3-D updates settled, then save and quit."""
+    """Wait until the pipeline is done and the debounced findings, lesion measurements and 3-D updates settled,
+    then save and quit."""
 
     def __init__(self, window, out: str, app):
         from PySide6.QtCore import QTimer
@@ -55,7 +56,9 @@ class _ScreenshotWhenIdle:
         findings_busy = w.findings_panel._busy or w.findings_panel._timer.isActive()
         vv = w.volume_view
         surfaces_busy = vv.available and (vv._busy or vv._timer.isActive())
-        return not findings_busy and not surfaces_busy and time.perf_counter() - self.done_at > 0.5
+        measurements = getattr(w, "measurements", None)  # the Lesions dock's table and the midline
+        measuring = measurements is not None and measurements.pending
+        return not (findings_busy or surfaces_busy or measuring) and time.perf_counter() - self.done_at > 0.5
 
     def _poll(self) -> None:
         timed_out = time.perf_counter() - self.t0 > SCREENSHOT_TIMEOUT_S

@@ -56,3 +56,22 @@ def test_screenshot_command(tmp_path, checkpoint):
     # the axial view shows the phantom: bright skull pixels exist left of the docks
     colours = {img.pixel(x, y) for x in range(100, 600, 7) for y in range(100, 700, 7)}
     assert len(colours) > 3
+
+
+def test_the_screenshot_waits_for_the_lesion_measurements(qtbot, window):
+    """The Lesions dock recomputes after the finished prediction (debounced, in a worker): a screenshot taken
+    before that shows the streamed labels' lesions, so the screenshot waits for it like for the findings."""
+    import time
+
+    from app.__main__ import _ScreenshotWhenIdle
+    from app.measurements import install_measurements
+
+    install_measurements(window)
+    shot = _ScreenshotWhenIdle(window, "unused.png", app=None)
+    shot.timer.stop()
+    shot.done_at = time.perf_counter() - 10
+    assert shot._settled()
+    window.measurements.schedule()  # labels changed: a recomputation is due
+    assert not shot._settled()
+    qtbot.waitUntil(lambda: not window.measurements.pending, timeout=10000)
+    assert shot._settled()

@@ -102,7 +102,7 @@ class ModelRunner(QObject):
         from ctseg_core.resources import APP_DEFAULT_MEMBERS
 
         chosen = str(self.settings.value("model/path", "") or "")
-        members = int(self.settings.value("model/members", 0) or 0) or (0 if chosen else APP_DEFAULT_MEMBERS)
+        members = int(self.settings.value("model/members", 0) or 0) or (0 if chosen else APP_DEFAULT_MEMBERS or 0)
         options = {"members": members} if members > 0 else {}
         if not guard_enabled(self.settings):
             options["guard"] = None

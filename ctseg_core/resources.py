@@ -17,10 +17,11 @@ BLAST_CT_MODEL = MODELS_DIR / "blast_ct_v1.safetensors"  # BLAST-CT's 12-member 
 
 # The model the app opens with until the user chooses another (Model > Bundled model), by the rule in the
 # README's "Default model" section: under 5 mL painted on the normal GE series first, then Dice, then time.
-# Measured 30 Nov 2026: both pass (BLAST-CT 4 members 0.04 mL, aa_unet v4 1.0 mL); BLAST-CT's any-blood Dice
-# on the rule's five generated cases is higher (1 member 0.80 vs aa_unet v4 0.72), so it stays the default.
-APP_DEFAULT_MODEL = "blast_ct"
-APP_DEFAULT_MEMBERS = 4
+# Measured 1 Dec 2026: both pass (aa_unet v4 with its whole guard 0.06 mL, BLAST-CT 4 members 0.04 mL);
+# aa_unet v4's any-blood Dice on the rule's five generated cases is higher (0.905 against BLAST-CT's 0.80 with
+# 1 member and 0.78 with 4), so it is the default (until 30 Nov: BLAST-CT, 4 members).
+APP_DEFAULT_MODEL = "aa_unet"
+APP_DEFAULT_MEMBERS = None  # members of an ensemble default (None: not an ensemble)
 
 
 def bundled_models() -> dict[str, Path]:

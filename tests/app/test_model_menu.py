@@ -72,8 +72,8 @@ def test_the_chosen_model_is_loaded_at_the_next_start(qtbot, tmp_path):
 
 
 def test_a_fresh_install_opens_with_the_default_of_the_readme_rule(qtbot, tmp_path):
-    """No choice in the settings: the app loads ``resources.APP_DEFAULT_MODEL`` (BLAST-CT, 4 members: the
-    only bundled model under 5 mL on the normal GE series) and the menu shows it chosen."""
+    """No choice in the settings: the app loads ``resources.APP_DEFAULT_MODEL`` (aa_unet since 1 Dec, by the
+    README's rule) with the anatomical guard, and the menu shows it chosen."""
     from app.main_window import MainWindow
     from ctseg_core.resources import APP_DEFAULT_MEMBERS, APP_DEFAULT_MODEL
 
@@ -82,9 +82,11 @@ def test_a_fresh_install_opens_with_the_default_of_the_readme_rule(qtbot, tmp_pa
     qtbot.addWidget(win)
     try:
         qtbot.waitUntil(lambda: win.model.state == "ready", timeout=60000)
-        assert (APP_DEFAULT_MODEL, APP_DEFAULT_MEMBERS) == ("blast_ct", 4)
-        assert win.session.model_summary.startswith("blast_ct v1") and "4 of 12 members" in win.session.model_summary
-        assert win.bundled_model_actions[("blast_ct", 4)].isChecked()
+        assert (APP_DEFAULT_MODEL, APP_DEFAULT_MEMBERS) == ("aa_unet", None)
+        assert win.session.model_summary.startswith("aa_unet v4") and "members" not in win.session.model_summary
+        assert "synthetic" in win.session.model_summary  # what it was trained on, on the status bar
+        assert win.inference.worker.predictor.guard.min_piece_confidence == 0.92  # the whole guard, from its card
+        assert win.bundled_model_actions[("aa_unet", None)].isChecked()
     finally:
         win.inference.shutdown()
 

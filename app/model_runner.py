@@ -80,6 +80,7 @@ class ModelRunner(QObject):
         c.progress.connect(self._on_progress)
         c.finished.connect(self._on_finished)
         c.slice_scores.connect(self._on_slice_scores)
+        c.guard_report.connect(lambda report: session.log(report.describe()))
         c.failed.connect(self._on_failed)
         c.cancelled.connect(self._on_cancelled)
         c.running_changed.connect(session.set_inference_running)

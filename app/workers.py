@@ -161,6 +161,7 @@ class InferenceWorker(QObject):
     progress = Signal(int, int, int, str)  # request id, done, total, message (e.g. "member 2/4: tile 5/46")
     finished = Signal(int, object)  # request id, labels (z, y, x) uint8
     slice_scores = Signal(int, object)  # request id, float32 (z,) per-slice probabilities (triage models only)
+    guard_report = Signal(int, object)  # request id, ctseg_core.guard.GuardReport (slice models with the guard)
     failed = Signal(int, object)  # request id, TaskError
     cancelled = Signal(int)  # request id
     prefetched = Signal(str, str)  # case folder, outcome ("stored", "skipped", "cancelled", "failed: ...")
@@ -219,6 +220,8 @@ class InferenceWorker(QObject):
         else:
             if getattr(pred, "slice_probabilities", None) is not None:
                 self.slice_scores.emit(request_id, np.asarray(pred.slice_probabilities, np.float32))
+            if getattr(pred, "guard_report", None) is not None:
+                self.guard_report.emit(request_id, pred.guard_report)
             self.finished.emit(request_id, np.asarray(pred.labels.array, np.uint8))
 
     @Slot(str, object)
@@ -258,6 +261,7 @@ class InferenceController(QObject):
     progress = Signal(int, int, float, str)  # done, total, eta seconds (nan if unknown), message
     finished = Signal(object)  # labels (z, y, x)
     slice_scores = Signal(object)  # float32 (z,) per-slice probabilities, before ``finished`` (triage models)
+    guard_report = Signal(object)  # ctseg_core.guard.GuardReport, before ``finished`` (when the guard ran)
     failed = Signal(object)  # TaskError
     cancelled = Signal()
     running_changed = Signal(bool)
@@ -281,6 +285,8 @@ class InferenceController(QObject):
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.worker.slice_scores.connect(self._on_scores)
+        self.worker.guard_report.connect(lambda rid, report: self.guard_report.emit(report)
+                                         if rid == self.request_id else None)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
         self._prefetch.connect(self.worker.prefetch)

@@ -129,9 +129,21 @@ class Guard:
         kept = np.stack([self.apply_slice(hu_zyx[z], labels_zyx[z], spacing_zyx[1:]) for z in range(len(hu_zyx))])
         return self.remove_specks(kept, spacing_zyx)
 
-    def finish(self, labels_zyx: np.ndarray, probs_zcyx: np.ndarray, channel_labels, spacing_zyx) -> np.ndarray:
-        """Rules 3 and 4 on a finished volume (a new array): what the predictor does once every slice is done."""
-        return self.remove_unsure(self.remove_specks(labels_zyx, spacing_zyx), probs_zcyx, channel_labels)
+    def finish(self, model_labels_zyx: np.ndarray, labels_zyx: np.ndarray, probs_zcyx: np.ndarray, channel_labels,
+               spacing_zyx) -> tuple[np.ndarray, "GuardReport"]:
+        """Rules 3 and 4 on a finished volume whose slices had rules 1 and 2 (``labels_zyx``; the model's own
+        labels ``model_labels_zyx``): what the predictor does once every slice is done. (new labels, what each
+        rule removed)"""
+        kept = self.remove_specks(labels_zyx, spacing_zyx)
+        final = self.remove_unsure(kept, probs_zcyx, channel_labels)
+        voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+        unsure = (kept > 0) & (final == 0)
+        report = GuardReport(slice_rules_ml=float(((model_labels_zyx > 0) & (labels_zyx == 0)).sum()) * voxel_ml,
+                             specks_ml=float(((labels_zyx > 0) & (kept == 0)).sum()) * voxel_ml,
+                             unsure_ml=float(unsure.sum()) * voxel_ml,
+                             unsure_pieces=sum(connected_pieces(unsure & (kept == c))[1] for c in np.unique(kept[unsure])),
+                             threshold=float(self.min_piece_confidence or 0.0))
+        return final, report
 
     def remove_specks(self, labels_zyx: np.ndarray, spacing_zyx) -> np.ndarray:
         """Labels with every 26-connected piece of a class under ``min_piece_ml`` set to background (a new
@@ -165,6 +177,31 @@ class Guard:
             if unsure.size:
                 out[np.isin(pieces, unsure)] = 0
         return out
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """What the guard took from the model's labels of one scan, in mL: rules 1-2 (outside the cranial cavity or
+    at CT numbers implausible for the class), rule 3 (specks), rule 4 (pieces the model was unsure of)."""
+
+    slice_rules_ml: float
+    specks_ml: float
+    unsure_ml: float
+    unsure_pieces: int
+    threshold: float  # rule 4's (0: off)
+
+    @property
+    def total_ml(self) -> float:
+        return self.slice_rules_ml + self.specks_ml + self.unsure_ml
+
+    def describe(self) -> str:
+        """One line for a log or a terminal."""
+        if self.total_ml == 0:
+            return "the anatomical guard removed nothing the model painted"
+        unsure = (f"{self.unsure_ml:.2f} mL in {self.unsure_pieces} piece(s) the model was unsure of (mean "
+                  f"probability under {self.threshold:g})" if self.threshold else "no unsure-piece rule for this model")
+        return (f"the anatomical guard removed {self.total_ml:.2f} mL the model painted: {self.slice_rules_ml:.2f} mL "
+                f"outside the cranial cavity or at implausible CT numbers, {self.specks_ml:.2f} mL of specks, {unsure}")
 
 
 def connected_pieces(mask_zyx: np.ndarray) -> tuple[np.ndarray, int]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ctseg_core.checkpoint import ModelCard
+from ctseg_core.guard import GuardReport
 from ctseg_core.labels import output_label_values
 from ctseg_core.volume import LabelMap
 
@@ -136,6 +137,7 @@ class Prediction:
     channel_labels: tuple[int, ...] | None = None  # label value of each probability channel (None: 0..C-1)
     model_labels: np.ndarray | None = None  # uint8 (z, y, x) labels before the guard; None when no guard ran
     slice_probabilities: np.ndarray | None = None  # float32 (z,): P(hemorrhage on slice z), scan models only
+    guard_report: GuardReport | None = None  # what the anatomical guard removed (None: no guard ran)
 
     @property
     def triage(self):

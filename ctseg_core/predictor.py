@@ -282,10 +282,10 @@ class SliceStrategy:
             done += len(zs)
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        channels = tuple(output_label_values(self.card.classes))
+        channels, report = tuple(output_label_values(self.card.classes)), None
         if self.guard is not None:  # its last rules need the whole volume: slices already sent may change
-            labels = self.guard.finish(labels, probs, channels, volume.spacing)
-        return Prediction(LabelMap(labels, volume.geometry), probs, channels, model_labels)
+            labels, report = self.guard.finish(model_labels, labels, probs, channels, volume.spacing)
+        return Prediction(LabelMap(labels, volume.geometry), probs, channels, model_labels, guard_report=report)
 
     @property
     def model_classes(self) -> int:

@@ -141,10 +141,10 @@ class _SlabRun:
                     done += 1
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        channels = tuple(output_label_values(s.card.classes))
+        channels, report = tuple(output_label_values(s.card.classes)), None
         if s.guard is not None:  # its last rules need the whole volume: slices already sent may change
-            labels = s.guard.finish(labels, probs, channels, vol.spacing)
-        return Prediction(LabelMap(labels, vol.geometry), probs, channels, model_labels)
+            labels, report = s.guard.finish(model_labels, labels, probs, channels, vol.spacing)
+        return Prediction(LabelMap(labels, vol.geometry), probs, channels, model_labels, guard_report=report)
 
     def slab_probabilities(self, start: int) -> torch.Tensor:
         s, grid = self.s, self.grid

@@ -9,6 +9,7 @@ label map is empty)."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from ctseg_core.cli import output_file
@@ -85,7 +86,7 @@ def _run(args) -> int:
     write_labels(prediction.labels, args.output)
     findings = compute_findings(prediction.labels, source="prediction", scan=str(args.input),
                                 model=predictor.describe())
-    triage = prediction.triage
+    triage, guard = prediction.triage, getattr(prediction, "guard_report", None)
     if args.json:
         out = {
             "input": str(args.input), "output": str(args.output), "model": predictor.describe(),
@@ -95,10 +96,14 @@ def _run(args) -> int:
         }
         if triage is not None:
             out["triage"] = triage.to_json()
+        if guard is not None:  # what the anatomical guard removed, mL per rule
+            out["guard"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(guard).items()}
         print(json.dumps(out, indent=2))
         return 0
     print(f"model: {predictor.describe()} on {predictor.device}")
     print(f"labels written to {args.output}")
+    if guard is not None:
+        print(guard.describe())
     if triage is not None:
         print(f"triage (per-slice hemorrhage probability; this model draws no labels): {triage.describe()}")
         print("slice probabilities: " + " ".join(f"{z + 1}:{p:.2f}" for z, p in enumerate(triage.slice_probabilities)))

@@ -35,7 +35,11 @@ def test_checkpoint_path_loads_in_the_worker_and_segments(qtbot, settings, tmp_p
     assert win.model_state == "ready" and win.model_label.text().startswith("Model: aa_unet v")
     assert win.model_label.text().endswith("not for clinical use")
     assert "trained on nothing" in win.windowTitle()
+    logged = []
+    win.session.log_message.connect(lambda level, text: logged.append(text))
     assert open_and_wait(qtbot, win, scan, timeout=120000) == "inferred"
+    said = [t for t in logged if t.startswith("the anatomical guard removed")]  # what the guard took, in the log
+    assert len(said) == 1 and "no unsure-piece rule for this model" in said[0]
     assert win.session.predicted_slices.all()
     assert np.isfinite(win.session.uncertainty).all()
     win.inference.shutdown()

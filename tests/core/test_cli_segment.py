@@ -64,6 +64,19 @@ def test_segment_a_real_dicom_series(tmp_path, capsys, ge_tilt):
     blood = [c.id for c in LESION_CLASSES if c.key != "pneumocephalus"]
     assert np.isin(raw[air], blood).any() and not np.isin(guarded[air], blood).any()
     assert np.all((guarded == raw) | (guarded == 0))
+    removed_ml = float(((raw > 0) & (guarded == 0)).sum()) * vol.geometry.voxel_volume_ml
+    assert f"the anatomical guard removed {removed_ml:.2f} mL the model painted" in text  # said, per rule
+    assert "no unsure-piece rule for this model" in text  # the tiny model's card names no threshold
+    strict_out = tmp_path / "ge_strict.nii.gz"
+    assert "the anatomical guard" not in capsys.readouterr().out  # the --no-guard run says nothing of it
+    assert main(["segment", str(ge_tilt), "-o", str(strict_out), "--model", str(ckpt), "--device", "cpu",
+                 "--piece-confidence", "0.99", "--json"]) == 0
+    guard = json.loads(capsys.readouterr().out)["guard"]
+    strict = read_labels(strict_out, like=vol).array
+    assert guard["threshold"] == 0.99 and guard["unsure_pieces"] > 0  # a random model is sure of little
+    assert np.all((strict == guarded) | (strict == 0)) and (strict > 0).sum() < (guarded > 0).sum()
+    gone_ml = float(((guarded > 0) & (strict == 0)).sum()) * vol.geometry.voxel_volume_ml
+    assert guard["unsure_ml"] == pytest.approx(gone_ml, abs=1e-3)
 
 
 def test_segment_without_a_default_model_says_so(tmp_path, capsys, monkeypatch):
@@ -140,6 +153,7 @@ def test_segment_with_the_bundled_blast_ct_writes_ctseg_labels_on_the_scans_grid
                  "--device", "cpu", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"].startswith("blast_ct v1") and report["model"].endswith("(1 of 12 members)")
+    assert "guard" not in report  # a volume model: no anatomical guard
     vol = read_volume(scan)
     labels = read_labels(out, like=vol)
     assert set(np.unique(labels.array)) <= {0, 1, 7, 8, 9}  # background, ICH, IVH, extra-axial, oedema

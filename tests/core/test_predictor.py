@@ -99,12 +99,15 @@ def test_the_guard_runs_on_each_slice_and_the_models_own_labels_are_kept():
     assert np.array_equal(out.model_labels, raw)
     assert not out.labels.array[:, :3].any() and not out.labels.array[:, 9:15, 21:39].any()  # skull and spot are gone
     assert seen[2][40:42, 60:62].all() and not out.labels.array[2, 40:42, 60:62].any()  # the speck, once all is done
+    assert out.guard_report.specks_ml == pytest.approx(4 * float(np.prod(vol.spacing)) / 1000)
+    assert out.guard_report.unsure_ml == 0 and "no unsure-piece rule for this model" in out.guard_report.describe()
     inside = (vol.array > 50) & (vol.array < 100)
     inside[2, 40:42, 60:62] = False
     assert inside.any() and out.labels.array[inside].all()  # blood inside the skull stays
     seen[2][40:42, 60:62] = 0
     assert all(np.array_equal(seen[z], out.labels.array[z]) for z in seen)  # the viewer gets guarded slices
     assert threshold_predictor().predict(vol).model_labels is None
+    assert threshold_predictor().predict(vol).guard_report is None
 
 
 def test_the_guard_drops_pieces_the_model_is_unsure_of_at_the_threshold_its_card_names():
@@ -122,6 +125,12 @@ def test_the_guard_drops_pieces_the_model_is_unsure_of_at_the_threshold_its_card
     assert out.probabilities[:, 1][faint].astype(np.float32).mean() == pytest.approx(0.73, abs=0.02)
     assert all(seen[z][faint[z]].all() for z in (1, 2, 3))  # streamed while the scan was being done ...
     assert not out.labels.array[faint].any() and out.model_labels[faint].all()  # ... gone once it is done
+    report = out.guard_report  # what the guard took, rule by rule
+    voxel_ml = float(np.prod(vol.spacing)) / 1000
+    assert report.unsure_ml == pytest.approx(faint.sum() * voxel_ml) and report.unsure_pieces == 1
+    assert report.specks_ml == 0 and report.threshold == 0.9
+    assert report.slice_rules_ml == pytest.approx(((out.model_labels > 0) & ~faint & (out.labels.array == 0)).sum() * voxel_ml)
+    assert "1 piece(s) the model was unsure of (mean probability under 0.9)" in report.describe()
     sure = (vol.array == BLOOD) & ~faint
     assert sure.sum() > 500 and out.labels.array[sure].all()  # confident blood stays
     kept = threshold_predictor(guard=Guard()).predict(vol).labels.array  # a card without a threshold: no rule 4

@@ -102,6 +102,10 @@ class ModelCard:
         for name, typ in types.items():
             if name in data and not isinstance(data[name], typ):
                 raise CheckpointError(f"model card field {name!r} must be {typ.__name__}", path)
+        threshold = data.get("guard", {}).get("min_piece_confidence", 0)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+            raise CheckpointError(f"model card field guard.min_piece_confidence must be a number from 0 to below 1, "
+                                  f"got {threshold!r}", path)
         card = cls(**data)
         card.version = str(card.version)
         return card

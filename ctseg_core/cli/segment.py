@@ -8,6 +8,7 @@ label map is empty)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -57,13 +58,23 @@ def predictor_options(args) -> dict:
     return options
 
 
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"a mean probability from 0 to below 1, not {text!r}")
+    return value
+
+
 def add_guard_arguments(p) -> None:
     """--no-guard and --piece-confidence, as ``predictor_options`` reads them."""
     p.add_argument("--no-guard", action="store_true",
                    help="slice models: the model's labels as they are, without the anatomical guard (which removes "
                         "labels outside the cranial cavity, at CT numbers implausible for the class, pieces under "
                         "0.01 mL and pieces the model is unsure of; on by default)")
-    p.add_argument("--piece-confidence", type=float, metavar="P",
+    p.add_argument("--piece-confidence", type=_threshold, metavar="P",
                    help="the guard's last rule: remove each 3-D piece whose mean probability of its class is under P "
                         "(0: keep them all; default: the value on the model card, none where it names none)")
 

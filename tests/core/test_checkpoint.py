@@ -171,6 +171,19 @@ def test_refuses_plan_that_does_not_fit_the_inputs(saved, tmp_path):
         load_checkpoint(copy)
 
 
+@pytest.mark.parametrize("threshold", ["0.9", 1.5, -0.1, 1, True])
+def test_refuses_a_guard_threshold_that_is_not_a_probability(saved, tmp_path, threshold):
+    _, _, path = saved
+    copy = tmp_path / "model.safetensors"
+    copy.write_bytes(path.read_bytes())
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["guard"]["min_piece_confidence"] = threshold
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="guard.min_piece_confidence must be a number from 0 to below 1") as err:
+        load_checkpoint(copy)
+    assert "model.json" in str(err.value)  # the file is named
+
+
 def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):
     model, card = tiny()
     path = save_checkpoint(model, card, tmp_path / "m")

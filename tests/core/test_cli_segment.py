@@ -162,6 +162,13 @@ def test_segment_with_the_bundled_blast_ct_writes_ctseg_labels_on_the_scans_grid
     assert all(c["hemorrhage"] == (c["key"] not in ("oedema", "pneumocephalus")) for c in report["classes"])
 
 
+def test_a_piece_confidence_outside_0_to_1_is_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", str(tmp_path / "absent.nii.gz"), "-o", str(tmp_path / "out.nii.gz"), "--piece-confidence", "1.5"])
+    assert "a mean probability from 0 to below 1, not '1.5'" in capsys.readouterr().err
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
 def test_members_do_not_apply_to_a_slice_model(tmp_path, capsys):
     ckpt = save_tiny_checkpoint(tmp_path)
     scan = tmp_path / "scan.nii.gz"

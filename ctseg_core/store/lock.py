@@ -206,16 +206,17 @@ MUTEX_STALE_S = 30.0  # a short-lived update lock older than this was left by a 
 
 @contextlib.contextmanager
 def update_mutex(path: Path, timeout_s: float = 15.0):
-    """Hold ``path`` (an O_EXCL lock file) for a read-modify-write of a shared file (``case.json``) that
-    several processes, on several hosts, may update; one left behind by a crash is broken after
-    ``MUTEX_STALE_S``. StoreError when it cannot be taken within ``timeout_s``."""
+    """Hold ``path`` (an O_EXCL lock file naming its process and host) for a read-modify-write of a shared
+    file (``case.json``) that several processes, on several hosts, may update; one left behind by a crash is
+    broken at once when its process on this host is gone, else after ``MUTEX_STALE_S``. StoreError when it
+    cannot be taken within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             break
         except FileExistsError:
-            if lock_age_s(path) > MUTEX_STALE_S:
+            if lock_age_s(path) > MUTEX_STALE_S or _mutex_holder_gone(path):
                 path.unlink(missing_ok=True)
                 continue
             if time.monotonic() > deadline:
@@ -223,8 +224,21 @@ def update_mutex(path: Path, timeout_s: float = 15.0):
             time.sleep(0.01)
         except OSError as exc:
             raise StoreError(f"cannot create the update lock ({exc.strerror})", path) from exc
-    os.close(fd)
+    try:
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}".encode())
+    finally:
+        os.close(fd)
     try:
         yield
     finally:
         path.unlink(missing_ok=True)
+
+
+def _mutex_holder_gone(path: Path) -> bool:
+    """True when the update lock was left by a process of this host that no longer runs (killed while
+    holding it); False when its holder runs, is on another host, or is not yet written in the file."""
+    try:
+        pid, host = path.read_text(encoding="utf-8").split(maxsplit=1)
+        return host.strip() == socket.gethostname() and not _pid_alive(int(pid))
+    except (OSError, ValueError):
+        return False

@@ -133,3 +133,24 @@ def test_owner_whose_lock_was_taken_over_cannot_overwrite(ws, case_and_scan):
     mine, origin = second.load_for_editing(vol)
     assert origin == "recovered" and (mine.array[1] == 1).any()  # the first owner's journaled edit is kept
     assert second.journal.append([_edit(mine.array, 4, z=3)]) == 2  # sequence numbers continue, no collision
+
+
+def test_an_update_lock_left_by_a_killed_process_is_broken_at_once_and_a_live_ones_is_waited_for(tmp_path):
+    """A process killed inside a ``case.json`` update leaves its O_EXCL lock file; the next save must not fail
+    for the half minute the age rule waits (found by the SIGKILL test under load)."""
+    from ctseg_core.errors import StoreError
+    from ctseg_core.store.lock import update_mutex
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = tmp_path / "case.json.lock"
+    lock.write_text(f"{int(gone.stdout)} {socket.gethostname()}")  # fresh, its process no longer runs
+    t0 = time.monotonic()
+    with update_mutex(lock, timeout_s=5):
+        assert lock.read_text() == f"{os.getpid()} {socket.gethostname()}"  # now ours, naming us
+    assert time.monotonic() - t0 < 2 and not lock.exists()
+    for holder in (f"{os.getpid()} {socket.gethostname()}", f"{int(gone.stdout)} another-host", ""):
+        lock.write_text(holder)  # alive here, on another host (cannot tell), not yet written: wait
+        with pytest.raises(StoreError, match="does not finish"):
+            with update_mutex(lock, timeout_s=0.3):
+                pass
+        assert lock.read_text() == holder

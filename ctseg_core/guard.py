@@ -135,14 +135,12 @@ class Guard:
         labels ``model_labels_zyx``): what the predictor does once every slice is done. (new labels, what each
         rule removed)"""
         kept = self.remove_specks(labels_zyx, spacing_zyx)
-        final = self.remove_unsure(kept, probs_zcyx, channel_labels)
+        final, unsure_pieces = self._without_unsure(kept, probs_zcyx, channel_labels)
         voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
-        unsure = (kept > 0) & (final == 0)
         report = GuardReport(slice_rules_ml=float(((model_labels_zyx > 0) & (labels_zyx == 0)).sum()) * voxel_ml,
                              specks_ml=float(((labels_zyx > 0) & (kept == 0)).sum()) * voxel_ml,
-                             unsure_ml=float(unsure.sum()) * voxel_ml,
-                             unsure_pieces=sum(connected_pieces(unsure & (kept == c))[1] for c in np.unique(kept[unsure])),
-                             threshold=float(self.min_piece_confidence or 0.0))
+                             unsure_ml=float(((kept > 0) & (final == 0)).sum()) * voxel_ml,
+                             unsure_pieces=unsure_pieces, threshold=float(self.min_piece_confidence or 0.0))
         return final, report
 
     def remove_specks(self, labels_zyx: np.ndarray, spacing_zyx) -> np.ndarray:
@@ -153,7 +151,7 @@ class Guard:
         if self.min_piece_ml <= 0 or not out.any():
             return out
         for cls in np.unique(out[out > 0]):
-            pieces, _ = connected_pieces(out == cls)
+            pieces, _ = _connected_pieces(out == cls)
             small = np.nonzero(np.bincount(pieces.ravel())[1:] * voxel_ml < self.min_piece_ml)[0] + 1
             if small.size:
                 out[np.isin(pieces, small)] = 0
@@ -163,20 +161,32 @@ class Guard:
         """Labels with every 26-connected piece of a class whose mean probability of that class (``probs_zcyx``
         channel of the class's label value in ``channel_labels``; None: channel i is label i) is under
         ``min_piece_confidence`` set to background (a new array)."""
+        return self._without_unsure(labels_zyx, probs_zcyx, channel_labels)[0]
+
+    def _without_unsure(self, labels_zyx, probs_zcyx, channel_labels) -> tuple[np.ndarray, int]:
+        """(``remove_unsure``'s labels, how many pieces it removed)"""
         out = np.array(labels_zyx, dtype=np.uint8, copy=True)
         if not self.min_piece_confidence or not out.any():
-            return out
+            return out, 0
         channels = list(channel_labels) if channel_labels is not None else list(range(probs_zcyx.shape[1]))
+        removed = 0
         for cls in np.unique(out[out > 0]):
             if int(cls) not in channels:  # a label the model has no probability for: nothing to judge by
                 continue
-            pieces, n = connected_pieces(out == cls)
-            prob = np.asarray(probs_zcyx[:, channels.index(int(cls))], dtype=np.float32)
-            ids = np.arange(1, n + 1)
-            unsure = ids[np.asarray(ndi.mean(prob, pieces, ids)) < self.min_piece_confidence]
+            pieces, means = piece_confidences(out, probs_zcyx[:, channels.index(int(cls))], int(cls))
+            unsure = np.flatnonzero(means < self.min_piece_confidence) + 1
             if unsure.size:
                 out[np.isin(pieces, unsure)] = 0
-        return out
+                removed += int(unsure.size)
+        return out, removed
+
+
+def piece_confidences(labels_zyx: np.ndarray, prob_zyx: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 26-connected pieces of class ``cls`` (piece number per voxel, 0 outside) and the mean of ``prob_zyx``
+    (that class's probability) over each: ``means[i - 1]`` is piece i's."""
+    pieces, n = _connected_pieces(labels_zyx == cls)
+    prob = np.asarray(prob_zyx, dtype=np.float32)
+    return pieces, np.asarray(ndi.mean(prob, pieces, np.arange(1, n + 1)), dtype=np.float64).reshape(n)
 
 
 @dataclass(frozen=True)
@@ -204,7 +214,7 @@ class GuardReport:
                 f"outside the cranial cavity or at implausible CT numbers, {self.specks_ml:.2f} mL of specks, {unsure}")
 
 
-def connected_pieces(mask_zyx: np.ndarray) -> tuple[np.ndarray, int]:
+def _connected_pieces(mask_zyx: np.ndarray) -> tuple[np.ndarray, int]:
     """26-connected 3-D pieces of a mask: (piece number per voxel, 0 outside; number of pieces)."""
     return ndi.label(mask_zyx, structure=np.ones((3, 3, 3), bool))
 

@@ -156,3 +156,13 @@ class Prediction:
         for z in range(out.shape[0]):  # per slice: keeps the float32 temporaries small
             slice_uncertainty(self.probabilities[z], out=out[z])
         return out
+
+
+def labelled_prediction(volume, labels: np.ndarray, probs: np.ndarray, card: ModelCard, guard=None,
+                        model_labels: np.ndarray | None = None) -> Prediction:
+    """The result of a strategy that labelled ``volume`` slice by slice: with a guard, its whole-volume rules
+    applied to what its slice rules left (slices already sent may change) and what it removed reported."""
+    channels, report = tuple(output_label_values(card.classes)), None
+    if guard is not None:
+        labels, report = guard.finish(model_labels, labels, probs, channels, volume.spacing)
+    return Prediction(LabelMap(labels, volume.geometry), probs, channels, model_labels, guard_report=report)

@@ -32,12 +32,12 @@ from ctseg_core.checkpoint import ModelCard, check_plan_fits, load_checkpoint
 from ctseg_core.errors import CheckpointError, DeviceError
 from ctseg_core.guard import Guard
 from ctseg_core.jobs import CancelToken
-from ctseg_core.labels import output_label_values
 from ctseg_core.prediction import (  # noqa: F401 (Prediction, SliceCallback, slice_order, slice_uncertainty: re-exported)
     Prediction,
     SliceCallback,
     amp_dtype,
     label_lookup,
+    labelled_prediction,
     labels_from_probabilities,
     onnx_cache_dir,
     onnxruntime_available,
@@ -49,7 +49,7 @@ from ctseg_core.prediction import (  # noqa: F401 (Prediction, SliceCallback, sl
 )
 from ctseg_core.preprocess import Plan
 from ctseg_core.sliding_window import sliding_window
-from ctseg_core.volume import LabelMap, Volume
+from ctseg_core.volume import Volume
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -282,10 +282,7 @@ class SliceStrategy:
             done += len(zs)
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        channels, report = tuple(output_label_values(self.card.classes)), None
-        if self.guard is not None:  # its last rules need the whole volume: slices already sent may change
-            labels, report = self.guard.finish(model_labels, labels, probs, channels, volume.spacing)
-        return Prediction(LabelMap(labels, volume.geometry), probs, channels, model_labels, guard_report=report)
+        return labelled_prediction(volume, labels, probs, self.card, self.guard, model_labels)
 
     @property
     def model_classes(self) -> int:

@@ -25,12 +25,12 @@ from torch import nn
 from ctseg_core.checkpoint import ModelCard
 from ctseg_core.guard import Guard
 from ctseg_core.jobs import CancelToken
-from ctseg_core.labels import output_label_values
 from ctseg_core.prediction import (
     Prediction,
     SliceCallback,
     amp_dtype,
     label_lookup,
+    labelled_prediction,
     labels_from_probabilities,
     softmax_classes,
     view_order_batches,
@@ -141,10 +141,7 @@ class _SlabRun:
                     done += 1
             if progress is not None:
                 progress(done, depth, f"segmented {done}/{depth} slices")
-        channels, report = tuple(output_label_values(s.card.classes)), None
-        if s.guard is not None:  # its last rules need the whole volume: slices already sent may change
-            labels, report = s.guard.finish(model_labels, labels, probs, channels, vol.spacing)
-        return Prediction(LabelMap(labels, vol.geometry), probs, channels, model_labels, guard_report=report)
+        return labelled_prediction(vol, labels, probs, s.card, s.guard, model_labels)
 
     def slab_probabilities(self, start: int) -> torch.Tensor:
         s, grid = self.s, self.grid

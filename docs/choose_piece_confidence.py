@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ctseg_core.checkpoint import checkpoint_paths, read_card
-from ctseg_core.guard import Guard, connected_pieces
+from ctseg_core.guard import Guard, piece_confidences
 from ctseg_core.io import load_volume
 from ctseg_core.io.images import read_labels, read_volume
 from ctseg_core.io.labelled_cases import find_cases
@@ -61,14 +61,10 @@ def measure(predictor: Predictor, volume, truth: np.ndarray, name: str) -> Scan:
     voxel_ml = float(np.prod(volume.spacing)) / 1000
     pieces = []
     for cls in CLASSES:
-        found, n = connected_pieces(labels == cls)
-        if n == 0:
-            continue
-        ids = np.arange(1, n + 1)
-        prob = np.asarray(pred.probabilities[:, channels.index(cls)], np.float32)
-        sizes = ndi.sum_labels(np.ones_like(prob), found, ids)
-        means = ndi.mean(prob, found, ids)
-        true = ndi.sum_labels((truth == cls).astype(np.float32), found, ids)
+        found, means = piece_confidences(labels, pred.probabilities[:, channels.index(cls)], cls)
+        ids = np.arange(1, len(means) + 1)
+        sizes = np.bincount(found.ravel(), minlength=len(means) + 1)[1:]
+        true = ndi.sum_labels(truth == cls, found, ids)
         pieces += [Piece(cls, float(s * voxel_ml), float(m), float(t * voxel_ml)) for s, m, t in zip(sizes, means, true)]
     return Scan(name, {c: float((truth == c).sum() * voxel_ml) for c in CLASSES}, pieces)
 

@@ -37,7 +37,7 @@ def _predictor(model: str, device: str):
 def _table(sets: dict, normal: list, chosen: float) -> str:
     from ctseg_core.piece_confidence import THRESHOLDS, painted_ml, score
 
-    lines = [f"{'threshold':>9} " + " ".join(f"{n[:34]:>34}" for n in sets) + ("   normal mL" if normal else "")]
+    lines = [f"{'threshold':>9} " + " ".join(f"{Path(n).name[:34]:>34}" for n in sets) + ("   normal mL" if normal else "")]
     for t in (0.0, *THRESHOLDS):
         cells = [f"{s['dice']:.3f} lost {s['lost']} true {s['true_removed_ml']:5.2f} false {s['false_removed_ml']:6.2f}"
                  for s in (score(scans, t) for scans in sets.values())]

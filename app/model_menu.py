@@ -10,7 +10,8 @@ The choice is loaded at once; Model > Run model on this scan segments the open s
 Model > Anatomical guard (on by default): ctseg's slice models' labels are kept only inside the cranial
 cavity and where the CT numbers are plausible for the class; once the scan is done, specks (3-D pieces of a
 class under 0.01 mL) and pieces the model is unsure of (a mean probability under the threshold its card names)
-are dropped (``ctseg_core.guard``). Switching it off shows
+are dropped, and touching subdural, epidural and chronic subdural blood is given one type where the model is
+sure enough of it (the share its card names) (``ctseg_core.guard``). Switching it off shows
 the model's raw output; the prediction on screen was made with the previous setting until the model is
 run again (the findings dock names the setting with the model).
 """
@@ -51,7 +52,8 @@ def set_guard(window, on: bool) -> None:
     window.settings.setValue("model/guard", bool(on))
     window.model.load_model(None)
     window.session.log("anatomical guard " + ("on: labels outside the cranial cavity or at implausible CT numbers, "
-                                              "specks under 0.01 mL and pieces the model is unsure of are removed"
+                                              "specks under 0.01 mL and pieces the model is unsure of are removed, "
+                                              "touching extra-axial blood is given one type"
                                               if on else "off: the model's raw labels are shown")
                        + "; Model > Run model on this scan applies it to the open scan")
 
@@ -64,7 +66,8 @@ def install_guard_action(window) -> QAction:
     action.setChecked(guard_enabled(window.settings))
     action.setToolTip("keep labels only inside the cranial cavity and at CT numbers plausible for each class; "
                       "once the scan is done, drop specks (pieces of a class under 0.01 mL) and pieces the model "
-                      "is unsure of (the threshold on its model card)")
+                      "is unsure of (the threshold on its model card); give touching subdural, epidural and "
+                      "chronic subdural blood the type the model is sure of (the share on its card)")
     action.toggled.connect(lambda on: set_guard(window, on))
     window.menu("&Model").addAction(action)
     return action

@@ -42,7 +42,8 @@ class ModelCard:
     recipe: dict = field(default_factory=dict)  # how it was trained: loss, optimiser, epochs, ...
     extra: dict = field(default_factory=dict)
     # the anatomical guard's settings that belong to this model, chosen on held-out cases:
-    # {"min_piece_confidence": 0.92, "chosen": "how and on what"} (ctseg_core.guard, rule 4)
+    # {"min_piece_confidence": 0.92, "min_type_share": 0.8, "chosen": "how and on what"} (ctseg_core.guard,
+    # rules 4 and 5)
     guard: dict = field(default_factory=dict)
 
     @classmethod
@@ -102,13 +103,25 @@ class ModelCard:
         for name, typ in types.items():
             if name in data and not isinstance(data[name], typ):
                 raise CheckpointError(f"model card field {name!r} must be {typ.__name__}", path)
-        threshold = data.get("guard", {}).get("min_piece_confidence", 0)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
-            raise CheckpointError(f"model card field guard.min_piece_confidence must be a number from 0 to below 1, "
-                                  f"got {threshold!r}", path)
+        _check_guard(data.get("guard", {}), path)
         card = cls(**data)
         card.version = str(card.version)
         return card
+
+
+def _check_guard(guard: dict, path) -> None:
+    """The card's guard settings (ctseg_core.guard, rules 4 and 5) are numbers in their ranges."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    threshold = guard.get("min_piece_confidence", 0)
+    if not number(threshold) or not 0 <= threshold < 1:
+        raise CheckpointError(f"model card field guard.min_piece_confidence must be a number from 0 to below 1, "
+                              f"got {threshold!r}", path)
+    share = guard.get("min_type_share", 0)
+    if not number(share) or not (share == 0 or 0.5 <= share <= 1):
+        raise CheckpointError(f"model card field guard.min_type_share must be 0 (off) or a number from 0.5 to 1, "
+                              f"got {share!r}", path)
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:

@@ -51,10 +51,14 @@ def predictor_options(args) -> dict:
         options["members"] = args.members
     if getattr(args, "no_guard", False):
         options["guard"] = None
-    elif getattr(args, "piece_confidence", None) is not None:
-        from ctseg_core.guard import Guard
+    else:
+        own = {name: getattr(args, name) for name in ("piece_confidence", "type_share")
+               if getattr(args, name, None) is not None}
+        if own:  # the card's value for the rest (Guard.for_card)
+            from ctseg_core.guard import Guard
 
-        options["guard"] = Guard(min_piece_confidence=args.piece_confidence)
+            options["guard"] = Guard(min_piece_confidence=own.get("piece_confidence"),
+                                     min_type_share=own.get("type_share"))
     return options
 
 
@@ -68,15 +72,30 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value == 0 or 0.5 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"0 (off) or a share from 0.5 to 1, not {text!r}")
+    return value
+
+
 def add_guard_arguments(p) -> None:
     """--no-guard and --piece-confidence, as ``predictor_options`` reads them."""
     p.add_argument("--no-guard", action="store_true",
                    help="slice models: the model's labels as they are, without the anatomical guard (which removes "
                         "labels outside the cranial cavity, at CT numbers implausible for the class, pieces under "
-                        "0.01 mL and pieces the model is unsure of; on by default)")
+                        "0.01 mL and pieces the model is unsure of, and gives touching extra-axial blood one type; on "
+                        "by default)")
     p.add_argument("--piece-confidence", type=_threshold, metavar="P",
                    help="the guard's last rule: remove each 3-D piece whose mean probability of its class is under P "
                         "(0: keep them all; default: the value on the model card, none where it names none)")
+    p.add_argument("--type-share", type=_share, metavar="S",
+                   help="the guard's one-type rule: touching subdural, epidural and chronic subdural blood takes the "
+                        "type that holds at least the share S of its probability (0: keep the model's types; "
+                        "default: the value on the model card, none where it names none)")
 
 
 def _run(args) -> int:

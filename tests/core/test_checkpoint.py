@@ -184,6 +184,22 @@ def test_refuses_a_guard_threshold_that_is_not_a_probability(saved, tmp_path, th
     assert "model.json" in str(err.value)  # the file is named
 
 
+@pytest.mark.parametrize("share", ["0.8", 0.3, 1.2, -1, True])
+def test_refuses_a_type_share_that_is_not_off_or_a_majority(saved, tmp_path, share):
+    _, _, path = saved
+    copy = tmp_path / "model.safetensors"
+    copy.write_bytes(path.read_bytes())
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["guard"]["min_type_share"] = share
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="guard.min_type_share must be 0 .off. or a number from 0.5 to 1") as err:
+        load_checkpoint(copy)
+    assert "model.json" in str(err.value)
+    card["guard"]["min_type_share"] = 0.8
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    assert load_checkpoint(copy)[1].guard["min_type_share"] == 0.8
+
+
 def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):
     model, card = tiny()
     path = save_checkpoint(model, card, tmp_path / "m")

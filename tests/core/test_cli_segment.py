@@ -169,6 +169,24 @@ def test_a_piece_confidence_outside_0_to_1_is_refused_before_anything_runs(tmp_p
     assert not (tmp_path / "out.nii.gz").exists()
 
 
+@pytest.mark.parametrize("share", ["0.3", "1.5", "most"])
+def test_a_type_share_that_is_not_off_or_a_majority_is_refused_before_anything_runs(tmp_path, capsys, share):
+    with pytest.raises(SystemExit):
+        main(["segment", str(tmp_path / "absent.nii.gz"), "-o", str(tmp_path / "out.nii.gz"), "--type-share", share])
+    assert f"0 (off) or a share from 0.5 to 1, not '{share}'" in capsys.readouterr().err
+
+
+def test_guard_settings_on_the_command_line_override_the_cards_one_by_one():
+    from argparse import Namespace
+
+    from ctseg_core.cli.segment import predictor_options
+
+    guard = predictor_options(Namespace(type_share=0.0, piece_confidence=None))["guard"]
+    assert guard.min_type_share == 0.0 and guard.min_piece_confidence is None  # None: the card's threshold
+    assert "guard" not in predictor_options(Namespace(type_share=None, piece_confidence=None))
+    assert predictor_options(Namespace(no_guard=True, type_share=0.9))["guard"] is None
+
+
 def test_members_do_not_apply_to_a_slice_model(tmp_path, capsys):
     ckpt = save_tiny_checkpoint(tmp_path)
     scan = tmp_path / "scan.nii.gz"

@@ -83,6 +83,43 @@ def test_the_unsure_piece_rule_removes_pieces_whose_mean_probability_is_under_th
     assert (out[0:2, 2:6, 2:6] == 2).all() and not out[1, 10:13].any() and not out[2].any()
 
 
+def collections():
+    """A chronic subdural collection whose dense part the model called acute (SDH), an epidural piece apart from it,
+    and an ICH touching the collection; probabilities (z, 8, y, x) as a model would give them."""
+    labels = np.zeros((3, 30, 30), np.uint8)
+    probs = np.zeros((3, 8, 30, 30), np.float32)
+    labels[:, 2:12, 2:6], probs[:, 5, 2:12, 2:6], probs[:, 2, 2:12, 2:6] = 5, 0.9, 0.1  # CSDH, 120 voxels
+    labels[:, 12:15, 2:6], probs[:, 2, 12:15, 2:6], probs[:, 5, 12:15, 2:6] = 2, 0.6, 0.4  # its dense part as SDH
+    labels[:, 20:25, 20:25], probs[:, 4, 20:25, 20:25] = 4, 0.95  # an EDH apart: a collection of its own
+    labels[:, 2:12, 6:9], probs[:, 1, 2:12, 6:9] = 1, 0.9  # ICH touching the CSDH: not extra-axial, kept
+    return labels, probs
+
+
+def test_touching_extra_axial_blood_takes_the_type_the_model_is_sure_of():
+    labels, probs = collections()
+    share = (120 * 0.9 + 36 * 0.4) / (120 * 1.0 + 36 * 1.0)  # CSDH's share of the collection's probability
+    out = Guard(min_type_share=0.75).one_type(labels, probs)
+    assert share > 0.75 and (out[:, 2:15, 2:6] == 5).all()  # the dense part joins its collection
+    assert (out[:, 20:25, 20:25] == 4).all() and (out[:, 2:12, 6:9] == 1).all()  # the others as they were
+    assert np.array_equal(np.isin(out, (0,)), np.isin(labels, (0,)))  # nothing removed, nothing added
+    assert np.array_equal(Guard(min_type_share=0.8).one_type(labels, probs), labels)  # not sure enough: kept
+    assert np.array_equal(Guard(min_type_share=0).one_type(labels, probs), labels)  # off
+    # channels named by label value: CSDH (5) and SDH (2) as the last two of three channels
+    three = np.zeros((3, 3, 30, 30), np.float32)
+    three[:, 1], three[:, 2] = probs[:, 5], probs[:, 2]
+    out = Guard(min_type_share=0.75).one_type(labels, three, channel_labels=(0, 5, 2))
+    assert (out[:, 2:15, 2:6] == 5).all()
+
+
+def test_the_guard_reports_what_it_retyped():
+    labels, probs = collections()
+    out, report = Guard(min_type_share=0.75).finish(labels, labels, probs, None, (1.0, 1.0, 1.0))
+    assert report.retyped_ml == pytest.approx(36 / 1000) and report.retyped_collections == 1
+    assert report.total_ml == 0  # retyping removes nothing
+    assert "gave 0.04 mL in 1 extra-axial collection(s) the type of the rest" in report.describe()
+    assert (out[:, 12:15, 2:6] == 5).all()
+
+
 def test_a_guard_takes_its_unsure_piece_threshold_from_the_model_card_unless_it_sets_one():
     from ctseg_core.checkpoint import ModelCard
 
@@ -91,6 +128,11 @@ def test_a_guard_takes_its_unsure_piece_threshold_from_the_model_card_unless_it_
     assert Guard(min_piece_confidence=0).for_card(card).min_piece_confidence == 0
     assert Guard(min_piece_confidence=0.5).for_card(card).min_piece_confidence == 0.5
     assert Guard().for_card(ModelCard(architecture="x", config={})).min_piece_confidence == 0
+    card.guard["min_type_share"] = 0.8
+    assert Guard().for_card(card).min_type_share == 0.8 and Guard().for_card(card).min_piece_confidence == 0.92
+    assert Guard(min_type_share=0).for_card(card).min_type_share == 0
+    assert Guard(min_piece_confidence=0).for_card(card).min_type_share == 0.8  # each setting on its own
+    assert Guard().for_card(ModelCard(architecture="x", config={})).min_type_share == 0
 
 
 def test_the_guard_removes_blood_outside_the_skull_and_at_bone_numbers(case):

@@ -138,6 +138,8 @@ def test_the_guard_drops_pieces_the_model_is_unsure_of_at_the_threshold_its_card
     kept = threshold_predictor(guard=Guard(min_piece_confidence=0), card_guard=card_guard).predict(vol).labels.array
     assert kept[faint].all()  # the caller's own setting wins over the card's
     assert threshold_predictor(guard=Guard(min_piece_confidence=0.7), card_guard=card_guard).guard.min_piece_confidence == 0.7
+    with_share = threshold_predictor(guard=Guard(), card_guard={**card_guard, "min_type_share": 0.8}).guard
+    assert with_share.min_type_share == 0.8 and with_share.min_piece_confidence == 0.9  # rule 5's share too
 
 
 def test_without_resampling_when_the_plan_spacing_is_close():

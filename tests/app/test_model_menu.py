@@ -86,6 +86,7 @@ def test_a_fresh_install_opens_with_the_default_of_the_readme_rule(qtbot, tmp_pa
         assert win.session.model_summary.startswith("aa_unet v4") and "members" not in win.session.model_summary
         assert "synthetic" in win.session.model_summary  # what it was trained on, on the status bar
         assert win.inference.worker.predictor.guard.min_piece_confidence == 0.92  # the whole guard, from its card
+        assert win.inference.worker.predictor.guard.min_type_share == 0.8
         assert win.bundled_model_actions[("aa_unet", None)].isChecked()
     finally:
         win.inference.shutdown()

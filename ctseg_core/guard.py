@@ -181,15 +181,12 @@ class Guard:
         ids = np.arange(1, n + 1)
         sums = np.stack([ndi.sum_labels(np.asarray(probs_zcyx[:, channels.index(c)], np.float32), pieces, ids)
                          for c in types])
-        lead = sums.argmax(axis=0)
         share = sums.max(axis=0) / np.maximum(sums.sum(axis=0), 1e-12)
-        retyped = 0
-        for piece, t, sh in zip(ids, lead, share):
-            mask = pieces == piece
-            if sh >= self.min_type_share and (out[mask] != types[t]).any():
-                out[mask] = types[t]
-                retyped += 1
-        return out, retyped
+        target = np.where(share >= self.min_type_share, np.asarray(types)[sums.argmax(axis=0)], 0)  # 0: keeps its types
+        per_voxel = np.concatenate([[0], target]).astype(np.uint8)[pieces]
+        changed = (per_voxel > 0) & (out != per_voxel)
+        out[per_voxel > 0] = per_voxel[per_voxel > 0]
+        return out, int(np.unique(pieces[changed]).size)
 
     def remove_specks(self, labels_zyx: np.ndarray, spacing_zyx) -> np.ndarray:
         """Labels with every 26-connected piece of a class under ``min_piece_ml`` set to background (a new

@@ -171,33 +171,24 @@ def test_refuses_plan_that_does_not_fit_the_inputs(saved, tmp_path):
         load_checkpoint(copy)
 
 
-@pytest.mark.parametrize("threshold", ["0.9", 1.5, -0.1, 1, True])
-def test_refuses_a_guard_threshold_that_is_not_a_probability(saved, tmp_path, threshold):
+GUARD_RANGES = {"min_piece_confidence": ("a number from 0 to below 1", ["0.9", 1.5, -0.1, 1, True], 0.9),
+                "min_type_share": ("0 .off. or a number from 0.5 to 1", ["0.8", 0.3, 1.2, -1, True], 0.8)}
+
+
+@pytest.mark.parametrize("name, bad", [(n, b) for n, (_, bads, _) in GUARD_RANGES.items() for b in bads])
+def test_refuses_guard_settings_out_of_their_range(saved, tmp_path, name, bad):
     _, _, path = saved
     copy = tmp_path / "model.safetensors"
     copy.write_bytes(path.read_bytes())
     card = json.loads(path.with_suffix(".json").read_text())
-    card["guard"]["min_piece_confidence"] = threshold
+    card["guard"][name] = bad
     (tmp_path / "model.json").write_text(json.dumps(card))
-    with pytest.raises(CheckpointError, match="guard.min_piece_confidence must be a number from 0 to below 1") as err:
+    with pytest.raises(CheckpointError, match=f"guard.{name} must be {GUARD_RANGES[name][0]}") as err:
         load_checkpoint(copy)
     assert "model.json" in str(err.value)  # the file is named
-
-
-@pytest.mark.parametrize("share", ["0.8", 0.3, 1.2, -1, True])
-def test_refuses_a_type_share_that_is_not_off_or_a_majority(saved, tmp_path, share):
-    _, _, path = saved
-    copy = tmp_path / "model.safetensors"
-    copy.write_bytes(path.read_bytes())
-    card = json.loads(path.with_suffix(".json").read_text())
-    card["guard"]["min_type_share"] = share
+    card["guard"][name] = GUARD_RANGES[name][2]
     (tmp_path / "model.json").write_text(json.dumps(card))
-    with pytest.raises(CheckpointError, match="guard.min_type_share must be 0 .off. or a number from 0.5 to 1") as err:
-        load_checkpoint(copy)
-    assert "model.json" in str(err.value)
-    card["guard"]["min_type_share"] = 0.8
-    (tmp_path / "model.json").write_text(json.dumps(card))
-    assert load_checkpoint(copy)[1].guard["min_type_share"] == 0.8
+    assert load_checkpoint(copy)[1].guard[name] == GUARD_RANGES[name][2]
 
 
 def test_save_replaces_an_existing_checkpoint_atomically(tmp_path):

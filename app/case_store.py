@@ -23,6 +23,7 @@ The workspace is ``QSettings workspace/root``, else ``$CTSEG_WORKSPACE``, else `
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,8 @@ class CaseStore(QObject):
             session.set_final(labels)  # marks every slice edited: a model run keeps the corrections
             self._show_stored_prediction(case, volume)
         elif origin == "prediction":  # the stored model output is the map to edit until a final exists
-            session.replace_prediction(labels.array, self._stored_uncertainty(case), case.prediction_model())
+            session.replace_prediction(labels.array, self._stored_uncertainty(case), case.prediction_model(),
+                                       case.prediction_guard())
         self._show_stored_triage(case)
         self.editor.reset_history()
         what = ORIGIN_TEXT[origin] + (f" (made by {case.record.model_version or 'an unknown model'})"
@@ -251,7 +253,8 @@ class CaseStore(QObject):
             self.session.log(f"the stored prediction could not be read: {exc}", "warning")
             return
         if prediction is not None:
-            self.session.replace_prediction(prediction.array, self._stored_uncertainty(case), case.prediction_model())
+            self.session.replace_prediction(prediction.array, self._stored_uncertainty(case), case.prediction_model(),
+                                            case.prediction_guard())
 
     def _stored_uncertainty(self, case):
         try:
@@ -364,9 +367,10 @@ class CaseStore(QObject):
             return
         copy = LabelMap(session.prediction.array.copy(), volume.geometry)
         uncertainty = None if np.isnan(session.uncertainty).all() else session.uncertainty.copy()
-        model = session.prediction_model
+        model, guard = session.prediction_model, session.guard_report
         version = model.label if model is not None else "unknown model"
-        run_task(lambda: case.save_prediction(copy, version, model=model, uncertainty=uncertainty),
+        guard_fields = asdict(guard) if guard is not None else None
+        run_task(lambda: case.save_prediction(copy, version, model=model, uncertainty=uncertainty, guard=guard_fields),
                  lambda _: self._on_prediction_stored(case),
                  lambda e: self._log(f"could not store the prediction: {e.message()}", "error"))
 

@@ -80,7 +80,7 @@ class ModelRunner(QObject):
         c.progress.connect(self._on_progress)
         c.finished.connect(self._on_finished)
         c.slice_scores.connect(self._on_slice_scores)
-        c.guard_report.connect(lambda report: session.log(report.describe()))
+        c.guard_report.connect(self._on_guard_report)
         c.failed.connect(self._on_failed)
         c.cancelled.connect(self._on_cancelled)
         c.running_changed.connect(session.set_inference_running)
@@ -178,6 +178,7 @@ class ModelRunner(QObject):
         rerun = bool(s.predicted_slices.any())
         self._staged = _Staged(s.volume.shape) if rerun else None
         self._scores = None  # a triage model's slice probabilities, when this run gives them
+        self._guard_report = None  # what the anatomical guard did in this run, when it ran
         self._run_model = s.model
         if not rerun:
             s.begin_streamed_prediction(s.model)
@@ -287,17 +288,23 @@ class ModelRunner(QObject):
         s.set_slice_probabilities(self._scores)  # a run without them clears the strip of an earlier triage
         staged, self._staged = self._staged, None
         if staged is not None:
-            s.replace_prediction(labels, staged.uncertainty, self._run_model)
+            s.replace_prediction(labels, staged.uncertainty, self._run_model, self._guard_report)
         else:
             # slices the stream did not deliver, and those the finished prediction changed (the guard's
             # speck rule runs on the whole volume); an annotator's edited slice keeps the edit
             changed = ~s.predicted_slices | (labels != s.prediction.array).any(axis=(1, 2))
             for z in np.nonzero(changed)[0]:
                 s.apply_predicted_slice(int(z), labels[z], None)
-            s.finish_streamed_prediction()
+            s.finish_streamed_prediction(self._guard_report)
         self._end()
         s.log(f"inference finished in {time.perf_counter() - self._started_at:.1f} s")
         self.done.emit("inferred")
+
+    def _on_guard_report(self, report) -> None:
+        """What the anatomical guard removed and retyped (just before ``finished``): logged, and kept with the
+        prediction (the findings dock and the stored case show it)."""
+        self._guard_report = report
+        self.session.log(report.describe())
 
     def _on_slice_scores(self, scores: np.ndarray) -> None:
         """A triage model's per-slice probabilities (just before ``finished``): the triage strip shows them when

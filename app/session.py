@@ -71,6 +71,7 @@ class Session(QObject):
         self.model: ModelIdentity | None = None  # the active model
         self.model_summary = ""
         self.prediction_model: ModelIdentity | None = None  # the model that made ``prediction``
+        self.guard_report = None  # ctseg_core.guard.GuardReport of ``prediction`` (None: no guard ran or unknown)
         self.inference_running = False
 
     # ---- scan ----
@@ -83,6 +84,7 @@ class Session(QObject):
         self.edited_slices = np.zeros(volume.shape[0], bool)
         self.slice_probabilities = None
         self.prediction_model = None
+        self.guard_report = None
         self.position = tuple(s // 2 for s in volume.shape)
         self.volume_changed.emit()
         self.position_changed.emit(*self.position)
@@ -107,9 +109,10 @@ class Session(QObject):
         return bool(self.predicted_slices.size) and bool(self.predicted_slices.all())
 
     def replace_prediction(self, labels: np.ndarray, uncertainty: np.ndarray | None = None,
-                           model: ModelIdentity | None = None) -> None:
+                           model: ModelIdentity | None = None, guard_report=None) -> None:
         """Put a whole prediction in place at once (a finished re-run, or one stored in the case): the
-        slices the annotator did not edit take it over in ``final``; one signal per map."""
+        slices the annotator did not edit take it over in ``final``; one signal per map. ``guard_report``:
+        what the anatomical guard removed and retyped in it."""
         if self.volume is None:
             return
         if labels.shape != self.volume.shape:
@@ -123,6 +126,7 @@ class Session(QObject):
         else:
             self.uncertainty[:] = np.nan
         self.prediction_model = model
+        self.guard_report = guard_report
         self.labels_changed.emit(PREDICTION, None)
         if keep.any():
             self.labels_changed.emit(FINAL, None)
@@ -133,7 +137,8 @@ class Session(QObject):
         """A first run starts streaming slices in (``apply_predicted_slice``); ``model`` makes them."""
         self.prediction_model = model
 
-    def finish_streamed_prediction(self) -> None:
+    def finish_streamed_prediction(self, guard_report=None) -> None:
+        self.guard_report = guard_report
         self.prediction_completed.emit()
 
     def reset_prediction(self) -> None:

@@ -253,6 +253,11 @@ class GuardReport:
     def total_ml(self) -> float:
         return self.slice_rules_ml + self.specks_ml + self.unsure_ml
 
+    def brief(self) -> str:
+        """A few words for a status line: what the guard removed and retyped."""
+        retyped = f" and gave {self.retyped_ml:.2f} mL another type" if self.retyped_ml else ""
+        return f"the anatomical guard removed {self.total_ml:.2f} mL{retyped}"
+
     def describe(self) -> str:
         """One line for a log or a terminal."""
         retyped = (f"; it gave {self.retyped_ml:.2f} mL in {self.retyped_collections} extra-axial collection(s) the "

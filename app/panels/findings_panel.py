@@ -97,7 +97,8 @@ class ModelBox(QWidget):
         if n < total:
             return f"Prediction: partial, {n} of {total} slices (the run was stopped), by {who}"
         other = "" if s.model is None or s.model.same_model(s.prediction_model) else " (not the active model)"
-        return f"Prediction by {who}{other}"
+        guard = f"; {s.guard_report.brief()} (Model > Anatomical guard)" if s.guard_report is not None else ""
+        return f"Prediction by {who}{other}{guard}"
 
 
 class FindingsPanel(QWidget):

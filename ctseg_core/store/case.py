@@ -260,9 +260,10 @@ class Case:
         return labels
 
     def save_prediction(self, labels: LabelMap, model_version: str, model=None,
-                        uncertainty: np.ndarray | None = None) -> None:
+                        uncertainty: np.ndarray | None = None, guard: dict | None = None) -> None:
         """Store the model's output; ``model`` (a ``ModelIdentity``) tells later sessions which weights
-        made it, ``uncertainty`` (float (z, y, x) in [0, 1]) its per-voxel uncertainty."""
+        made it, ``uncertainty`` (float (z, y, x) in [0, 1]) its per-voxel uncertainty, ``guard`` what the
+        anatomical guard removed and retyped (``GuardReport`` fields; None: no guard ran)."""
         self._check(labels)
         self._check_writable()
         if uncertainty is not None and uncertainty.shape != labels.array.shape:
@@ -279,7 +280,7 @@ class Case:
         t = now_iso()
         atomic_write_text(self.folder / PREDICTION_JSON, json.dumps(
             {"model_version": model_version, "model": model.to_json() if model is not None else None,
-             "saved": t, "classes": label_table_json()}, indent=1))
+             "guard": guard, "saved": t, "classes": label_table_json()}, indent=1))
 
         findings = _findings_summary(labels)
 
@@ -300,6 +301,16 @@ class Case:
         except (OSError, ValueError):
             return None
         return ModelIdentity.from_json(data.get("model")) if isinstance(data, dict) else None
+
+    def prediction_guard(self):
+        """The ``GuardReport`` stored with the prediction (None: no guard ran, not recorded, or unreadable)."""
+        from ctseg_core.guard import GuardReport
+
+        try:
+            data = json.loads((self.folder / PREDICTION_JSON).read_text(encoding="utf-8"))
+            return GuardReport(**data["guard"]) if isinstance(data, dict) and data.get("guard") else None
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
 
     def load_uncertainty(self) -> np.ndarray | None:
         """The stored uncertainty of the prediction as float32 (z, y, x), or None."""

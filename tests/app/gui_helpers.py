@@ -24,12 +24,12 @@ class ThresholdPredictor:
     a delay. ``name`` tells two stub models apart (their identity has no weights hash)."""
 
     def __init__(self, delay_s: float = 0.0, fail: bool = False, class_id: int = 1, name: str = "stub-threshold v0",
-                 finish=None):
+                 finish=None, guard_report=None):
         """``finish(labels)``: the returned labels, changed after the slices were sent (as the guard's speck
-        rule does)."""
+        rule does); ``guard_report`` what the prediction says the guard did."""
         self.card = SimpleNamespace(summary=lambda: f"{name} — trained on nothing (test stub)")
         self.delay_s, self.fail, self.calls, self.class_id = delay_s, fail, [], class_id
-        self.finish = finish
+        self.finish, self.guard_report = finish, guard_report
 
     def predict(self, volume: Volume, start_slice=None, on_slice=None, cancel: CancelToken | None = None,
                 progress=None):
@@ -56,7 +56,7 @@ class ThresholdPredictor:
                 progress(n, depth, "")
         if self.finish is not None:
             labels = self.finish(labels.copy())
-        return SimpleNamespace(labels=LabelMap(labels, volume.geometry))
+        return SimpleNamespace(labels=LabelMap(labels, volume.geometry), guard_report=self.guard_report)
 
 
 def phantom_volume(depth=12, size=128, spacing=(5.0, 0.8, 0.8)) -> Volume:

@@ -40,6 +40,8 @@ def test_checkpoint_path_loads_in_the_worker_and_segments(qtbot, settings, tmp_p
     assert open_and_wait(qtbot, win, scan, timeout=120000) == "inferred"
     said = [t for t in logged if t.startswith("the anatomical guard removed")]  # what the guard took, in the log
     assert len(said) == 1 and "no unsure-piece rule for this model" in said[0]
+    assert win.session.guard_report.describe() == said[0]  # kept with the prediction, said beside it
+    assert win.session.guard_report.brief() in win.findings_panel.model_box.prediction_label.text()
     assert win.session.predicted_slices.all()
     assert np.isfinite(win.session.uncertainty).all()
     win.inference.shutdown()

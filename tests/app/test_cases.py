@@ -143,24 +143,37 @@ def test_prediction_is_stored_with_the_model_version_and_becomes_the_map_to_edit
 
 def test_the_finished_prediction_replaces_streamed_slices_it_changed(qtbot, settings, tmp_path, workspace):
     """The guard's speck rule runs when every slice is done: what it removed from a slice already on
-    screen disappears from the prediction and the editable map, and the stored prediction matches."""
+    screen disappears from the prediction and the editable map, and the stored prediction matches. What the
+    guard did is said with the prediction and stored with it: a reopened case says it again."""
+    from ctseg_core.guard import GuardReport
+
     scan = write_phantom(tmp_path / "scan.nii.gz")
 
     def drop_slice_5(labels):
         labels[5] = 0
         return labels
 
+    report = GuardReport(slice_rules_ml=0.5, specks_ml=0.25, unsure_ml=1.0, unsure_pieces=2, threshold=0.92,
+                         retyped_ml=3.5, retyped_collections=1, type_share=0.8)
     win, editor = make_window(qtbot, settings, tmp_path, workspace)
     with qtbot.waitSignal(win.inference.model_loaded, timeout=30000):
-        win.load_predictor(ThresholdPredictor(finish=drop_slice_5))
+        win.load_predictor(ThresholdPredictor(finish=drop_slice_5, guard_report=report))
     assert open_and_wait(qtbot, win, scan) == "inferred"
     case = editor.store.case
     assert win.session.prediction.array[4].any() and not win.session.prediction.array[5].any()
     assert np.array_equal(win.session.final.array, win.session.prediction.array)
     qtbot.waitUntil(lambda: Workspace(workspace).case(case.id).record.prediction_saved != "", timeout=10000)
     assert np.array_equal(read_labels(case.folder / "prediction.nii.gz").array, win.session.prediction.array)
+    said = "the anatomical guard removed 1.75 mL and gave 3.50 mL another type"
+    assert said in win.findings_panel.model_box.prediction_label.text()
+    assert Workspace(workspace).case(case.id).prediction_guard() == report
     win.close()
     win.inference.shutdown()
+    again, _ = make_window(qtbot, settings, tmp_path, workspace)  # no model: the stored prediction is shown
+    assert open_and_wait(qtbot, again, scan) == "no model"
+    assert again.session.guard_report == report and said in again.findings_panel.model_box.prediction_label.text()
+    again.close()
+    again.inference.shutdown()
 
 
 def test_esc_never_cancels_inference_its_own_shortcut_does(qtbot, settings, tmp_path, workspace):

@@ -218,3 +218,24 @@ def test_prediction_keeps_its_model_identity_and_uncertainty(ws, tmp_path, make_
     assert np.abs(back - unc).max() <= 0.5 / 255 + 1e-6  # stored in 1/255 steps
     case.save_prediction(pred, "old-style")  # no identity, no uncertainty: none is claimed
     assert again.prediction_model() is None and again.load_uncertainty() is None
+    assert again.prediction_guard() is None  # nor what a guard did
+
+
+def test_prediction_keeps_what_the_guard_did_and_a_damaged_record_claims_nothing(ws, tmp_path, make_scan):
+    import json
+    from dataclasses import asdict
+
+    from ctseg_core.guard import GuardReport
+
+    vol, path = make_scan(tmp_path)
+    case = ws.open_case(vol, path)
+    pred = LabelMap(np.zeros(vol.shape, np.uint8), vol.geometry)
+    report = GuardReport(0.5, 0.25, 1.0, 2, 0.92, retyped_ml=3.5, retyped_collections=1, type_share=0.8)
+    case.save_prediction(pred, "aa_unet v4", guard=asdict(report))
+    assert Workspace(ws.root).case(case.id).prediction_guard() == report
+    record = case.folder / "prediction.json"
+    data = json.loads(record.read_text())
+    data["guard"] = {"specks_ml": "a lot"}  # not a report: fields missing
+    record.write_text(json.dumps(data))
+    assert Workspace(ws.root).case(case.id).prediction_guard() is None
+    assert Workspace(ws.root).case(case.id).load_prediction(vol) is not None  # the prediction itself is kept

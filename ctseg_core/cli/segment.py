@@ -62,24 +62,23 @@ def predictor_options(args) -> dict:
     return options
 
 
-def _threshold(text: str) -> float:
+def _number(text: str, fits, wanted: str) -> float:
+    """An argument parsed as a number for which ``fits(value)`` holds, else the parser's error naming ``wanted``."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"a mean probability from 0 to below 1, not {text!r}")
+        value = float("nan")  # fits nothing
+    if not fits(value):
+        raise argparse.ArgumentTypeError(f"{wanted}, not {text!r}")
     return value
+
+
+def _threshold(text: str) -> float:
+    return _number(text, lambda v: 0 <= v < 1, "a mean probability from 0 to below 1")
 
 
 def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value == 0 or 0.5 <= value <= 1):
-        raise argparse.ArgumentTypeError(f"0 (off) or a share from 0.5 to 1, not {text!r}")
-    return value
+    return _number(text, lambda v: v == 0 or 0.5 <= v <= 1, "0 (off) or a share from 0.5 to 1")
 
 
 def add_guard_arguments(p) -> None:

@@ -54,10 +54,10 @@ def _tables(sets: dict, normal: list, chosen: float, share: float) -> str:
                      + ("  <- chosen" if t == chosen else ""))
     lines += ["", f"rule 5, one type per extra-axial collection (rule 4 at {chosen:.2f}): Dice; findings lost",
               f"{'share':>9} {names}"]
-    for s in (0.0, *SHARES):
-        cells = " ".join(f"{_cell(score(scans, chosen, s), False):>34}" for scans in sets.values())
-        lines.append(f"{s:>9.2f} {cells}" + ("  <- chosen" if s == share else ""))
-    pooled = [s for scans in sets.values() for s in scans]
+    for v in (0.0, *SHARES):
+        cells = " ".join(f"{_cell(score(scans, chosen, v), False):>34}" for scans in sets.values())
+        lines.append(f"{v:>9.2f} {cells}" + ("  <- chosen" if v == share else ""))
+    pooled = [scan for scans in sets.values() for scan in scans]
     final = score(pooled, chosen, share)
     lines.append(f"all {len(pooled)} scans: Dice {score(pooled, 0)['dice']:.3f} with neither rule, {final['dice']:.3f} "
                  f"at {chosen:.2f} / {share:.2f} (per class {final['per_class']})")

@@ -181,8 +181,8 @@ class Guard:
         ids = np.arange(1, n + 1)
         sums = np.stack([ndi.sum_labels(np.asarray(probs_zcyx[:, channels.index(c)], np.float32), pieces, ids)
                          for c in types])
-        share = sums.max(axis=0) / np.maximum(sums.sum(axis=0), 1e-12)
-        target = np.where(share >= self.min_type_share, np.asarray(types)[sums.argmax(axis=0)], 0)  # 0: keeps its types
+        lead = leading_types(sums, self.min_type_share)
+        target = np.where(lead >= 0, np.asarray(types)[np.maximum(lead, 0)], 0)  # 0: keeps its types
         per_voxel = np.concatenate([[0], target]).astype(np.uint8)[pieces]
         changed = (per_voxel > 0) & (out != per_voxel)
         out[per_voxel > 0] = per_voxel[per_voxel > 0]
@@ -224,6 +224,13 @@ class Guard:
                 out[np.isin(pieces, unsure)] = 0
                 removed += int(unsure.size)
         return out, removed
+
+
+def leading_types(sums: np.ndarray, min_share: float) -> np.ndarray:
+    """Rule 5 on collections whose summed probability of each type is ``sums`` (types, collections): per
+    collection, the index of the type it takes, or -1 where no type holds ``min_share`` of it (0: never)."""
+    share = sums.max(axis=0) / np.maximum(sums.sum(axis=0), 1e-12)
+    return np.where((share >= min_share) & (min_share > 0), sums.argmax(axis=0), -1)
 
 
 def piece_confidences(labels_zyx: np.ndarray, prob_zyx: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:

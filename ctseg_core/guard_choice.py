@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 from scipy import ndimage as ndi
 
-from ctseg_core.guard import EXTRA_AXIAL, piece_confidences
+from ctseg_core.guard import EXTRA_AXIAL, leading_types, piece_confidences
 from ctseg_core.labels import LESION_CLASSES
 
 THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
@@ -62,10 +62,8 @@ class Collection:
 
     def lead(self, share: float) -> int | None:
         """Index of the type rule 5 gives the whole collection at ``share`` (None: it keeps its types)."""
-        total = sum(self.prob)
-        if not share or total <= 0 or max(self.prob) < share * total:
-            return None
-        return int(np.argmax(self.prob))
+        lead = int(leading_types(np.asarray(self.prob, np.float64)[:, None], share)[0])
+        return None if lead < 0 else lead
 
 
 @dataclass

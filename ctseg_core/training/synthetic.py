@@ -268,9 +268,13 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable = print,
     clock = RunClock(before_s=float(history.get("train_cpu_s", 0.0)))
     evaluator = Evaluator(cfg, device) if (cfg.eval_data or cfg.eval_real) else None
 
+    def samples(step: int) -> int:
+        """Samples seen up to ``step``: those of the run resumed from, then this run's batch (which may differ)."""
+        return int(history.get("samples", start * cfg.batch_size)) + (step - start) * cfg.batch_size
+
     def run_info(step: int) -> dict:
         return {"config": cfg.to_json(), "class_weights": [float(w) for w in weights],
-                "train_cpu_s": clock.train_cpu_s, "samples": step * cfg.batch_size, "n_cases": data.n_cases,
+                "train_cpu_s": clock.train_cpu_s, "step": step, "samples": samples(step), "n_cases": data.n_cases,
                 "seeds": _seed_range(data.seeds()), "sessions": history.get("sessions", 0) + 1}
 
     def card(step: int, metrics: dict | None = None) -> ModelCard:
@@ -284,7 +288,7 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable = print,
 
     def evaluate(step: int) -> dict:
         t0 = time.process_time()
-        row = evaluator.evaluate(model, plan, step, cfg.batch_size, clock.train_cpu_s)
+        row = evaluator.evaluate(model, plan, step, samples(step), clock.train_cpu_s)
         clock.exclude(time.process_time() - t0)
         with open(side_path(cfg.out, CURVE_SUFFIX), "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -350,7 +354,7 @@ def _seed_range(seeds: list[int]) -> list[int]:
 
 def _card(model, cfg: PretrainConfig, plan: Plan, recipe: Recipe, run: dict, metrics: dict) -> ModelCard:
     description = "synthetic head CT from ctseg_core.synth only (no real patient data)"
-    step = run["samples"] // cfg.batch_size
+    step = run["step"]
     return ModelCard.for_model(
         model, plan=plan.to_dict(), version="1", parent_version=None, metrics=metrics, recipe=recipe.to_json(),
         training_data={"description": description, "source": "synthetic", "generator": "ctseg_core.synth",
@@ -377,11 +381,11 @@ class Evaluator:
         self.cfg, self.device = cfg, device
         self._real = None
 
-    def evaluate(self, model, plan: Plan, step: int, batch_size: int, train_cpu_s: float) -> dict:
+    def evaluate(self, model, plan: Plan, step: int, samples: int, train_cpu_s: float) -> dict:
         from ctseg_core.training.trainer import set_train_mode
 
         card = ModelCard.for_model(model, plan=plan.to_dict())
-        row = {"step": step, "samples": step * batch_size, "train_cpu_h": round(train_cpu_s / 3600, 4),
+        row = {"step": step, "samples": samples, "train_cpu_h": round(train_cpu_s / 3600, 4),
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         try:
             if self.cfg.eval_data:

@@ -173,6 +173,18 @@ def test_resume_with_another_learning_rate_runs_at_it_from_the_saved_step(tmp_pa
     assert meta["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5 + 4 / 10 * (1e-4 - 1e-5))
 
 
+def test_a_resumed_run_with_another_batch_size_counts_the_samples_it_saw(tmp_path, cache):
+    from ctseg_core.training.state import read_training_state
+
+    cfg = _config(tmp_path, cache, steps=2, batch_size=2)
+    train_synthetic(cfg, emit=lambda e: None)
+    state = side_path(cfg.out, STATE_SUFFIX)
+    _, card = load_checkpoint(train_synthetic(_config(tmp_path, cache, steps=4, batch_size=3, resume_from=state),
+                                              emit=lambda e: None))
+    assert card.extra["steps"] == 4 and card.extra["samples"] == 2 * 2 + 2 * 3
+    assert read_training_state(state)[1]["run"]["samples"] == 10
+
+
 def test_resume_from_a_checkpoint_continues_its_step_count_and_refuses_another_model(tmp_path, cache):
     first = train_synthetic(_config(tmp_path / "a", cache, steps=2), emit=lambda e: None)
     _, card = load_checkpoint(train_synthetic(_config(tmp_path / "b", cache, resume_from=first), emit=lambda e: None))

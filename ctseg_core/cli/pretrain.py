@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--loss", choices=LOSS_CHOICES, default=None,
                    help="training loss (default focal_dice; scan models: radnet, their own)")
+    p.add_argument("--class-weight-power", type=float, default=0.5,
+                   help="the loss's class weights are (1 / class frequency) ** this (0: all equal; a resumed run "
+                        "with another power has its weights estimated again)")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
                    help="adamw with the cyclic rate, or sgd (momentum 0.9, rate /10 at 1/3 and 2/3: RADnet's)")
     p.add_argument("--slices", type=int, default=None,
@@ -114,7 +117,7 @@ def run(args) -> int:
     model_config = model_options(args, default_config(args.arch))
     cfg = PretrainConfig(out=args.out, cache=args.cache, steps=args.steps, seed=args.seed, architecture=args.arch,
                          model_config=model_config, spacing_mm=args.spacing, patch=args.patch, batch_size=args.batch,
-                         loss=args.loss, optimizer=args.optimizer, slices=args.slices, scan_size=args.scan_size,
+                         loss=args.loss, class_weight_power=args.class_weight_power, optimizer=args.optimizer, slices=args.slices, scan_size=args.scan_size,
                          max_train_cpu_s=None if args.max_train_cpu_min is None else 60.0 * args.max_train_cpu_min,
                          lr=args.lr, base_lr=args.base_lr, cycle_steps=args.cycle_steps,
                          rates=CropRates(args.lesion_rate, args.hard_negative_rate), eval_data=args.eval_data,

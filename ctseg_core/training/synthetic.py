@@ -69,6 +69,7 @@ class PretrainConfig:
     rates: CropRates = field(default_factory=CropRates)
     augment: CropAugment = field(default_factory=CropAugment)
     loss: str | None = None  # ctseg_core.losses name; None: focal_dice (radnet for scan models)
+    class_weight_power: float = 0.5  # the loss's class weights: (1 / frequency) ** this (0: all equal)
     optimizer: str = "adamw"  # "adamw" (cyclic learning rate) or "sgd" (momentum 0.9, /10 at 1/3 and 2/3)
     slices: int | None = None  # slab models: K slices per sample (None: the model's slab_slices); scan: run length
     scan_size: int = 224  # scan models: whole slices padded or cropped to this (1 mm grid: the whole head)
@@ -170,7 +171,7 @@ class CachedCrops:
         if self.cfg.kind == "scan":  # RADnet's loss has no class weights
             return np.ones(NUM_CLASSES, np.float32)
         labels = [self.sampler.batch(self.cfg.seed, k, self.cfg.batch_size, stream=1)["label"].numpy() for k in range(n)]
-        return class_weights_from_labels([lab.astype(np.uint8) for lab in labels])
+        return class_weights_from_labels([lab.astype(np.uint8) for lab in labels], power=self.cfg.class_weight_power)
 
 
 def make_sampler(cfg: PretrainConfig, plan: Plan, entries: list[CacheEntry]):
@@ -263,7 +264,7 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable = print,
     # the cyclic schedule never depends on how far a run goes, so a run continued to more steps follows it
     optimizer, scheduler = make_optimizer(list(model.parameters()), recipe, max(cfg.steps, 2 * cfg.cycle_steps))
     start, history = _resume(cfg, model, optimizer, scheduler, emit)
-    weights = np.asarray(history.get("class_weights") or data.class_weights(), np.float32)
+    weights = _class_weights(cfg, history, data, emit)
     loss_fn = kind_loss(cfg.kind, recipe.loss, weights, recipe.focal_gamma).to(device)
     clock = RunClock(before_s=float(history.get("train_cpu_s", 0.0)))
     evaluator = Evaluator(cfg, device) if (cfg.eval_data or cfg.eval_real) else None
@@ -310,6 +311,20 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable = print,
     metrics = {"evaluation": evaluate(tuner.step)} if evaluator else {}
     snapshot(tuner.step)
     return save_checkpoint(model, card(tuner.step, metrics), cfg.out, fp16=True)
+
+
+def _class_weights(cfg: PretrainConfig, history: dict, data, emit) -> np.ndarray:
+    """The loss's class weights: a resumed run keeps its own unless its power was another (then they are
+    estimated again, and an event says so)."""
+    earlier = float(history.get("config", {}).get("class_weight_power", 0.5))
+    if history.get("class_weights") and earlier == cfg.class_weight_power:
+        return np.asarray(history["class_weights"], np.float32)
+    weights = np.asarray(data.class_weights(), np.float32)
+    if history.get("class_weights"):
+        emit({"event": "class_weights", "power": [earlier, cfg.class_weight_power],
+              "weights": [[round(float(w), 4) for w in history["class_weights"]], [round(float(w), 4) for w in weights]],
+              "note": "estimated again for the changed power"})
+    return weights
 
 
 def _resume(cfg: PretrainConfig, model, optimizer, scheduler, emit) -> tuple[int, dict]:

@@ -185,6 +185,29 @@ def test_a_resumed_run_with_another_batch_size_counts_the_samples_it_saw(tmp_pat
     assert read_training_state(state)[1]["run"]["samples"] == 10
 
 
+def test_a_resumed_run_with_another_class_weight_power_estimates_its_weights_again(tmp_path, cache):
+    from ctseg_core.training.state import read_training_state
+
+    cfg = _config(tmp_path, cache, steps=2)
+    train_synthetic(cfg, emit=lambda e: None)
+    state = side_path(cfg.out, STATE_SUFFIX)
+    first = read_training_state(state)[1]["run"]["class_weights"]
+    same = []
+    train_synthetic(_config(tmp_path, cache, steps=3, resume_from=state), emit=same.append)
+    assert read_training_state(state)[1]["run"]["class_weights"] == first
+    assert not any(e.get("event") == "class_weights" for e in same if isinstance(e, dict))
+    events = []
+    train_synthetic(_config(tmp_path, cache, steps=4, class_weight_power=0.0, resume_from=state), emit=events.append)
+    changed = next(e for e in events if isinstance(e, dict) and e.get("event") == "class_weights")
+    assert changed["power"] == [0.5, 0.0] and changed["weights"][0] == [round(w, 4) for w in first]
+    run = read_training_state(state)[1]["run"]
+    present = [w for w, f in zip(run["class_weights"], first) if f < max(first)]  # absent classes weigh the cap
+    assert len(present) >= 2 and present == pytest.approx([present[0]] * len(present))  # power 0: all alike
+    present_first = [f for f in first if f < max(first)]
+    assert max(present_first) / min(present_first) > 2  # the default power does weight the classes
+    assert run["config"]["class_weight_power"] == 0.0
+
+
 def test_resume_from_a_checkpoint_continues_its_step_count_and_refuses_another_model(tmp_path, cache):
     first = train_synthetic(_config(tmp_path / "a", cache, steps=2), emit=lambda e: None)
     _, card = load_checkpoint(train_synthetic(_config(tmp_path / "b", cache, resume_from=first), emit=lambda e: None))

@@ -117,7 +117,8 @@ def run(args) -> int:
     model_config = model_options(args, default_config(args.arch))
     cfg = PretrainConfig(out=args.out, cache=args.cache, steps=args.steps, seed=args.seed, architecture=args.arch,
                          model_config=model_config, spacing_mm=args.spacing, patch=args.patch, batch_size=args.batch,
-                         loss=args.loss, class_weight_power=args.class_weight_power, optimizer=args.optimizer, slices=args.slices, scan_size=args.scan_size,
+                         loss=args.loss, class_weight_power=args.class_weight_power, optimizer=args.optimizer,
+                         slices=args.slices, scan_size=args.scan_size,
                          max_train_cpu_s=None if args.max_train_cpu_min is None else 60.0 * args.max_train_cpu_min,
                          lr=args.lr, base_lr=args.base_lr, cycle_steps=args.cycle_steps,
                          rates=CropRates(args.lesion_rate, args.hard_negative_rate), eval_data=args.eval_data,

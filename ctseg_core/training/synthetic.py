@@ -316,7 +316,8 @@ def train_synthetic(cfg: PretrainConfig, emit: Callable = print,
 def _class_weights(cfg: PretrainConfig, history: dict, data, emit) -> np.ndarray:
     """The loss's class weights: a resumed run keeps its own unless its power was another (then they are
     estimated again, and an event says so)."""
-    earlier = float(history.get("config", {}).get("class_weight_power", 0.5))
+    # a run from before the option was weighted at the default power
+    earlier = float(history.get("config", {}).get("class_weight_power", PretrainConfig.class_weight_power))
     if history.get("class_weights") and earlier == cfg.class_weight_power:
         return np.asarray(history["class_weights"], np.float32)
     weights = np.asarray(data.class_weights(), np.float32)

@@ -292,24 +292,28 @@ class Case:
     def load_prediction(self, volume: Volume | None = None) -> LabelMap | None:
         return self._read(PREDICTION, volume)
 
+    def _prediction_record(self) -> dict:
+        """``prediction.json`` as a dict ({} when absent, unreadable or not a record)."""
+        try:
+            data = json.loads((self.folder / PREDICTION_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def prediction_model(self):
         """The ``ModelIdentity`` of the stored prediction (None when not recorded or unreadable)."""
         from ctseg_core.model_identity import ModelIdentity
 
-        try:
-            data = json.loads((self.folder / PREDICTION_JSON).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return ModelIdentity.from_json(data.get("model")) if isinstance(data, dict) else None
+        return ModelIdentity.from_json(self._prediction_record().get("model"))
 
     def prediction_guard(self):
         """The ``GuardReport`` stored with the prediction (None: no guard ran, not recorded, or unreadable)."""
         from ctseg_core.guard import GuardReport
 
+        guard = self._prediction_record().get("guard")
         try:
-            data = json.loads((self.folder / PREDICTION_JSON).read_text(encoding="utf-8"))
-            return GuardReport(**data["guard"]) if isinstance(data, dict) and data.get("guard") else None
-        except (OSError, ValueError, TypeError, KeyError):
+            return GuardReport(**guard) if isinstance(guard, dict) else None
+        except TypeError:  # fields missing or unknown
             return None
 
     def load_uncertainty(self) -> np.ndarray | None:

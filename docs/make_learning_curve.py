@@ -9,12 +9,18 @@ real GE head CT (no hemorrhage: all false positive), log scale.
 ``--table`` prints instead the rows of docs/models.md's table (Markdown), one per evaluation: steps,
 samples, CPU-hours, Dice per class (sample average; the voxel average in the next column group) and the
 GE false-positive mL, each as "model alone / with the guard" where the run measured both.
+
+``--from-table docs/models.md`` draws the runs whose rows are already in that table (the curve files of
+earlier sessions' runs lived beside the training, outside the repository, and go with the machine):
+
+    .venv/bin/python docs/make_learning_curve.py --from-table docs/models.md NAME=RUN.curve.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -29,17 +35,18 @@ def read_curve(path: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="NAME=PATH of a run's curve.jsonl")
+    ap.add_argument("runs", nargs="*", help="NAME=PATH of a run's curve.jsonl")
+    ap.add_argument("--from-table", type=Path, help="also draw the runs tabled in this Markdown file")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("learning_curve.png"))
     ap.add_argument("--table", action="store_true", help="print the Markdown table rows instead of drawing")
     args = ap.parse_args()
     if args.table:
         print_table(args.runs)
         return
+    runs = read_table(args.from_table) if args.from_table else {}
+    runs.update({name: read_curve(Path(path)) for name, path in (spec.split("=", 1) for spec in args.runs)})
     fig, (dice_ax, fp_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for spec in args.runs:
-        name, path = spec.split("=", 1)
-        rows = read_curve(Path(path))
+    for name, rows in runs.items():
         hours = [r["train_cpu_h"] for r in rows]
         line, = dice_ax.plot(hours, [r.get("mean_dice_sample") or 0 for r in rows], marker="o", ms=3, label=name)
         if any("mean_dice_sample_guard" in r for r in rows):
@@ -79,6 +86,27 @@ def table_row(name: str, row: dict) -> str:
         sample += f" (guard: {' / '.join(format(row['dice_sample_guard'][c], '.2f') for c in CLASSES)})"
     return (f"| {name} | {row['step']} | {row['samples']:,} | {row['train_cpu_h']:.2f} | {sample} | "
             f"{_pair(row, 'mean_dice_sample', '.3f')} | {voxel} | {_pair(row, 'real_fp_total_ml', '.1f')} |")
+
+
+def read_table(path: Path) -> dict[str, list[dict]]:
+    """The curves tabled in ``path`` (rows as ``--table`` prints them), by run name; a note in brackets
+    after the name is dropped; rows of averages and of earlier models (several words for a name, a range of
+    CPU-hours) are not curves and are left out."""
+    runs: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].split(" (")[0]
+        if len(cells) != 8 or not cells[1].isdigit() or not re.fullmatch(r"[\w-]+", name) \
+                or not re.fullmatch(r"[\d.]+", cells[3]):
+            continue
+        row = {"step": int(cells[1]), "samples": int(cells[2].replace(",", "")), "train_cpu_h": float(cells[3])}
+        for key, cell in (("mean_dice_sample", cells[5]), ("real_fp_total_ml", cells[7])):
+            values = [float(v) for v in cell.split(" / ")]
+            row[key] = values[0]
+            if len(values) > 1:
+                row[f"{key}_guard"] = values[1]
+        runs.setdefault(name, []).append(row)
+    return runs
 
 
 def print_table(runs: list[str]) -> None:

@@ -45,6 +45,8 @@ def main() -> None:
         return
     runs = read_table(args.from_table) if args.from_table else {}
     runs.update({name: read_curve(Path(path)) for name, path in (spec.split("=", 1) for spec in args.runs)})
+    if not runs:
+        ap.error("nothing to draw: give NAME=PATH runs or --from-table")
     fig, (dice_ax, fp_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax in (dice_ax, fp_ax):  # a colour per run for up to 20 runs (the default cycle repeats after 10)
         ax.set_prop_cycle(color=plt.cm.tab20.colors)

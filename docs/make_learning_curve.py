@@ -48,8 +48,7 @@ def main() -> None:
     if not runs:
         ap.error("nothing to draw: give NAME=PATH runs or --from-table")
     fig, (dice_ax, fp_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax in (dice_ax, fp_ax):  # a colour per run for up to 20 runs (the default cycle repeats after 10)
-        ax.set_prop_cycle(color=plt.cm.tab20.colors)
+    dice_ax.set_prop_cycle(color=plt.cm.tab20.colors)  # a colour per run for up to 20 runs; fp_ax reuses them
     for name, rows in runs.items():
         hours = [r["train_cpu_h"] for r in rows]
         line, = dice_ax.plot(hours, [r.get("mean_dice_sample") or 0 for r in rows], marker="o", ms=3, label=name)
